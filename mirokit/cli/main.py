@@ -1,0 +1,59 @@
+"""`mirokit` command line: train, sample, demo. Errors in user input print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mirokit import __version__
+
+COMMANDS = {
+    "train": "mirokit.cli.train",
+    "sample": "mirokit.cli.sample",
+    "demo": "mirokit.cli.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per command (each module adds its own flags)."""
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="mirokit",
+        description="MIRO: multi-reward conditioned pretraining for text-to-image generators.",
+        epilog="Set MIROKIT_DEBUG=1 to see full tracebacks instead of one-line errors.",
+    )
+    parser.add_argument("--version", action="version", version=f"mirokit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from mirokit.config import ConfigError
+    from mirokit.data.batch import DataError
+
+    return (ConfigError, DataError, FileNotFoundError, ValueError, KeyError, FloatingPointError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mirokit` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("mirokit: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as err:
+        if os.environ.get("MIROKIT_DEBUG"):
+            raise
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"mirokit {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

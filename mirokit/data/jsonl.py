@@ -1,0 +1,199 @@
+"""Image–caption–scores datasets described by a JSON-lines file.
+
+Each line: `{"image": "rel/or/abs/path.png", "caption": "...", "scores": {"clip_score": 0.7}}`.
+Every line is validated when the dataset is built; bad lines are skipped, counted in
+`dataset.skipped` and reported once with a warning, so nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from mirokit.data.batch import DataError
+
+# Errors PIL raises for unreadable/corrupt files (SyntaxError and struct errors come from some
+# decoders on truncated headers).
+_IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def load_image(path: str | Path, *, image_size: int, channels: int = 3) -> Tensor:
+    """Read an image file into a (C, image_size, image_size) float32 tensor in [-1, 1].
+
+    The image is converted to RGB (C=3) or L (C=1), transparent pixels are composited on white,
+    the shorter side is resized to `image_size` (bicubic) and the centre is cropped.
+    Raises `DataError` naming the file if it cannot be decoded.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = _to_mode(im, "RGB" if channels == 3 else "L")
+    except _IMAGE_ERRORS as err:
+        raise DataError(f"cannot read image {path}: {_first_line(err)}") from None
+    im = _resize_center_crop(im, image_size)
+    array = np.asarray(im, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous().div_(127.5).sub_(1.0)
+
+
+def _to_mode(im: Image.Image, mode: str) -> Image.Image:
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return im.convert(mode)
+
+
+def _resize_center_crop(im: Image.Image, size: int) -> Image.Image:
+    width, height = im.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        im = im.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def _parse_scores(raw: object) -> tuple[dict[str, float] | None, str]:
+    """Scores dict -> ({key: float or NaN}, "") or (None, reason)."""
+    if raw is None:
+        return {}, ""
+    if not isinstance(raw, dict):
+        return None, f"scores is not an object ({type(raw).__name__})"
+    scores = {}
+    for key, value in raw.items():
+        if value is None:
+            scores[key] = math.nan
+            continue
+        if isinstance(value, bool) or not isinstance(value, Real):
+            return None, f"score {key!r} is not a number ({value!r})"
+        number = float(value)
+        if not math.isnan(number) and not 0.0 <= number <= 1.0:
+            return None, f"score {key!r}={number} outside [0, 1]"
+        scores[key] = number
+    return scores, ""
+
+
+class JsonlImageDataset(Dataset):
+    """Dataset over a JSONL file of `{"image", "caption", "scores"}` records.
+
+    `self[i]` returns `(image (C, image_size, image_size) float32 in [-1, 1], caption, scores)`
+    where `scores` maps reward keys to floats in [0, 1] or NaN (missing); feed a list of these to
+    `mirokit.data.collate`. Image paths are relative to the JSONL's folder, or to `root` if given.
+    `skipped` lists one-line reasons (`"file.jsonl:3: missing caption"`) for rejected lines.
+    With `verify_images=True` every image is decoded at construction and corrupt ones are skipped
+    too; otherwise a corrupt file raises `DataError` naming it when it is first read.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        image_size: int,
+        channels: int = 3,
+        root: str | Path | None = None,
+        verify_images: bool = False,
+    ) -> None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise DataError(f"dataset file not found: {path}")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
+            raise DataError(f"{path.name}: image_size must be a positive int, got {image_size!r}")
+        if channels not in (1, 3):
+            raise DataError(f"{path.name}: channels must be 1 or 3, got {channels!r}")
+        base = Path(root).expanduser() if root is not None else path.parent
+        if not base.is_dir():
+            raise DataError(f"image root folder not found: {base}")
+        self.path = path
+        self.root = base
+        self.image_size = image_size
+        self.channels = channels
+        self.images: list[Path] = []
+        self.captions: list[str] = []
+        self.scores: list[dict[str, float]] = []
+        self.skipped: list[str] = []
+        num_lines = 0
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text ({_first_line(err)})") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue  # blank lines (e.g. a trailing newline) are not records
+            num_lines += 1
+            reason = self._add_line(line, verify_images)
+            if reason:
+                self.skipped.append(f"{path.name}:{number}: {reason}")
+        if num_lines == 0:
+            raise DataError(f"{path}: no records")
+        if not self.images:
+            raise DataError(f"{path}: every line is invalid; first: {self.skipped[0]}")
+        if self.skipped:
+            warnings.warn(
+                f"{path.name}: skipped {len(self.skipped)} of {num_lines} lines; first: {self.skipped[0]}",
+                stacklevel=2,
+            )
+
+    def _add_line(self, line: str, verify_images: bool) -> str:
+        """Validate one JSONL line and append it; returns "" or the reason it was rejected."""
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            return f"malformed JSON ({err.msg} at column {err.colno})"
+        if not isinstance(record, dict):
+            return f"not a JSON object ({type(record).__name__})"
+        image = record.get("image")
+        if not isinstance(image, str) or not image:
+            return "missing image path" if image is None else "image path is not a non-empty string"
+        caption = record.get("caption")
+        if caption is None:
+            return "missing caption"
+        if not isinstance(caption, str):
+            return f"caption is not a string ({type(caption).__name__})"
+        scores, reason = _parse_scores(record.get("scores"))
+        if scores is None:
+            return reason
+        image_path = Path(image).expanduser()
+        if not image_path.is_absolute():
+            image_path = self.root / image_path
+        if not image_path.is_file():
+            return f"image file not found: {image_path}"
+        if verify_images:
+            try:
+                with Image.open(image_path) as im:
+                    im.load()
+            except _IMAGE_ERRORS as err:
+                return f"corrupt image {image_path}: {_first_line(err)}"
+        self.images.append(image_path)
+        self.captions.append(caption)
+        self.scores.append(scores)
+        return ""
+
+    def __len__(self) -> int:
+        """Number of valid records."""
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, str, dict[str, float]]:
+        """Sample `index`: (image (C, H, W) float32 in [-1, 1], caption, {key: score or NaN})."""
+        image = load_image(self.images[index], image_size=self.image_size, channels=self.channels)
+        return image, self.captions[index], dict(self.scores[index])
+
+    @property
+    def reward_keys_seen(self) -> list[str]:
+        """Sorted union of the score keys over all valid records."""
+        return sorted({key for scores in self.scores for key in scores})

@@ -1,0 +1,16 @@
+"""Generator networks: reward/text conditioning, RIN and UNet trunks, preconditioning."""
+
+from mirokit.models.conditioning import ConditioningConfig, RewardTextConditioner
+from mirokit.models.generator import (
+    GeneratorConfig,
+    GeneratorOutput,
+    MiroGenerator,
+    cpu_tiny_rin_config,
+    official_rin_config,
+)
+from mirokit.models.rin import RINConfig
+
+__all__ = [
+    "ConditioningConfig", "RewardTextConditioner", "GeneratorConfig", "GeneratorOutput", "MiroGenerator",
+    "RINConfig", "cpu_tiny_rin_config", "official_rin_config",
+]

@@ -1,0 +1,101 @@
+"""Multi-reward + text conditioning shared by every backbone (METHOD.md section 3).
+
+Each reward scalar gets its own Fourier+MLP embedder -> one token per reward, plus a learned
+per-reward position embedding. A missing or dropped reward (NaN) is the position embedding alone.
+The sequence [K reward tokens | registers | projected text tokens] is mixed by small self-attention
+blocks, then the signal-level (time) token is prepended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from mirokit.models.embedders import ScalarEmbedder
+from mirokit.models.layers import SelfAttentionBlock
+
+
+@dataclass(kw_only=True)
+class ConditioningConfig:
+    """Conditioning mixer settings (official: 16 registers, 2 mixer blocks, 16 heads)."""
+
+    num_registers: int = 16
+    """learned register tokens placed between the reward and text tokens"""
+    mixer_layers: int = 2
+    """self-attention blocks that mix reward, register and text tokens"""
+    mixer_heads: int = 16
+    """attention heads in the mixer (the official code hard-codes 16)"""
+    mlp_multiplier: int = 4
+    """hidden width of the mixer's GELU MLPs, as a multiple of the width"""
+
+
+@dataclass
+class Conditioning:
+    """Output of the conditioner.
+
+    time: (B, W) signal-level embedding; tokens: (B, 1+K+R+L, W) with the time token first;
+    mask: (B, 1+K+R+L) bool, False for text padding.
+    """
+
+    time: Tensor
+    tokens: Tensor
+    mask: Tensor
+
+
+def _trunc_normal_param(*shape: int) -> nn.Parameter:
+    p = nn.Parameter(torch.empty(*shape))
+    nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
+    return p
+
+
+class RewardTextConditioner(nn.Module):
+    """Turns (signal level, text embeddings, reward vector) into conditioning tokens of width W."""
+
+    def __init__(self, width: int, reward_keys: list[str], text_dim: int, cfg: ConditioningConfig):
+        super().__init__()
+        if width % 4:
+            raise ValueError(f"conditioning width {width} must be divisible by 4")
+        if len(set(reward_keys)) != len(reward_keys):
+            raise ValueError(f"duplicate reward keys in {reward_keys}")
+        self.reward_keys = list(reward_keys)
+        self.time_embedder = ScalarEmbedder(width // 4)
+        self.reward_embedders = nn.ModuleDict({k: ScalarEmbedder(width // 4) for k in reward_keys})
+        self.reward_position = _trunc_normal_param(len(reward_keys), width) if reward_keys else None
+        self.registers = _trunc_normal_param(cfg.num_registers, width)
+        self.text_proj = nn.Linear(text_dim, width)
+        self.mixer = nn.ModuleList(
+            SelfAttentionBlock(width, cfg.mixer_heads, mlp_multiplier=cfg.mlp_multiplier, norm="layer",
+                               qk_norm=False, swiglu=False, qkv_bias=True, layer_scale=0.1)
+            for _ in range(cfg.mixer_layers)
+        )
+
+    def reward_tokens(self, rewards: Tensor) -> Tensor:
+        """rewards: (B, K) in [0,1], NaN = missing/dropped -> (B, K, W); NaN gives the position embedding alone."""
+        present = ~torch.isnan(rewards)
+        values = torch.nan_to_num(rewards, nan=0.0)
+        emb = torch.stack([self.reward_embedders[k](values[:, i]) for i, k in enumerate(self.reward_keys)], dim=1)
+        return emb * present.unsqueeze(-1).to(emb.dtype) + self.reward_position.unsqueeze(0)
+
+    def forward(self, gamma: Tensor, text: Tensor, text_mask: Tensor, rewards: Tensor | None) -> Conditioning:
+        """gamma: (B,); text: (B, L, text_dim); text_mask: (B, L) bool; rewards: (B, K) or None when K=0."""
+        b = gamma.shape[0]
+        time = self.time_embedder(gamma)
+        parts = []
+        if self.reward_keys:
+            if rewards is None or rewards.shape != (b, len(self.reward_keys)):
+                got = None if rewards is None else tuple(rewards.shape)
+                raise ValueError(f"rewards must have shape ({b}, {len(self.reward_keys)}) for keys "
+                                 f"{self.reward_keys}, got {got}")
+            parts.append(self.reward_tokens(rewards.to(time.dtype)))
+        parts.append(self.registers.unsqueeze(0).expand(b, -1, -1))
+        parts.append(self.text_proj(text.to(self.text_proj.weight.dtype)))
+        tokens = torch.cat(parts, dim=1)
+        n_fixed = tokens.shape[1] - text.shape[1]
+        mask = torch.cat([torch.ones(b, n_fixed, dtype=torch.bool, device=text_mask.device), text_mask.bool()], 1)
+        for block in self.mixer:
+            tokens = block(tokens, token_mask=mask)
+        tokens = torch.cat([time.unsqueeze(1), tokens], dim=1)
+        mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=mask.device), mask], dim=1)
+        return Conditioning(time=time, tokens=tokens, mask=mask)

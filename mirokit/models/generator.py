@@ -1,0 +1,197 @@
+"""The MIRO generator: conditioner + image trunk + EDM-style preconditioning, HF-style persistence.
+
+`MiroGenerator(y, gamma, text=..., text_mask=..., rewards=..., self_cond=...)` returns the
+predicted velocity `eps - x0` and the self-conditioning state. Submodules are named `network`
+and `preconditioning` like the official checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from mirokit.config import ConfigError, from_dict, to_dict
+from mirokit.flow.precond import input_scale, output_scale
+from mirokit.models.conditioning import ConditioningConfig, RewardTextConditioner
+from mirokit.models.embedders import FourierFeatures
+from mirokit.models.layers import xavier_init_
+from mirokit.models.rin import RINConfig, RINTrunk
+from mirokit.models.unet import UNetConfig, UNetTrunk
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass(kw_only=True)
+class GeneratorConfig:
+    """Everything needed to rebuild a generator; stored as config.json in checkpoints."""
+
+    image_channels: int = 4
+    """channels of the modelled space (4 for SDXL latents, 3 for pixels)"""
+    image_size: int = 32
+    """side of the modelled space in its own units (latent or pixel)"""
+    reward_keys: list[str] = field(default_factory=list)
+    """names of the reward scalars the model is conditioned on, in order"""
+    text_dim: int = 2048
+    """width of the incoming text-token embeddings (2048 for FLAN-T5-XL)"""
+    backbone: str = "rin"
+    """image trunk: rin | unet"""
+    rin: RINConfig = field(default_factory=RINConfig)
+    """RIN trunk settings (used when backbone == rin)"""
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    """UNet trunk settings (used when backbone == unet)"""
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    """reward/text conditioning mixer settings"""
+    sigma_data: float = 0.5
+    """data standard deviation used by the preconditioning"""
+    learned_uncertainty: bool = True
+    """learn a per-signal-level log-variance u(gamma) for loss weighting mse/e^u + u (EDM2)"""
+    logvar_channels: int = 128
+    """Fourier channels of the log-variance head"""
+
+    def __post_init__(self):
+        if self.backbone not in ("rin", "unet"):
+            raise ValueError(f"unknown backbone {self.backbone!r}; known: rin, unet")
+
+
+class GeneratorOutput(NamedTuple):
+    """velocity: (B, C, H, W) predicted eps - x0; self_cond: state to feed into the next call;
+    logvar: (B,) learned log-variance u(gamma) for loss weighting (zeros when disabled)."""
+
+    velocity: Tensor
+    self_cond: Tensor
+    logvar: Tensor
+
+
+class MiroNetwork(nn.Module):
+    """Conditioner + trunk; maps the scaled input to the raw network output F."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        if cfg.backbone == "rin":
+            self.trunk = RINTrunk(cfg.rin, channels=cfg.image_channels, image_size=cfg.image_size)
+        else:
+            self.trunk = UNetTrunk(cfg.unet, channels=cfg.image_channels, image_size=cfg.image_size)
+        self.conditioner = RewardTextConditioner(self.trunk.cond_width, cfg.reward_keys, cfg.text_dim,
+                                                 cfg.conditioning)
+        xavier_init_(self)
+        self.trunk.reset_self_conditioning()
+
+    def forward(self, x: Tensor, gamma: Tensor, text: Tensor, text_mask: Tensor, rewards: Tensor | None,
+                self_cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """x: (B, C, H, W) scaled input; gamma: (B,) -> ((B, C, H, W), self-conditioning state)."""
+        cond = self.conditioner(gamma, text, text_mask, rewards)
+        return self.trunk(x, cond, self_cond)
+
+
+class Preconditioning(nn.Module):
+    """Holds the learned log-variance head u(gamma) (Fourier features -> Linear)."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.logvar_proj = None
+        if cfg.learned_uncertainty:
+            self.logvar_proj = nn.Sequential(FourierFeatures(cfg.logvar_channels), nn.Linear(cfg.logvar_channels, 1))
+
+    def logvar(self, gamma: Tensor) -> Tensor:
+        """gamma: (B,) -> (B,) learned log-variance (zeros when uncertainty weighting is off)."""
+        if self.logvar_proj is None:
+            return torch.zeros_like(gamma, dtype=torch.float32)
+        return self.logvar_proj(gamma.reshape(-1)).reshape(-1).float()
+
+
+class MiroGenerator(nn.Module):
+    """Reward- and text-conditioned velocity model with preconditioning.
+
+    Call: `model(y, gamma, text=(B,L,Dt), text_mask=(B,L), rewards=(B,K), self_cond=state|None)`.
+    `rewards` holds values in [0, 1]; NaN marks a missing/dropped reward.
+    """
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.config = cfg
+        self.network = MiroNetwork(cfg)
+        self.preconditioning = Preconditioning(cfg)
+
+    @property
+    def reward_keys(self) -> list[str]:
+        return list(self.config.reward_keys)
+
+    def forward(self, y: Tensor, gamma: Tensor, *, text: Tensor, text_mask: Tensor,
+                rewards: Tensor | None = None, self_cond: Tensor | None = None) -> GeneratorOutput:
+        """y: (B, C, H, W) noisy sample at signal level gamma: (B,) -> GeneratorOutput."""
+        gamma = gamma.reshape(-1).to(y.dtype)
+        c_in = input_scale(gamma, self.config.sigma_data).view(-1, 1, 1, 1)
+        out, state = self.network(y * c_in, gamma, text, text_mask, rewards, self_cond)
+        return GeneratorOutput(out * output_scale(self.config.sigma_data), state, self.logvar(gamma))
+
+    def logvar(self, gamma: Tensor) -> Tensor:
+        """gamma: (B,) -> (B,) learned log-variance u(gamma) for the loss weighting."""
+        return self.preconditioning.logvar(gamma)
+
+    def rewards_tensor(self, values: dict[str, float | None], batch_size: int, default: float,
+                       device: torch.device | str = "cpu") -> Tensor:
+        """{key: value} -> (batch_size, K); keys not given take `default`; None/NaN = missing.
+
+        An unknown key raises ValueError listing the model's keys.
+        """
+        unknown = [k for k in values if k not in self.config.reward_keys]
+        if unknown:
+            known = ", ".join(self.config.reward_keys) or "(none: this model has no reward conditioning)"
+            raise ValueError(f"unknown reward key {unknown[0]!r}; this model knows: {known}")
+        row = [float("nan") if values.get(k, default) is None else float(values.get(k, default))
+               for k in self.config.reward_keys]
+        return torch.tensor(row, dtype=torch.float32, device=device).expand(batch_size, -1).clone()
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, state_dict: dict[str, Tensor] | None = None) -> None:
+        """Write config.json + model.safetensors (optionally an explicit state dict, e.g. EMA weights)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps(to_dict(self.config), indent=2))
+        tensors = state_dict if state_dict is not None else self.state_dict()
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / WEIGHTS_NAME))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "MiroGenerator":
+        """Rebuild from config.json and load model.safetensors; missing files give a one-line error."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"not a mirokit generator directory: {directory} (missing {name})")
+        try:
+            cfg = from_dict(GeneratorConfig, json.loads((directory / CONFIG_NAME).read_text()))
+        except (json.JSONDecodeError, ConfigError) as err:
+            raise ConfigError(f"{directory / CONFIG_NAME}: {err}") from None
+        model = cls(cfg)
+        missing, unexpected = model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{directory / WEIGHTS_NAME} does not match its config: "
+                             f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return model.to(device).eval()
+
+
+def official_rin_config(reward_keys: list[str]) -> GeneratorConfig:
+    """The official ~360M RIN on 4x32x32 SDXL latents with FLAN-T5-XL (2048-d) text tokens."""
+    return GeneratorConfig(image_channels=4, image_size=32, reward_keys=list(reward_keys), text_dim=2048,
+                           backbone="rin", rin=RINConfig())
+
+
+def cpu_tiny_rin_config(reward_keys: list[str], text_dim: int = 64) -> GeneratorConfig:
+    """A ~3M-parameter RIN on 3x32x32 pixels for CPU runs and tests."""
+    return GeneratorConfig(
+        image_channels=3, image_size=32, reward_keys=list(reward_keys), text_dim=text_dim, backbone="rin",
+        rin=RINConfig(patch_size=2, data_dim=64, latents_dim=128, num_latents=64, num_blocks=3,
+                      num_processing_layers=2, read_write_heads=4, compute_heads=4, hidden_multiple=32),
+        conditioning=ConditioningConfig(num_registers=4, mixer_layers=2, mixer_heads=4),
+        logvar_channels=32,
+    )

@@ -1,0 +1,1 @@
+"""Training: the loop, checkpoints, optimizers, EMA, metrics and distributed helpers."""

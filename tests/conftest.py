@@ -1,0 +1,33 @@
+import os
+
+import pytest
+import torch
+
+# Two cores are shared by everything on the CI machine: keep each test single-threaded.
+torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def tiny_generator_config():
+    """A generator config small enough for unit tests (RIN, 2 rewards, 16x16 pixels)."""
+    from mirokit.models import ConditioningConfig, GeneratorConfig, RINConfig
+
+    return GeneratorConfig(
+        image_channels=3, image_size=16, reward_keys=["a", "b"], text_dim=12, backbone="rin",
+        rin=RINConfig(patch_size=2, data_dim=32, latents_dim=32, num_latents=8, num_blocks=2,
+                      num_processing_layers=1, read_write_heads=4, compute_heads=4, hidden_multiple=8),
+        conditioning=ConditioningConfig(num_registers=2, mixer_layers=1, mixer_heads=4),
+        logvar_channels=16,
+    )
+
+
+def make_conditions(batch: int, text_dim: int = 12, length: int = 5, keys: int = 2, seed: int = 0):
+    """Random text embeddings (B, L, D), a mask with padding, and rewards (B, K)."""
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randn(batch, length, text_dim, generator=g)
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    mask[:, -2:] = False
+    rewards = torch.rand(batch, keys, generator=g)
+    return {"text": text, "text_mask": mask, "rewards": rewards}

@@ -1,0 +1,131 @@
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from mirokit.encoders import (
+    TextEncoder,
+    TokenTextEncoder,
+    TokenTextEncoderConfig,
+    build_text_encoder,
+    load_text_encoder,
+)
+from mirokit.encoders.text_tokens import BOS_ID, PAD_ID, tokenize
+
+CAPTIONS = ["a red circle", "", "A  Red, circle!", "a very long caption " * 6]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _encoder(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return TokenTextEncoder(TokenTextEncoderConfig(**kwargs)).eval()
+
+
+def test_shapes_mask_and_padding():
+    encoder = _encoder()
+    assert isinstance(encoder, TextEncoder) and encoder.trainable
+    assert (encoder.dim, encoder.max_length) == (64, 16)
+    emb, mask = encoder(CAPTIONS)
+    assert emb.shape == (4, 16, 64) and emb.dtype == torch.float32
+    assert mask.shape == (4, 16) and mask.dtype == torch.bool
+    assert mask.sum(dim=1).tolist() == [4, 1, 4, 16]  # BOS + words, truncated at max_length
+    assert mask[:, 0].all()
+    assert torch.equal(emb[~mask], torch.zeros_like(emb[~mask]))  # padded positions are zero
+    assert emb[mask].abs().sum(dim=-1).min() > 0
+    assert torch.equal(emb[0], emb[2])  # case and punctuation do not matter
+    empty_emb, empty_mask = encoder([])
+    assert empty_emb.shape == (0, 16, 64) and empty_mask.shape == (0, 16)
+
+
+def test_ids_are_crc32_derived_and_stable_across_processes():
+    ids, mask = tokenize(["Red  circle"], vocab_size=4096, max_length=5)
+    red = zlib.crc32(b"red") % 4094 + 2
+    circle = zlib.crc32(b"circle") % 4094 + 2
+    assert ids.tolist() == [[BOS_ID, red, circle, PAD_ID, PAD_ID]]
+    assert mask.tolist() == [[True, True, True, False, False]]
+    code = (
+        "from mirokit.encoders.text_tokens import tokenize;"
+        "print(tokenize(['Red  circle'], vocab_size=4096, max_length=5)[0].tolist())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == ids.tolist()
+
+
+def test_init_is_deterministic_and_batch_invariant():
+    a, b, c = _encoder(0), _encoder(0), _encoder(1)
+    with torch.no_grad():
+        out_a, out_b, out_c = a(CAPTIONS)[0], b(CAPTIONS)[0], c(CAPTIONS)[0]
+        alone = a([CAPTIONS[0]])[0]
+    assert torch.equal(out_a, out_b)
+    assert not torch.allclose(out_a, out_c)
+    torch.testing.assert_close(alone[0], out_a[0], atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_the_embeddings():
+    encoder = _encoder().train()
+    emb, mask = encoder(["a red circle", "a blue square"])
+    emb.pow(2).sum().backward()
+    assert encoder.token_embedding.weight.grad.abs().sum() > 0
+    assert encoder.position_embedding.grad.abs().sum() > 0
+
+
+def test_save_and_load_round_trip(tmp_path):
+    encoder = _encoder(num_layers=2, dim=32, max_length=8, vocab_size=100)
+    with torch.no_grad():  # perturb so that a fresh init could not match by accident
+        encoder.token_embedding.weight.add_(1.0)
+    encoder.save_pretrained(tmp_path / "enc")
+    assert json.loads((tmp_path / "enc" / "config.json").read_text()) == encoder.spec()
+    assert (tmp_path / "enc" / "model.safetensors").is_file()
+    loaded = load_text_encoder(tmp_path / "enc").eval()
+    assert isinstance(loaded, TokenTextEncoder) and loaded.spec() == encoder.spec()
+    with torch.no_grad():
+        assert torch.equal(loaded(CAPTIONS)[0], encoder(CAPTIONS)[0])
+    rebuilt = build_text_encoder(encoder.spec())
+    assert rebuilt.spec() == encoder.spec()
+
+
+def test_load_errors_are_one_line(tmp_path):
+    _encoder().save_pretrained(tmp_path / "enc")
+    (tmp_path / "enc" / "model.safetensors").unlink()
+    cases = [
+        (tmp_path / "missing", "text encoder directory not found"),
+        (tmp_path, "has no config.json"),
+        (tmp_path / "enc", "trainable but has no model.safetensors"),
+    ]
+    for directory, match in cases:
+        with pytest.raises(ValueError, match=match) as info:
+            load_text_encoder(directory)
+        assert "\n" not in str(info.value)
+    _encoder(dim=32).save_pretrained(tmp_path / "small")
+    (tmp_path / "small" / "config.json").write_text(json.dumps(_encoder().spec()))
+    with pytest.raises(ValueError, match="do not match the config"):
+        load_text_encoder(tmp_path / "small")
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"kind": "bert"}, "unknown text encoder kind 'bert'; known kinds: hf_t5, tokens"),
+        ({"dim": 8}, "unknown text encoder kind None"),
+        ({"kind": "tokens", "width": 8}, "unknown key.* width .*known: dim, max_length, num_heads"),
+        ({"kind": "tokens", "dim": 30}, "not divisible"),
+        ({"kind": "hf_t5"}, "missing name_or_path"),
+    ],
+)
+def test_bad_specs(spec, match):
+    with pytest.raises(ValueError, match=match) as info:
+        build_text_encoder(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_captions_name_the_item():
+    with pytest.raises(ValueError, match="caption 1 is not a string"):
+        _encoder()(["ok", None])
+    with pytest.raises(ValueError, match="list of captions"):
+        _encoder()("a red circle")
