@@ -1,0 +1,248 @@
+"""Throughput of the mirokit generators: training step, forward pass, forward FLOPs and the sampler.
+
+A benchmark, never a test: it prints side-by-side numbers (markdown tables, ready for
+BENCHMARKS.md) and asserts nothing about speed.
+
+    .venv/bin/python bench/train_step.py             # defaults: 2 threads, batch 32, 5 repeats
+    .venv/bin/python bench/train_step.py --quick     # seconds-long smoke run of every code path
+
+Every timing runs one warm-up call first (excluded) and reports the median of `--repeats` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import mirokit
+from mirokit.config import from_dict, load_yaml
+from mirokit.encoders import TokenTextEncoder, TokenTextEncoderConfig
+from mirokit.flow.loss import FlowLossConfig, draw_flow_noise, flow_matching_loss
+from mirokit.models.generator import GeneratorConfig, MiroGenerator, cpu_tiny_rin_config, official_rin_config
+from mirokit.pipeline import MiroPipeline
+from mirokit.sampling import GuidanceConfig, SampleConfig, generate
+from mirokit.train.optim import OptimConfig, build_optimizer
+
+OFFICIAL_REWARD_KEYS = ["clip_score", "aesthetic_score", "image_reward_score", "pick_a_score_score",
+                        "hpsv2_score", "vqa_score", "sciscore_score"]
+"""The 7 official reward keys, in order (docs: METHOD.md section 2)."""
+PAPER_TFLOPS_50_STEPS_GUIDED = 4.16
+"""Paper: TFLOPs per image for 50 Euler steps with guidance (2 branches per step)."""
+TINY_TEXT_DIM = 64
+TINY_TEXT_LEN = 16  # TokenTextEncoderConfig().max_length, what the sampler's encoder produces
+OFFICIAL_TEXT_LEN = 77  # FLAN-T5-XL tokens
+DEMO_CONFIG = Path(mirokit.__file__).parent / "configs" / "demo_unet.yaml"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def cpu_model_name() -> str:
+    """The 'model name' line of /proc/cpuinfo (platform.processor() as a fallback)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_lines(device: torch.device) -> list[str]:
+    """Human-readable description of where the numbers come from."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    lines = [f"CPU: {cpu_model_name()} ({os.cpu_count()} logical cores, {usable} usable by this process)",
+             f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()}, device {device}"]
+    if device.type == "cuda":
+        lines.append(f"GPU: {torch.cuda.get_device_name(device)}")
+    return lines
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Run fn once as warm-up (excluded), then `repeats` times; median wall seconds per call."""
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def param_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def fake_inputs(cfg: GeneratorConfig, batch: int, text_len: int, device: torch.device,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Random x0 (B, C, H, W), gamma (B,) and model conditions (text (B,L,D), text_mask (B,L), rewards (B,K))."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = 0.5 * torch.randn(batch, cfg.image_channels, cfg.image_size, cfg.image_size, generator=g)
+    gamma = torch.rand(batch, generator=g)
+    mask = torch.ones(batch, text_len, dtype=torch.bool)
+    mask[:, text_len // 2:] = torch.rand(batch, text_len - text_len // 2, generator=g) < 0.5  # some padding
+    conditions = {"text": torch.randn(batch, text_len, cfg.text_dim, generator=g), "text_mask": mask,
+                  "rewards": torch.rand(batch, len(cfg.reward_keys), generator=g) if cfg.reward_keys else None}
+    conditions = {k: v.to(device) if v is not None else None for k, v in conditions.items()}
+    return x0.to(device), gamma.to(device), conditions
+
+
+def forward_gflops(model: MiroGenerator, text_len: int, device: torch.device) -> float:
+    """Forward GFLOPs for one image (batch of 1), counted by FlopCounterMode.
+
+    Attention is forced onto the math SDPA backend while counting: the fused CPU kernel
+    (`_scaled_dot_product_flash_attention_for_cpu`) has no FLOP formula and would count as 0.
+    """
+    x, gamma, conditions = fake_inputs(model.config, 1, text_len, device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), counter:
+        model(x, gamma, **conditions)
+    return counter.get_total_flops() / 1e9
+
+
+# -- measurements ---------------------------------------------------------------------------------
+def bench_forward(model: MiroGenerator, batch: int, text_len: int, repeats: int, device: torch.device) -> float:
+    """Forward-only images/s (eval mode, no_grad, self-conditioning state None)."""
+    x, gamma, conditions = fake_inputs(model.config, batch, text_len, device)
+    was_training = model.training
+    model.eval()
+
+    def step() -> None:
+        with torch.no_grad():
+            model(x, gamma, **conditions)
+
+    seconds = median_seconds(step, repeats, device)
+    model.train(was_training)
+    return batch / seconds
+
+
+def bench_train(model: MiroGenerator, batch: int, text_len: int, repeats: int, device: torch.device) -> float:
+    """Training images/s for the trainer's step: flow_matching_loss (self-conditioning 0.9, uncertainty
+    weighting: a no_grad self-conditioning forward + a forward) + backward + grad clipping + AdamW step."""
+    x0, _, conditions = fake_inputs(model.config, batch, text_len, device)
+    flow_cfg = FlowLossConfig(self_cond_prob=0.9, uncertainty_weighting=True)
+    optim_cfg = OptimConfig(name="adamw")
+    optimizer = build_optimizer(model, optim_cfg)
+    gen = torch.Generator(device=device).manual_seed(0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+
+    def step() -> None:
+        draw = draw_flow_noise(tuple(x0.shape), flow_cfg, gen)
+        loss, _ = flow_matching_loss(model, x0, conditions, draw, flow_cfg)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, optim_cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return batch / median_seconds(step, repeats, device)
+
+
+def bench_sampler(model: MiroGenerator, images: int, steps: int, repeats: int, device: torch.device) -> float:
+    """images/s of `mirokit.sampling.generate`: Euler, `steps` steps, joint guidance (2 branches)."""
+    encoder = TokenTextEncoder(TokenTextEncoderConfig(dim=model.config.text_dim))
+    pipe = MiroPipeline(model, encoder).to(device)
+    prompts = [f"a small red ball number {i}" for i in range(images)]
+    cfg = SampleConfig(steps=steps, solver="euler", guidance=GuidanceConfig(scale=7.0), batch_size=images)
+    return images / median_seconds(lambda: generate(pipe, prompts, cfg=cfg), repeats, device)
+
+
+# -- models ---------------------------------------------------------------------------------------
+def tiny_configs() -> dict[str, GeneratorConfig]:
+    """The CPU RIN and the demo UNet (mirokit/configs/demo_unet.yaml `model`), both with 64-d text."""
+    demo = dict(load_yaml(DEMO_CONFIG)["model"], text_dim=TINY_TEXT_DIM)
+    return {"cpu tiny RIN (3x32x32 px)": cpu_tiny_rin_config(["brightness", "size"], text_dim=TINY_TEXT_DIM),
+            "demo UNet (3x32x32 px)": from_dict(GeneratorConfig, demo)}
+
+
+def fmt_params(n: int) -> str:
+    return f"{n / 1e6:.2f}M"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--batch", type=int, default=32, help="training / forward batch of the tiny models")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median reported)")
+    parser.add_argument("--official-batch", type=int, default=2, help="forward batch of the official model")
+    parser.add_argument("--steps", type=int, default=20, help="Euler steps of the sampler")
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 1 repeat, 2 sampler steps")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    args = parser.parse_args()
+    if args.quick:
+        args.batch, args.repeats, args.official_batch, args.steps = 4, 1, 1, 2
+    if args.batch < 2 or args.batch % 2:
+        parser.error("--batch must be even: the sampler runs batch/2 images x 2 guidance branches")
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    torch.manual_seed(0)
+
+    print("## Machine\n")
+    for line in machine_lines(device):
+        print(f"- {line}")
+
+    # 1. training step and forward pass of the tiny models --------------------------------------
+    tiny: dict[str, tuple[MiroGenerator, dict]] = {}
+    for name, cfg in tiny_configs().items():
+        model = MiroGenerator(cfg).to(device)
+        row = {"params": param_count(model), "gflops": forward_gflops(model, TINY_TEXT_LEN, device),
+               "fwd": bench_forward(model, args.batch, TINY_TEXT_LEN, args.repeats, device),
+               "train": bench_train(model, args.batch, TINY_TEXT_LEN, args.repeats, device)}
+        tiny[name] = (model, row)
+    print(f"\n## Training step and forward pass (batch {args.batch}, {TINY_TEXT_LEN} text tokens x "
+          f"{TINY_TEXT_DIM}-d, median of {args.repeats})\n")
+    print("| model | params | fwd GFLOP/img | train img/s | fwd img/s | train ÷ fwd |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (_, r) in tiny.items():
+        print(f"| {name} | {fmt_params(r['params'])} | {r['gflops']:.3f} | {r['train']:.1f} | {r['fwd']:.1f} "
+              f"| {r['train'] / r['fwd']:.3f} |")
+    print("\ntrain ÷ fwd by FLOPs alone would be about 0.25: a training step is a no_grad self-conditioning "
+          "forward + a forward + a backward (~2 forwards); below that is backward/optimizer overhead.")
+
+    # 2. the official ~360M configuration: forward throughput and FLOPs --------------------------
+    official = MiroGenerator(official_rin_config(OFFICIAL_REWARD_KEYS)).to(device)
+    n_params = param_count(official)
+    gflops = forward_gflops(official, OFFICIAL_TEXT_LEN, device)
+    fwd = bench_forward(official, args.official_batch, OFFICIAL_TEXT_LEN, args.repeats, device)
+    del official
+    implied_tflops = gflops * 50 * 2 / 1e3
+    print(f"\n## Official RIN (4x32x32 latents, {OFFICIAL_TEXT_LEN} text tokens x 2048-d, 7 rewards; "
+          f"forward batch {args.official_batch}, no_grad, median of {args.repeats})\n")
+    print("| model | params | fwd img/s | fwd GFLOP/img | 50 steps x 2 branches, TFLOP/img | paper TFLOP/img "
+          "| ours ÷ paper |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| official RIN | {fmt_params(n_params)} | {fwd:.2f} | {gflops:.1f} | {implied_tflops:.2f} "
+          f"| {PAPER_TFLOPS_50_STEPS_GUIDED:.2f} | {implied_tflops / PAPER_TFLOPS_50_STEPS_GUIDED:.3f} |")
+    print("\nFLOPs from torch.utils.flop_counter (1 multiply-add = 2 FLOPs; matmuls, convolutions and "
+          "attention only), batch of 1, generator only (no text encoder, no VAE).")
+
+    # 3. the sampler ---------------------------------------------------------------------------
+    images, branches = args.batch // 2, 2
+    print(f"\n## Sampler (`mirokit.sampling.generate`, {images} images, Euler {args.steps} steps, joint guidance "
+          f"= {branches} branches, so each model call has {images * branches} rows like the forward "
+          f"benchmark; median of {args.repeats})\n")
+    print("| model | sampler img/s | expected img/s = fwd img/s ÷ (steps x branches) | efficiency |")
+    print("|---|---:|---:|---:|")
+    for name, (model, r) in tiny.items():
+        measured = bench_sampler(model, images, args.steps, args.repeats, device)
+        expected = r["fwd"] / (args.steps * branches)
+        print(f"| {name} | {measured:.2f} | {expected:.2f} | {measured / expected:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mirokit.cli.main import build_parser, main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from runs import TINY_RIN  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--config", "cpu_tiny", *TINY_RIN, f"out_dir={out}", "train.steps=2",
+                 "train.batch_size=4", "train.progress=false", "data.num_samples=32", "train.checkpoint_every=0"]) == 0
+    return out / "model"
+
+
+def _one_line_error(capsys, argv, expected):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert expected in err, err
+    return err
+
+
+def test_every_flag_is_documented():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(sub.choices) >= {"train", "sample", "demo"}
+    for name, p in sub.choices.items():
+        assert p.description, name
+        for action in p._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+def test_console_help_runs():
+    proc = subprocess.run([sys.executable, "-m", "mirokit.cli.main", "sample", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--negative-reward" in proc.stdout
+
+
+def test_sample_writes_pngs_and_settings(trained_model, tmp_path):
+    out = tmp_path / "samples"
+    assert main(["sample", "--model", str(trained_model), "--prompt", "a red circle", "--prompt", "a blue square",
+                 "--reward", "brightness=0.2", "--negative-reward", "size=nan", "--steps", "3", "--num-images", "2",
+                 "--solver", "heun", "--seed", "7", "--out", str(out)]) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 4
+    assert Image.open(pngs[0]).size == (16, 16)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["rewards"] == {"brightness": 0.2} and settings["negative_rewards"] == {"size": None}
+    assert settings["solver"] == "heun" and settings["images"][3]["prompt"] == "a blue square"
+
+
+def test_sample_is_deterministic_given_a_seed(trained_model, tmp_path):
+    runs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        main(["sample", "--model", str(trained_model), "--prompt", "a red circle", "--steps", "2", "--seed", str(seed),
+              "--out", str(tmp_path / name)])
+        runs.append((tmp_path / name / "000_000.png").read_bytes())
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_unknown_reward_key_is_one_line_listing_known_keys(trained_model, tmp_path, capsys):
+    _one_line_error(capsys, ["sample", "--model", str(trained_model), "--prompt", "x", "--reward", "aesthetic=1",
+                             "--out", str(tmp_path)], "unknown reward key 'aesthetic'; this model knows: brightness, size")
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "--config", "cpu_tiny", "train.stepz=3"], "unknown config key(s) train.stepz"),
+    (["train", "--config", "no_such_config.yaml"], "config file not found"),
+    (["train", "--config", "cpu_tiny", "train.precision=fp8"], "unknown precision"),
+    (["train", "--config", "cpu_tiny", "data.kind=jsonl"], "needs data.path"),
+    (["train", "--config", "cpu_tiny", "data.kind=jsonl", "data.path=/nope/x.jsonl"], "/nope/x.jsonl"),
+    (["sample", "--model", "/nope/model", "--prompt", "x", "--out", "/tmp/x"], "model directory not found: /nope/model"),
+])
+def test_bad_input_is_one_line(capsys, argv, expected):
+    _one_line_error(capsys, argv, expected)
+
+
+def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
+    _one_line_error(capsys, ["sample", "--model", str(trained_model), "--prompt", "x", "--reward", "brightness=high",
+                             "--out", str(tmp_path)], "'high' is not a number")
+
+
+def test_demo_smoke(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "3", "--sample-steps", "2", "data.num_samples=64",
+                 "train.batch_size=8", "train.progress=false"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_steps"] == 3 and set(metrics["measured_brightness_by_target"]) == {"0.00", "0.50", "1.00"}
+    for name in ("grid_brightness.png", "grid_size.png", "loss.png"):
+        assert (out / name).stat().st_size > 1000
+    assert len(list((out / "samples").glob("*.png"))) == 2 * 3 * 6
