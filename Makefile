@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	# torch first: the pinned CPU wheel when no torch is importable (GPU users keep theirs)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[test]"
+	# the official MIRO package, only as a numerical reference in tests (--no-deps: keep our torch)
+	$(BIN)/pip install -q --no-deps miro-t2i==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)

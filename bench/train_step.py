@@ -62,6 +62,8 @@ def machine_lines(device: torch.device) -> list[str]:
              f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()}, device {device}"]
     if device.type == "cuda":
         lines.append(f"GPU: {torch.cuda.get_device_name(device)}")
+    if hasattr(os, "getloadavg"):
+        lines.append("load average (1/5/15 min) at start: " + " / ".join(f"{v:.2f}" for v in os.getloadavg()))
     return lines
 
 
@@ -230,6 +232,9 @@ def main() -> None:
           f"| {PAPER_TFLOPS_50_STEPS_GUIDED:.2f} | {implied_tflops / PAPER_TFLOPS_50_STEPS_GUIDED:.3f} |")
     print("\nFLOPs from torch.utils.flop_counter (1 multiply-add = 2 FLOPs; matmuls, convolutions and "
           "attention only), batch of 1, generator only (no text encoder, no VAE).")
+    macs_one_branch = gflops / 2 * 50 / 1e3
+    print(f"Counted as fvcore does (1 multiply-add = 1 FLOP) and for one branch: {macs_one_branch:.2f} TFLOP/img "
+          f"for 50 steps, {macs_one_branch / PAPER_TFLOPS_50_STEPS_GUIDED:.3f} x the paper's figure.")
 
     # 3. the sampler ---------------------------------------------------------------------------
     images, branches = args.batch // 2, 2

@@ -31,3 +31,23 @@ def make_conditions(batch: int, text_dim: int = 12, length: int = 5, keys: int =
     mask[:, -2:] = False
     rewards = torch.rand(batch, keys, generator=g)
     return {"text": text, "text_mask": mask, "rewards": rewards}
+
+
+TINY_T5_VOCAB = ["<pad>", "</s>", "<unk>", "a", "red", "green", "blue", "circle", "square", "triangle", "big"]
+
+
+def build_tiny_t5(directory):
+    """A tiny random T5 encoder plus a word-level tokenizer, saved like a hub checkpoint."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(TINY_T5_VOCAB)}, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=len(TINY_T5_VOCAB), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
+    T5EncoderModel(config).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -8,7 +8,7 @@ blocks, then the signal-level (time) token is prepended.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn

@@ -73,13 +73,12 @@ def generate(pipe, prompts: list[str], *, rewards: dict[str, float | None] | Ten
         stop = min(start + cfg.batch_size, n)
         b = stop - start
         text, mask = pipe.encode_text(prompts[start:stop])
-        sl = (lambda r: None if r is None else r[start:stop])
-        cond = {"text": text, "text_mask": mask, "rewards": sl(pos)}
-        uncond = {"text": empty_text.expand(b, -1, -1), "text_mask": empty_mask.expand(b, -1), "rewards": sl(neg)}
-        text_only = {"text": text, "text_mask": mask, "rewards": sl(neg)}
-        if pos is None:
-            for branch in (cond, uncond, text_only):
-                branch.pop("rewards")
+        cond = {"text": text, "text_mask": mask}
+        uncond = {"text": empty_text.expand(b, -1, -1), "text_mask": empty_mask.expand(b, -1)}
+        text_only = dict(cond)
+        if pos is not None:
+            cond["rewards"] = pos[start:stop]
+            uncond["rewards"] = text_only["rewards"] = neg[start:stop]
         fn = guided_velocity(model, cond, uncond, cfg.guidance, text_only)
         outputs.append(solve(fn, noise[start:stop].to(device), grid, cfg.solver, progress=progress and len(starts) == 1))
     model.train(was_training)

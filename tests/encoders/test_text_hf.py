@@ -5,26 +5,13 @@ import torch
 
 from mirokit.encoders import HFTextEncoder, build_text_encoder, load_text_encoder
 
-VOCAB = ["<pad>", "</s>", "<unk>", "a", "red", "green", "blue", "circle", "square", "triangle", "big"]
+from conftest import TINY_T5_VOCAB as VOCAB
+from conftest import build_tiny_t5
 
 
 @pytest.fixture(scope="module")
 def t5_dir(tmp_path_factory):
-    """A tiny random T5 encoder plus a word-level tokenizer, saved like a hub checkpoint."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
-
-    directory = tmp_path_factory.mktemp("tiny_t5")
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    torch.manual_seed(0)
-    config = T5Config(vocab_size=len(VOCAB), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
-    T5EncoderModel(config).eval().save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny_t5"))
 
 
 @pytest.fixture(scope="module")
