@@ -16,8 +16,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -27,7 +27,12 @@ import mirokit
 from mirokit.config import from_dict, load_yaml
 from mirokit.encoders import TokenTextEncoder, TokenTextEncoderConfig
 from mirokit.flow.loss import FlowLossConfig, draw_flow_noise, flow_matching_loss
-from mirokit.models.generator import GeneratorConfig, MiroGenerator, cpu_tiny_rin_config, official_rin_config
+from mirokit.models.generator import (
+    GeneratorConfig,
+    MiroGenerator,
+    cpu_tiny_rin_config,
+    official_rin_config,
+)
 from mirokit.pipeline import MiroPipeline
 from mirokit.sampling import GuidanceConfig, SampleConfig, generate
 from mirokit.train.optim import OptimConfig, build_optimizer
@@ -198,19 +203,23 @@ def main() -> None:
     for line in machine_lines(device):
         print(f"- {line}")
 
-    # 1. training step and forward pass of the tiny models --------------------------------------
-    tiny: dict[str, tuple[MiroGenerator, dict]] = {}
+    # 1 + 3. tiny models: forward, then the sampler right after it (its efficiency compares the two,
+    # so they should see the same machine load), then the training step.
+    images, branches = args.batch // 2, 2
+    tiny: dict[str, dict] = {}
     for name, cfg in tiny_configs().items():
         model = MiroGenerator(cfg).to(device)
-        row = {"params": param_count(model), "gflops": forward_gflops(model, TINY_TEXT_LEN, device),
-               "fwd": bench_forward(model, args.batch, TINY_TEXT_LEN, args.repeats, device),
-               "train": bench_train(model, args.batch, TINY_TEXT_LEN, args.repeats, device)}
-        tiny[name] = (model, row)
+        row = {"params": param_count(model), "gflops": forward_gflops(model, TINY_TEXT_LEN, device)}
+        row["fwd"] = bench_forward(model, args.batch, TINY_TEXT_LEN, args.repeats, device)
+        row["sampler"] = bench_sampler(model, images, args.steps, args.repeats, device)
+        row["train"] = bench_train(model, args.batch, TINY_TEXT_LEN, args.repeats, device)
+        tiny[name] = row
+        del model
     print(f"\n## Training step and forward pass (batch {args.batch}, {TINY_TEXT_LEN} text tokens x "
           f"{TINY_TEXT_DIM}-d, median of {args.repeats})\n")
     print("| model | params | fwd GFLOP/img | train img/s | fwd img/s | train ÷ fwd |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, (_, r) in tiny.items():
+    for name, r in tiny.items():
         print(f"| {name} | {fmt_params(r['params'])} | {r['gflops']:.3f} | {r['train']:.1f} | {r['fwd']:.1f} "
               f"| {r['train'] / r['fwd']:.3f} |")
     print("\ntrain ÷ fwd by FLOPs alone would be about 0.25: a training step is a no_grad self-conditioning "
@@ -236,17 +245,15 @@ def main() -> None:
     print(f"Counted as fvcore does (1 multiply-add = 1 FLOP) and for one branch: {macs_one_branch:.2f} TFLOP/img "
           f"for 50 steps, {macs_one_branch / PAPER_TFLOPS_50_STEPS_GUIDED:.3f} x the paper's figure.")
 
-    # 3. the sampler ---------------------------------------------------------------------------
-    images, branches = args.batch // 2, 2
+    # 3. the sampler (measured above, next to the forward pass) --------------------------------
     print(f"\n## Sampler (`mirokit.sampling.generate`, {images} images, Euler {args.steps} steps, joint guidance "
           f"= {branches} branches, so each model call has {images * branches} rows like the forward "
           f"benchmark; median of {args.repeats})\n")
     print("| model | sampler img/s | expected img/s = fwd img/s ÷ (steps x branches) | efficiency |")
     print("|---|---:|---:|---:|")
-    for name, (model, r) in tiny.items():
-        measured = bench_sampler(model, images, args.steps, args.repeats, device)
+    for name, r in tiny.items():
         expected = r["fwd"] / (args.steps * branches)
-        print(f"| {name} | {measured:.2f} | {expected:.2f} | {measured / expected:.3f} |")
+        print(f"| {name} | {r['sampler']:.2f} | {expected:.2f} | {r['sampler'] / expected:.3f} |")
 
 
 if __name__ == "__main__":

@@ -45,3 +45,28 @@ def build_dataset(cfg: DataConfig, *, image_size: int, channels: int) -> Dataset
 
     return JsonlImageDataset(cfg.path, image_size=image_size, channels=channels, root=cfg.root,
                              verify_images=cfg.verify_images)
+
+
+class SubsetDataset(Dataset):
+    """A view of `base` restricted to `indices` (e.g. the top-25% filtered baseline); keeps the batch() fast path."""
+
+    def __init__(self, base: Dataset, indices):
+        self.base = base
+        self.indices = [int(i) for i in indices]
+        if not self.indices:
+            raise ValueError("subset is empty")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.base[self.indices[i]]
+
+    def batch(self, indices, reward_keys):
+        """Batch of subset positions `indices` (see the base dataset's batch())."""
+        mapped = [self.indices[i] for i in indices]
+        if hasattr(self.base, "batch"):
+            return self.base.batch(mapped, reward_keys)
+        from mirokit.data.batch import collate
+
+        return collate([self.base[i] for i in mapped], reward_keys)

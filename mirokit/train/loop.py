@@ -55,7 +55,7 @@ def fetch_batch(dataset, indices: list[int], reward_keys: list[str]):
 class Trainer:
     """Builds everything from a RunConfig, resumes from the run folder if possible, and trains."""
 
-    def __init__(self, cfg: RunConfig, dist: DistInfo | None = None):
+    def __init__(self, cfg: RunConfig, dist: DistInfo | None = None, dataset=None):
         self.dist = dist or init_distributed(cfg.train.device)
         tc = cfg.train
         if tc.threads > 0:
@@ -72,7 +72,9 @@ class Trainer:
         self.generator = MiroGenerator(cfg.model)
         self.module = TrainModule(self.generator, self.text_encoder).to(self.dist.device)
         self.text_encoder.to(self.dist.device)
-        self.dataset = build_dataset(cfg.data, image_size=cfg.model.image_size, channels=cfg.model.image_channels)
+        # an in-memory dataset (e.g. a scored world) may be passed instead of cfg.data
+        self.dataset = dataset if dataset is not None else build_dataset(
+            cfg.data, image_size=cfg.model.image_size, channels=cfg.model.image_channels)
         self.order = EpochShuffle(len(self.dataset), tc.seed)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.ema = EMA(self.module, tc.ema_decay, warmup=tc.ema_warmup)
@@ -216,9 +218,9 @@ class Trainer:
         return final
 
 
-def train(cfg: RunConfig) -> Path:
-    """Run (or resume) the training described by `cfg`; returns the exported final model folder."""
-    trainer = Trainer(cfg)
+def train(cfg: RunConfig, dataset=None) -> Path:
+    """Run (or resume) the training described by `cfg` (on `dataset` if given); returns the exported model folder."""
+    trainer = Trainer(cfg, dataset=dataset)
     try:
         return trainer.fit()
     finally:

@@ -1,0 +1,116 @@
+"""Reward calibration: raw scores -> 64 quantile bins -> values on the 1/63 grid (METHOD.md section 2).
+
+Per reward, the bin edges are quantiles of the dataset's *unique* raw scores; the first and last
+edges are open (-inf, +inf) so every finite score lands in one of the 64 bins. A score in bin
+b (1..64) maps to max(0, b - 1) / 63, i.e. a multiple of 1/63 in [0, 1]. A missing score (NaN)
+stays NaN. The fitted calibration is a small JSON file that travels with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+NUM_BINS = 64
+FORMAT = "mirokit-calibration-v1"
+
+
+@dataclass
+class RewardCalibration:
+    """Bin edges and statistics of one reward's raw scores."""
+
+    edges: list[float]
+    """the NUM_BINS - 1 interior edges (ascending); bin b holds edges[b-2] <= x < edges[b-1]"""
+    count: int
+    """scores seen (including missing)"""
+    missing: int
+    """NaN / missing scores"""
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """raw: (N,) scores -> (N,) float32 multiples of 1/63 in [0, 1]; NaN stays NaN."""
+        raw = np.asarray(raw, dtype=np.float64)
+        bins = np.searchsorted(np.asarray(self.edges, dtype=np.float64), raw, side="right")  # 0..63
+        out = (bins / (NUM_BINS - 1)).astype(np.float32)
+        out[np.isnan(raw)] = np.nan
+        return out
+
+
+def fit_reward(raw: np.ndarray, key: str = "reward") -> RewardCalibration:
+    """Fit one reward's bins from its raw scores (N,); an empty or all-NaN column is a one-line error."""
+    raw = np.asarray(raw, dtype=np.float64).reshape(-1)
+    finite = raw[np.isfinite(raw)]
+    if raw.size == 0:
+        raise ValueError(f"cannot calibrate {key!r}: no scores")
+    if finite.size == 0:
+        raise ValueError(f"cannot calibrate {key!r}: all {raw.size} scores are missing (NaN)")
+    unique = np.unique(finite)
+    quantiles = np.arange(1, NUM_BINS) / NUM_BINS
+    edges = np.quantile(unique, quantiles)
+    return RewardCalibration(
+        edges=[float(e) for e in edges], count=int(raw.size), missing=int(raw.size - finite.size),
+        mean=float(finite.mean()), std=float(finite.std()), min=float(finite.min()), max=float(finite.max()),
+    )
+
+
+@dataclass
+class Calibration:
+    """Calibrations of several rewards, by key."""
+
+    rewards: dict[str, RewardCalibration] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.rewards)
+
+    @classmethod
+    def fit(cls, raw: dict[str, np.ndarray]) -> "Calibration":
+        """{key: (N,) raw scores} -> Calibration."""
+        return cls({key: fit_reward(values, key) for key, values in raw.items()})
+
+    def apply(self, key: str, raw: np.ndarray) -> np.ndarray:
+        """Calibrate one reward's raw scores; an unknown key is a one-line error listing known keys."""
+        if key not in self.rewards:
+            raise ValueError(f"no calibration for reward {key!r}; calibrated: {', '.join(self.rewards) or 'none'}")
+        return self.rewards[key].apply(raw)
+
+    def apply_all(self, raw: dict[str, np.ndarray], keys: list[str] | None = None) -> np.ndarray:
+        """{key: (N,)} -> (N, K) float32 calibrated matrix in `keys` order (default: self.keys)."""
+        keys = keys or self.keys
+        return np.stack([self.apply(k, raw[k]) for k in keys], axis=1)
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "num_bins": NUM_BINS,
+                "rewards": {k: vars(v) for k, v in self.rewards.items()}}
+
+    def save(self, path: str | Path) -> None:
+        """Write the calibration JSON (atomically)."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        """Read a calibration JSON; a missing or malformed file is a one-line error."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"calibration file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != FORMAT or data.get("num_bins") != NUM_BINS:
+                raise ValueError(f"unsupported format {data.get('format')!r}")
+            rewards = {k: RewardCalibration(**v) for k, v in data["rewards"].items()}
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path} is not a mirokit calibration file: {err}") from None
+        for key, cal in rewards.items():
+            if len(cal.edges) != NUM_BINS - 1 or any(not math.isfinite(e) for e in cal.edges):
+                raise ValueError(f"{path}: reward {key!r} must have {NUM_BINS - 1} finite edges")
+        return cls(rewards)

@@ -1,0 +1,1 @@
+"""The shapes world: a procedural, web-like text-to-image dataset with pixel-computable rewards."""
