@@ -1,4 +1,4 @@
-"""`mirokit` command line: train, sample, demo. Errors in user input print one line and exit 2."""
+"""`mirokit` command line: train, sample, demo, world. Errors in user input print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ COMMANDS = {
     "train": "mirokit.cli.train",
     "sample": "mirokit.cli.sample",
     "demo": "mirokit.cli.demo",
+    "score": "mirokit.cli.score",
+    "calibrate": "mirokit.cli.calibrate",
+    "world": "mirokit.cli.world",
+    "eval": "mirokit.cli.eval",
 }
 
 

@@ -43,21 +43,46 @@ class RewardCalibration:
         return out
 
 
+class RewardAccumulator:
+    """Streams one reward's raw scores: keeps only the sorted unique values and running statistics."""
+
+    def __init__(self, key: str = "reward"):
+        self.key = key
+        self.unique = np.zeros(0, dtype=np.float64)
+        self.count = self.missing = 0
+        self.total = self.total_sq = 0.0
+
+    def add(self, raw: np.ndarray) -> None:
+        """Add a chunk of raw scores (N,); NaN counts as missing."""
+        raw = np.asarray(raw, dtype=np.float64).reshape(-1)
+        finite = raw[np.isfinite(raw)]
+        self.count += raw.size
+        self.missing += raw.size - finite.size
+        self.total += float(finite.sum())
+        self.total_sq += float((finite ** 2).sum())
+        self.unique = np.union1d(self.unique, finite)
+
+    def finish(self) -> RewardCalibration:
+        """Bin edges from the quantiles of the unique scores; no or all-NaN scores is a one-line error."""
+        if self.count == 0:
+            raise ValueError(f"cannot calibrate {self.key!r}: no scores")
+        n = self.count - self.missing
+        if n == 0:
+            raise ValueError(f"cannot calibrate {self.key!r}: all {self.count} scores are missing (NaN)")
+        edges = np.quantile(self.unique, np.arange(1, NUM_BINS) / NUM_BINS)
+        mean = self.total / n
+        return RewardCalibration(
+            edges=[float(e) for e in edges], count=self.count, missing=self.missing, mean=mean,
+            std=float(np.sqrt(max(self.total_sq / n - mean ** 2, 0.0))),
+            min=float(self.unique[0]), max=float(self.unique[-1]),
+        )
+
+
 def fit_reward(raw: np.ndarray, key: str = "reward") -> RewardCalibration:
     """Fit one reward's bins from its raw scores (N,); an empty or all-NaN column is a one-line error."""
-    raw = np.asarray(raw, dtype=np.float64).reshape(-1)
-    finite = raw[np.isfinite(raw)]
-    if raw.size == 0:
-        raise ValueError(f"cannot calibrate {key!r}: no scores")
-    if finite.size == 0:
-        raise ValueError(f"cannot calibrate {key!r}: all {raw.size} scores are missing (NaN)")
-    unique = np.unique(finite)
-    quantiles = np.arange(1, NUM_BINS) / NUM_BINS
-    edges = np.quantile(unique, quantiles)
-    return RewardCalibration(
-        edges=[float(e) for e in edges], count=int(raw.size), missing=int(raw.size - finite.size),
-        mean=float(finite.mean()), std=float(finite.std()), min=float(finite.min()), max=float(finite.max()),
-    )
+    acc = RewardAccumulator(key)
+    acc.add(raw)
+    return acc.finish()
 
 
 @dataclass

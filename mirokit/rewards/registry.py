@@ -37,9 +37,20 @@ def register_scorer(key: str, description: str = "") -> Callable:
     return wrap
 
 
+# Importing these modules registers their scorers (imports are lazy: no model is loaded).
+_BUILTIN_MODULES = (
+    "mirokit.world.rewards",
+    "mirokit.rewards.clip_family",
+    "mirokit.rewards.image_reward",
+    "mirokit.rewards.vqa_score",
+)
+
+
 def _load_builtin() -> None:
-    # Importing these modules registers their scorers.
-    import mirokit.world.rewards  # noqa: F401
+    import importlib
+
+    for name in _BUILTIN_MODULES:
+        importlib.import_module(name)
 
 
 def available_scorers() -> dict[str, str]:

@@ -1,0 +1,186 @@
+"""Inputs of `mirokit score`: webdataset tar shards, an image folder + captions JSONL, or a parquet table.
+
+Every input is cut into *units* (a tar shard, or a fixed-size chunk of rows) that are scored and
+written independently, which is what makes scoring resumable and splittable across ranks.
+A unit yields `RawSample(key, image_bytes, caption, error)`; decoding happens later (in workers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+CHUNK_ROWS = 10_000
+
+
+@dataclass
+class RawSample:
+    """One input row before decoding: image bytes (None if absent/unreadable), caption (None if absent)."""
+
+    key: str
+    image: bytes | None
+    caption: str | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class InputUnit:
+    """A piece of input scored as one output file: kind tar|jsonl|parquet, its path, and a row range."""
+
+    kind: str
+    path: str
+    name: str
+    start: int = 0
+    stop: int = -1
+
+    def samples(self) -> Iterator[RawSample]:
+        """The unit's rows, in a fixed order."""
+        if self.kind == "tar":
+            yield from iter_tar(self.path)
+        elif self.kind == "jsonl":
+            yield from _iter_jsonl(self.path, self.start, self.stop)
+        else:
+            yield from _iter_parquet(self.path, self.start, self.stop)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Brace patterns as img2dataset writes them: "a-{000..003}.tar", "{x,y}.tar" (nested allowed)."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    head, tail, body = pattern[:m.start()], pattern[m.end():], m.group(1)
+    rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if rng:
+        lo, hi = rng.group(1), rng.group(2)
+        width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
+        options = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
+    else:
+        options = body.split(",")
+    return [p for opt in options for p in expand_braces(head + opt + tail)]
+
+
+def iter_tar(path: str) -> Iterator[RawSample]:
+    """Group a webdataset tar's members by key ({key}.jpg/.png/.webp + .txt + .json); unreadable members become errors."""
+    groups: dict[str, dict] = {}
+    order: list[str] = []
+    try:
+        with tarfile.open(path, "r") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                base = Path(member.name).name
+                key, _, ext = base.partition(".")
+                key = str(Path(member.name).parent / key) if Path(member.name).parent != Path(".") else key
+                if key not in groups:
+                    groups[key] = {}
+                    order.append(key)
+                try:
+                    groups[key][ext.lower()] = tar.extractfile(member).read()
+                except (tarfile.TarError, OSError) as err:
+                    groups[key]["_error"] = f"unreadable tar member {member.name}: {err}"
+    except (tarfile.TarError, OSError, EOFError) as err:
+        # A truncated/corrupt archive: keep what was read, report the rest as one error row.
+        order.append(f"{Path(path).name}#corrupt")
+        groups[order[-1]] = {"_error": f"corrupt tar {path}: {err}"}
+    for key in order:
+        parts = groups[key]
+        image = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
+        caption = parts["txt"].decode("utf-8", "replace").strip() if "txt" in parts else None
+        if caption is None and "json" in parts:
+            try:
+                caption = json.loads(parts["json"]).get("caption")
+            except (ValueError, AttributeError):
+                pass
+        error = parts.get("_error", "")
+        if not error and image is None:
+            error = "no image member"
+        if not error and not caption:
+            error = "missing caption"
+        yield RawSample(key, image, caption, error)
+
+
+def _iter_jsonl(path: str, start: int, stop: int) -> Iterator[RawSample]:
+    root = Path(path).parent
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i < start:
+                continue
+            if 0 <= stop <= i:
+                break
+            key = f"{Path(path).stem}:{i + 1}"
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                yield RawSample(key, None, None, "malformed JSON line")
+                continue
+            yield _from_row(key, row, root)
+
+
+def _from_row(key: str, row: dict, root: Path) -> RawSample:
+    key = str(row.get("key", key))
+    image_path = row.get("image")
+    caption = row.get("caption")
+    if not isinstance(image_path, str):
+        return RawSample(key, None, caption, "missing image path")
+    path = Path(image_path) if Path(image_path).is_absolute() else root / image_path
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return RawSample(key, None, caption, f"image not found: {image_path}")
+    if not isinstance(caption, str) or not caption.strip():
+        return RawSample(key, data, None, "missing caption")
+    return RawSample(key, data, caption)
+
+
+def _iter_parquet(path: str, start: int, stop: int) -> Iterator[RawSample]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    cols = set(table.column_names)
+    if "image" not in cols or "caption" not in cols:
+        raise ValueError(f"{path}: a parquet input needs 'image' (path) and 'caption' columns, has {sorted(cols)}")
+    stop = table.num_rows if stop < 0 else min(stop, table.num_rows)
+    rows = table.slice(start, stop - start).to_pylist()
+    for i, row in enumerate(rows, start=start):
+        yield _from_row(f"{Path(path).stem}:{i}", row, Path(path).parent)
+
+
+def _count_rows(path: str, kind: str) -> int:
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def plan_units(inputs: list[str], chunk_rows: int = CHUNK_ROWS) -> list[InputUnit]:
+    """Expand input patterns into ordered units; a missing input is a one-line error."""
+    units: list[InputUnit] = []
+    for pattern in inputs:
+        for path in expand_braces(pattern):
+            p = Path(path)
+            if not p.is_file():
+                raise FileNotFoundError(f"input not found: {path}")
+            suffix = p.suffix.lower()
+            if suffix == ".tar":
+                units.append(InputUnit("tar", str(p), p.stem))
+            elif suffix in (".jsonl", ".parquet"):
+                kind = suffix[1:]
+                n = _count_rows(str(p), kind)
+                for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
+                    units.append(InputUnit(kind, str(p), f"{p.stem}-{i:05d}", start, start + chunk_rows))
+            else:
+                raise ValueError(f"unsupported input {path}: expected .tar shards, a .jsonl or a .parquet file")
+    names = [u.name for u in units]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"two inputs map to the same output name {sorted(dup)[0]!r}; rename one of them")
+    return units

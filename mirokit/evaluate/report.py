@@ -1,0 +1,139 @@
+"""Figures (PNG, matplotlib) and a self-contained HTML report comparing trained models.
+
+Everything here takes plain numbers and images; nothing trains or samples.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_grids(images_by_model: dict[str, list], captions: list[str], path: Path, *, columns: int = 8) -> Path:
+    """One row block per model, the same prompts in the same order: images_by_model[name] = PIL images."""
+    plt = _plt()
+    names = list(images_by_model)
+    n = min(len(captions), columns)
+    fig, axes = plt.subplots(len(names), n, figsize=(1.25 * n + 1.2, 1.45 * len(names) + 0.4), squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(np.asarray(images_by_model[name][c]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0:
+                ax.set_title("\n".join(_wrap(captions[c].removeprefix("a photo of "), 16)), fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + [line]
+
+
+def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: Path, *, xlabel: str, ylabel: str,
+                title: str = "", log_y: bool = False) -> Path:
+    """Line plot: series[name] = (xs, ys)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, label=name, marker="." if len(xs) < 30 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log_y:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(values: dict[str, dict[str, float]], path: Path, *, title: str = "") -> Path:
+    """Grouped bars: values[model][metric] -> one group per metric, one bar per model."""
+    plt = _plt()
+    models = list(values)
+    metrics = list(next(iter(values.values())))
+    x = np.arange(len(metrics))
+    width = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(1.4 * len(metrics) + 2.5, 3.2))
+    for i, model in enumerate(models):
+        ax.bar(x + i * width - 0.4 + width / 2, [values[model][m] for m in metrics], width, label=model)
+    ax.set_xticks(x)
+    ax.set_xticklabels(metrics, fontsize=7, rotation=15)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    def cell(v):
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_report(out_dir: Path, summary: dict, figures: dict[str, str], notes: list[str]) -> Path:
+    """Write OUT/report.html: ShapesEval and reward tables from `summary`, the figures, and notes.
+
+    summary: {"seconds": s, "models": {name: {"shapes_eval": {...}, "rewards": {...}}}};
+    figures: {caption: file name relative to out_dir}.
+    """
+    models = summary["models"]
+    tags = list(next(iter(models.values()))["shapes_eval"])
+    eval_rows = [[name] + [m["shapes_eval"][t] for t in tags] for name, m in models.items()]
+    reward_keys = list(next(iter(models.values()))["rewards"])
+    reward_rows = [[name] + [m["rewards"][k] for k in reward_keys] for name, m in models.items()]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>mirokit demo report</title>",
+        "<style>body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
+        "th{background:#eee}td:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}"
+        "figure{margin:1.5em 0}figcaption{font-size:0.9em;color:#555}</style></head><body>",
+        "<h1>MIRO vs baseline on the shapes world</h1>",
+        f"<p>Total time {summary['seconds']:.0f} s. Everything below was computed in this run.</p>",
+        "<h2>ShapesEval (GenEval rules, pixel detector)</h2>", _table(eval_rows, ["model"] + tags),
+        "<h2>Mean built-in rewards of the samples (raw scores)</h2>", _table(reward_rows, ["model"] + reward_keys),
+    ]
+    for caption, name in figures.items():
+        parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(caption)}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    parts.append(f"<h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=1))}</pre></body></html>")
+    path = Path(out_dir) / "report.html"
+    path.write_text("\n".join(parts))
+    return path

@@ -1,0 +1,239 @@
+"""A resumable, splittable scoring run: input units -> one parquet of raw scores per unit + a manifest.
+
+Workers (a torch DataLoader) read and decode images while the scorers run in the main process.
+Each unit's parquet is written to a temporary name and renamed, so a run killed at any moment and
+started again skips finished units and produces exactly the outputs of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import tarfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mirokit.data.score_inputs import InputUnit, RawSample, plan_units
+from mirokit.rewards.registry import build_scorer
+
+
+@dataclass(kw_only=True)
+class ScoreJobConfig:
+    """What to score, with which rewards, and which part of the work this process does."""
+
+    inputs: list[str]
+    """tar shards (brace patterns allowed), .jsonl (image folder + captions) or .parquet files"""
+    out_dir: str
+    """folder of the per-unit parquet files and the manifest"""
+    rewards: list[str]
+    """reward keys to compute (see `mirokit score --list`)"""
+    reward_options: dict = field(default_factory=dict)
+    """per-reward scorer options, e.g. {"clip_score": {"model": "/models/jina-clip-v2"}}"""
+    batch_size: int = 64
+    num_workers: int = 2
+    shard_index: int = 0
+    num_shards: int = 1
+    device: str = "cpu"
+    enrich: bool = False
+    chunk_rows: int = 10_000
+    progress: bool = True
+
+
+def decode(sample: RawSample):
+    """RawSample -> (key, caption, PIL RGB image or None, error)."""
+    from PIL import Image
+
+    if sample.error or sample.image is None:
+        return sample.key, sample.caption or "", None, sample.error or "no image"
+    try:
+        image = Image.open(io.BytesIO(sample.image))
+        image.load()
+        return sample.key, sample.caption, image.convert("RGB"), ""
+    except Exception as err:  # PIL raises many types for corrupt data
+        return sample.key, sample.caption or "", None, f"corrupt image: {type(err).__name__}"
+
+
+class _UnitStream:
+    """Iterable over (unit_index, batch_of_decoded | None); None marks the end of a unit."""
+
+    def __init__(self, units: list[tuple[int, InputUnit]], batch_size: int):
+        self.units = units
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        import torch.utils.data as tud
+
+        info = tud.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        for index, unit in self.units[wid::nw]:
+            batch = []
+            for sample in unit.samples():
+                batch.append(decode(sample))
+                if len(batch) == self.batch_size:
+                    yield index, batch
+                    batch = []
+            if batch:
+                yield index, batch
+            yield index, None
+
+
+def _write_table(rows: list[dict], reward_keys: list[str], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"key": pa.array([r["key"] for r in rows], pa.string()),
+               "caption": pa.array([r["caption"] for r in rows], pa.string())}
+    for k in reward_keys:
+        columns[k] = pa.array(np.asarray([r[k] for r in rows], dtype=np.float32), pa.float32())
+    columns["error"] = pa.array([r["error"] for r in rows], pa.string())
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+
+
+def _enrich(unit: InputUnit, rows: list[dict], reward_keys: list[str], out: Path) -> None:
+    """Copy a tar shard adding each sample's scores to its {key}.json (the official enriched layout)."""
+    scores = {r["key"]: {k: (None if np.isnan(r[k]) else float(r[k])) for k in reward_keys} for r in rows}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    with tarfile.open(unit.path, "r") as src, tarfile.open(tmp, "w") as dst:
+        members = [m for m in src if m.isfile()]
+        for m in members:
+            data = src.extractfile(m).read()
+            key, _, ext = Path(m.name).name.partition(".")
+            if ext == "json" and key in scores:
+                meta = json.loads(data or b"{}")
+                meta.update(scores.pop(key))
+                data = json.dumps(meta).encode()
+            info = tarfile.TarInfo(m.name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+        for key, s in scores.items():  # samples that had no .json member
+            data = json.dumps(s).encode()
+            info = tarfile.TarInfo(f"{key}.json")
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    os.replace(tmp, out)
+
+
+def _versions() -> dict:
+    import torch
+
+    import mirokit
+
+    out = {"mirokit": mirokit.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    try:
+        import transformers
+
+        out["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def run_score_job(cfg: ScoreJobConfig) -> dict:
+    """Score this process's share of the units; returns (and writes) the manifest."""
+    import pyarrow.parquet as pq
+    import torch.utils.data as tud
+
+    from mirokit.rewards.registry import available_scorers
+
+    known = available_scorers()
+    missing = [k for k in cfg.rewards if k not in known]
+    if missing:
+        raise ValueError(f"unknown reward key {missing[0]!r}; known: {', '.join(known)}")
+    if not cfg.rewards:
+        raise ValueError("no rewards to score: pass at least one --reward KEY")
+    if not 0 <= cfg.shard_index < cfg.num_shards:
+        raise ValueError(f"--shard-index {cfg.shard_index} must be in [0, {cfg.num_shards})")
+    unknown = set(cfg.reward_options) - set(cfg.rewards)
+    if unknown:
+        raise ValueError(f"options given for reward(s) not being scored: {', '.join(sorted(unknown))}")
+    units = plan_units(cfg.inputs, cfg.chunk_rows)
+    mine = [(i, u) for i, u in enumerate(units) if i % cfg.num_shards == cfg.shard_index]
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.enrich:
+        (out / "enriched").mkdir(exist_ok=True)
+
+    def output(u: InputUnit) -> Path:
+        return out / f"{u.name}.parquet"
+
+    todo = [(i, u) for i, u in mine if not output(u).is_file()]
+    for _, unit in todo:  # leftovers of a killed run (these units are ours alone)
+        for stale in out.glob(f".{unit.name}.*.tmp-*"):
+            stale.unlink()
+        for stale in (out / "enriched").glob(f".{unit.name}.*.tmp-*") if cfg.enrich else []:
+            stale.unlink()
+    scorers = {k: build_scorer(k, **dict(cfg.reward_options.get(k, {})), **_device_opt(k, cfg)) for k in cfg.rewards}
+    loader = tud.DataLoader(_UnitStream(todo, cfg.batch_size), batch_size=None, num_workers=cfg.num_workers,
+                            collate_fn=lambda x: x)
+    pending: dict[int, list[dict]] = {}
+    start, scored_now = time.perf_counter(), 0
+    bar = tqdm(desc="scoring", unit="img", disable=not cfg.progress, dynamic_ncols=True)
+    by_index = dict(todo)
+    for index, batch in loader:
+        if batch is None:
+            unit = by_index[index]
+            rows = pending.pop(index, [])
+            if cfg.enrich and unit.kind == "tar":
+                _enrich(unit, rows, cfg.rewards, out / "enriched" / f"{unit.name}.tar")
+            _write_table(rows, cfg.rewards, output(unit))
+            continue
+        ok = [j for j, (_, _, img, err) in enumerate(batch) if img is not None and not err]
+        values = {k: np.full(len(batch), np.nan, dtype=np.float32) for k in cfg.rewards}
+        if ok:
+            images = [batch[j][2] for j in ok]
+            captions = [batch[j][1] for j in ok]
+            for k, scorer in scorers.items():
+                values[k][ok] = scorer.score(images, captions)
+        rows = pending.setdefault(index, [])
+        for j, (key, caption, _, err) in enumerate(batch):
+            rows.append({"key": key, "caption": caption or "", "error": err, **{k: values[k][j] for k in cfg.rewards}})
+        scored_now += len(ok)
+        bar.update(len(batch))
+        bar.set_postfix(img_s=f"{scored_now / max(time.perf_counter() - start, 1e-9):.1f}")
+    bar.close()
+    elapsed = time.perf_counter() - start
+
+    counts = {"rows": 0, "scored": 0, "errors": 0}
+    errors: dict[str, int] = {}
+    per_unit = {}
+    for _, unit in mine:
+        table = pq.read_table(output(unit), columns=["error"]).column("error").to_pylist()
+        n_err = sum(1 for e in table if e)
+        per_unit[unit.name] = {"rows": len(table), "errors": n_err}
+        counts["rows"] += len(table)
+        counts["errors"] += n_err
+        for e in table:
+            if e:
+                kind = e.split(":")[0]
+                errors[kind] = errors.get(kind, 0) + 1
+    counts["scored"] = counts["rows"] - counts["errors"]
+    manifest = {
+        "config": asdict(cfg), "units": [u.name for _, u in mine], "skipped_done": len(mine) - len(todo),
+        "models": {k: (s.describe() if hasattr(s, "describe") else {"key": k}) for k, s in scorers.items()},
+        "versions": _versions(), "counts": counts, "errors_by_kind": errors, "per_unit": per_unit,
+        "seconds_this_run": elapsed, "images_per_s_this_run": scored_now / max(elapsed, 1e-9),
+    }
+    path = out / f"manifest.{cfg.shard_index:03d}-of-{cfg.num_shards:03d}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, default=str))
+    os.replace(tmp, path)
+    return manifest
+
+
+def _device_opt(key: str, cfg: ScoreJobConfig) -> dict:
+    """Pass the device to model-based scorers only (built-in pixel rewards take no options)."""
+    from mirokit.rewards.base import ModelScorer
+    from mirokit.rewards.registry import _FACTORIES
+
+    factory = _FACTORIES[key][0]
+    if isinstance(factory, type) and issubclass(factory, ModelScorer) and "device" not in cfg.reward_options.get(key, {}):
+        return {"device": cfg.device}
+    return {}

@@ -1,0 +1,123 @@
+"""Webdataset-style tar shards: `shard-000000.tar` with `{key}.png`, `{key}.txt`, `{key}.json` members.
+
+Written with the standard library's tarfile (no webdataset dependency); each shard is written to a
+temporary name and renamed when complete, so a crashed run never leaves a truncated shard.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+def _key(value) -> str:
+    key = f"{value:08d}" if isinstance(value, (int, np.integer)) else str(value)
+    if not key or "." in key or "/" in key:
+        raise ValueError(f"shard key {key!r} must be non-empty without '.' or '/'")
+    return key
+
+
+def _png(image) -> bytes:
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"shard image must be (H, W, 3) uint8, got {image.dtype} {image.shape}")
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), mtime, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_shards(samples, out_dir: str | Path, *, shard_size: int = 1000) -> list[Path]:
+    """Write samples into `out_dir/shard-NNNNNN.tar` files of `shard_size` samples each -> their paths.
+
+    `samples` is a `WorldDataset` (streamed with `iter_samples`) or an iterable of
+    (key: int or str, image: (H, W, 3) uint8 array or PIL image, caption: str, metadata: dict).
+    Integer keys are written zero-padded to 8 digits.
+    """
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive int, got {shard_size!r}")
+    if hasattr(samples, "iter_samples"):
+        samples = samples.iter_samples()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    tar, tmp, count = None, None, 0
+    mtime = time.time()
+    try:
+        for key, image, caption, metadata in samples:
+            if tar is None:
+                path = out / f"shard-{len(paths):06d}.tar"
+                tmp = path.with_name(path.name + ".tmp")
+                tar, count = tarfile.open(tmp, "w"), 0  # noqa: SIM115 (spans loop iterations; closed below)
+                paths.append(path)
+            key = _key(key)
+            _add(tar, f"{key}.png", _png(image), mtime)
+            _add(tar, f"{key}.txt", str(caption).encode("utf-8"), mtime)
+            _add(tar, f"{key}.json", json.dumps(metadata).encode("utf-8"), mtime)
+            count += 1
+            if count == shard_size:
+                tar.close()
+                os.replace(tmp, paths[-1])
+                tar = None
+        if tar is not None:
+            tar.close()
+            os.replace(tmp, paths[-1])
+            tar = None
+    finally:
+        if tar is not None:  # an error mid-shard: drop the partial file
+            tar.close()
+            Path(tmp).unlink(missing_ok=True)
+            paths.pop()
+    return paths
+
+
+def read_shard(path: str | Path) -> Iterator[tuple[str, object, str, dict]]:
+    """Yield (key, PIL image, caption, metadata) for each sample of a shard, in file order.
+
+    A sample missing one of its three members raises a one-line ValueError naming shard and key.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"shard not found: {path}")
+    pending: dict[str, dict[str, bytes]] = {}
+    order: list[str] = []
+    with tarfile.open(path, "r") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, ext = member.name.rpartition(".")
+            if key not in pending:
+                pending[key] = {}
+                order.append(key)
+            pending[key][ext] = tar.extractfile(member).read()
+    for key in order:
+        parts = pending.pop(key)
+        missing = [ext for ext in ("png", "txt", "json") if ext not in parts]
+        if missing:
+            raise ValueError(f"shard {path.name}: sample {key!r} has no .{missing[0]} member")
+        image = Image.open(io.BytesIO(parts["png"]))
+        image.load()
+        yield key, image, parts["txt"].decode("utf-8"), json.loads(parts["json"])
+
+
+def iter_shards(paths: Iterable[str | Path]) -> Iterator[tuple[str, object, str, dict]]:
+    """`read_shard` over several shards in order."""
+    for path in paths:
+        yield from read_shard(path)
