@@ -19,6 +19,7 @@ SECTIONS = [
     ("text_encoder (kind: tokens)", "mirokit.encoders.text_tokens", "TokenTextEncoderConfig"),
     ("text_encoder (kind: hf_t5)", "mirokit.encoders.text_hf", "HFTextEncoderConfig"),
     ("data", "mirokit.data.source", "DataConfig"),
+    ("data.world (kind: world)", "mirokit.world.sampling", "WorldConfig"),
     ("train", "mirokit.train.config", "LoopConfig"),
     ("optim", "mirokit.train.optim", "OptimConfig"),
     ("flow", "mirokit.flow.loss", "FlowLossConfig"),

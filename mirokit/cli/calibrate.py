@@ -63,10 +63,11 @@ def run(args) -> int:
         for path in files:
             pf = pq.ParquetFile(path)
             keys = _reward_columns(pf.schema_arrow, args.reward, path)
+            for key in keys:
+                accumulators.setdefault(key, RewardAccumulator(key))
             for batch in pf.iter_batches(columns=keys, batch_size=65536):
                 for key in keys:
-                    accumulators.setdefault(key, RewardAccumulator(key)).add(
-                        batch.column(key).to_numpy(zero_copy_only=False))
+                    accumulators[key].add(batch.column(key).to_numpy(zero_copy_only=False))
         if not accumulators:
             raise ValueError("no reward columns found")
         cal = Calibration({k: a.finish() for k, a in accumulators.items()})

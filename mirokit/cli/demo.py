@@ -1,8 +1,9 @@
-"""`mirokit demo`: train a small reward-conditioned model on the built-in toy world and show control.
+"""`mirokit demo`: MIRO against a no-reward baseline on the noisy shapes world, on a CPU.
 
-Until the shapes-world demo lands this trains one model on the toy dataset (one coloured shape on
-a grey background; rewards: background brightness and object size), then samples every prompt
-at several reward targets and writes images, a loss curve and metrics.json.
+1. generate a noisy world dataset, score it with the built-in rewards, calibrate;
+2. train a baseline (no rewards) and MIRO (all built-in rewards): same model, steps, data, seed;
+3. sample ShapesEval prompts from both (MIRO: all rewards 1, guided away from all 0);
+4. ShapesEval + mean rewards, a controllability sweep, loss curves -> OUT/report.html, summary.json.
 """
 
 from __future__ import annotations
@@ -13,133 +14,131 @@ import shutil
 import time
 from pathlib import Path
 
-BRIGHTNESS_TARGETS = (0.0, 0.5, 1.0)
-SIZE_TARGETS = (0.0, 0.5, 1.0)
+import numpy as np
+
+CONTROL_TARGETS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "demo", help="train a tiny model on the built-in toy world and show reward control (CPU, ~1-2 min)",
-        description="End-to-end demo on CPU with nothing downloaded: train a small reward-conditioned generator "
-                    "on the procedural toy dataset, sample each caption at several reward targets, and write "
-                    "OUT/grid_brightness.png, OUT/grid_size.png, OUT/loss.png, OUT/samples/*.png and "
-                    "OUT/metrics.json.",
+        "demo", help="MIRO vs a baseline on the built-in shapes world (CPU, about 8 minutes)",
+        description="End-to-end on CPU with nothing downloaded: generate a noisy shapes world, score it with the "
+                    "built-in rewards (world_alignment, world_quality, world_composition), calibrate, train a "
+                    "no-reward baseline and MIRO with the same budget, sample the ShapesEval prompts from both, "
+                    "and write OUT/report.html (figures + tables) and OUT/summary.json.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", default="demo_out", help="output folder (its run/ subfolder is replaced)")
-    p.add_argument("--steps", type=int, default=300, help="training steps of 32 images")
+    p.add_argument("--out", default="demo_out", help="output folder (replaced)")
+    p.add_argument("--samples", type=int, default=12000, help="world samples to generate and score")
+    p.add_argument("--steps", type=int, default=1200, help="training steps per model")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    p.add_argument("--eval-prompts", type=int, default=120, help="ShapesEval prompts sampled per model")
+    p.add_argument("--control-prompts", type=int, default=24, help="prompts per point of the controllability sweep")
     p.add_argument("--sample-steps", type=int, default=20, help="ODE steps when sampling")
-    p.add_argument("--guidance", type=float, default=2.0, help="joint guidance scale w")
-    p.add_argument("--config", default="demo_unet", help="run config (file or built-in name)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides")
+    p.add_argument("--guidance", type=float, default=3.0, help="joint guidance scale w")
+    p.add_argument("--seed", type=int, default=0, help="seed of the world, the weights and the noise")
+    p.add_argument("--config", default="demo_world", help="run config of both models (file or built-in name)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for both models")
     p.set_defaults(func=run)
 
 
-def _grid(images, rows: int, path: Path, row_labels: list[str], col_labels: list[str], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = len(images) // rows
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 1, 1.4 * rows + 0.6), squeeze=False)
-    for i, image in enumerate(images):
-        ax = axes[i // cols][i % cols]
-        ax.imshow(image, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if i % cols == 0:
-            ax.set_ylabel(row_labels[i // cols], fontsize=8)
-        if i < cols:
-            ax.set_title(col_labels[i], fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _loss_plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot([r["step"] for r in rows], [r["mse"] for r in rows], label="velocity MSE")
-    ax.set_xlabel("step")
-    ax.set_ylabel("MSE")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _stage(i: int, text: str) -> None:
+    print(f"[{i}/5] {text}", flush=True)
 
 
 def run(args) -> int:
-    import torch
+    from tqdm.auto import tqdm
 
-    from mirokit.cli.train import resolve_config
-    from mirokit.data.toy import measure_brightness, toy_caption_list
-    from mirokit.pipeline import MiroPipeline
-    from mirokit.sampling import GuidanceConfig, SampleConfig, generate
-    from mirokit.train.config import load_run_config
-    from mirokit.train.loop import train
+    from mirokit.cli import shapes_experiment as X
+    from mirokit.evaluate import report
     from mirokit.train.metrics import read_metrics
+    from mirokit.world.prompts import load_shapes_eval
 
     start = time.perf_counter()
     out = Path(args.out)
-    run_dir = out / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    overrides = [f"out_dir={run_dir}", f"train.steps={args.steps}", f"optim.total_steps={args.steps}",
-                 *args.overrides]
-    cfg = load_run_config(resolve_config(args.config), overrides)
-    print(f"[1/3] training {cfg.model.backbone} for {cfg.train.steps} steps of {cfg.train.batch_size} images")
-    model_dir = train(cfg)
-    train_seconds = time.perf_counter() - start
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "figures").mkdir(parents=True)
+    exp = X.ExperimentConfig(out_dir=str(out), num_samples=args.samples, steps=args.steps, batch_size=args.batch_size,
+                             eval_prompts=args.eval_prompts, sample_steps=args.sample_steps, guidance=args.guidance,
+                             seed=args.seed, config=args.config, overrides=list(args.overrides))
+    _stage(1, f"generating and scoring {args.samples} noisy world samples")
+    dataset = X.build_world(exp)
+    dataset.calibration.save(out / "calibration.json")
 
-    print("[2/3] sampling every caption at several reward targets")
-    pipe = MiroPipeline.from_pretrained(model_dir)
-    prompts = toy_caption_list()[::3]
-    sample_cfg = SampleConfig(steps=args.sample_steps, guidance=GuidanceConfig(scale=args.guidance), seed=0)
-    samples_dir = out / "samples"
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    measured: dict[str, float] = {}
-    sweeps = {"brightness": BRIGHTNESS_TARGETS, "size": SIZE_TARGETS}
-    for key, targets in sweeps.items():
-        if key not in pipe.reward_keys:
-            continue
-        images = []
-        for target in targets:
-            # the swept reward gets the same target in both branches, so guidance does not push it
-            x = generate(pipe, prompts, rewards={key: target}, negative_rewards={key: target}, cfg=sample_cfg)
-            if key == "brightness":
-                measured[f"{target:.2f}"] = float(measure_brightness(x).mean())
-            pils = pipe.image_space.to_pil(x)
-            for prompt, image in zip(prompts, pils):
-                image.save(samples_dir / f"{key}_{target:.2f}_{prompt.replace(' ', '_')}.png")
-            images.extend(pils)
-        _grid(images, len(targets), out / f"grid_{key}.png", [f"{key}={t:g}" for t in targets], prompts,
-              f"{key} target swept (others 1.0, guided away from 0.0), guidance {args.guidance:g}")
+    _stage(2, f"training baseline (no rewards) and MIRO ({', '.join(X.WORLD_REWARDS)}) side by side, "
+              f"{args.steps} steps of {args.batch_size} each")
+    runs = X.train_in_parallel({"baseline": [], "miro": X.WORLD_REWARDS}, exp, dataset)
+    _stage(3, "trained: " + ", ".join(str(p) for p in runs.values()))
 
-    print("[3/3] writing metrics")
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    _loss_plot(rows, out / "loss.png")
-    metrics = {
-        "seconds": time.perf_counter() - start,
-        "train_seconds": train_seconds,
-        "train_steps": cfg.train.steps,
-        "backbone": cfg.model.backbone,
-        "parameters": sum(p.numel() for p in pipe.generator.parameters()),
-        "first_mse": rows[0]["mse"],
-        "final_mse": rows[-1]["mse"],
-        "train_images_per_s": sum(r["images_per_s"] for r in rows) / len(rows),
-        "measured_brightness_by_target": measured,
-        "model": str(model_dir),
-        "torch_threads": torch.get_num_threads(),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"done in {metrics['seconds']:.0f} s: velocity MSE {metrics['first_mse']:.3f} -> "
-          f"{metrics['final_mse']:.3f}; brightness target -> measured: "
-          + ", ".join(f"{k} -> {v:.2f}" for k, v in measured.items()))
-    print(f"see {out / 'grid_brightness.png'}, {out / 'grid_size.png'}, {out / 'loss.png'}, {out / 'metrics.json'}")
+    _stage(4, f"sampling {args.eval_prompts} ShapesEval prompts per model and evaluating")
+    prompts = load_shapes_eval()
+    order = np.random.default_rng(args.seed).permutation(len(prompts))
+    meta = [prompts[i] for i in order[:args.eval_prompts]]
+    captions = [m["prompt"] for m in meta]
+    high = {k: 1.0 for k in X.WORLD_REWARDS}
+    low = {k: 0.0 for k in X.WORLD_REWARDS}
+    models, samples = {}, {}
+    for name, model_dir in tqdm(runs.items(), desc="sampling + ShapesEval", leave=False):
+        samples[name] = X.sample_prompts(model_dir, captions, exp, rewards=high, negative=low)
+        shapes_eval, _ = X.evaluate_samples(samples[name], meta)
+        models[name] = {"shapes_eval": shapes_eval, "rewards": X.mean_rewards(samples[name], captions)}
+    control = controllability(X, runs["miro"], captions[:args.control_prompts], exp)
+
+    _stage(5, "writing the report")
+    figures = {}
+    figures["Samples: the same prompts and noise for both models (top: baseline, bottom: MIRO)"] = _rel(
+        report.plot_grids({n: list(s[:8]) for n, s in samples.items()}, captions[:8], out / "figures" / "grids.png"), out)
+    curves = {n: ([r["step"] for r in rows], [r["mse"] for r in rows])
+              for n, rows in ((n, read_metrics(Path(d).parent / "metrics.jsonl")) for n, d in runs.items())}
+    figures["Training loss (velocity MSE)"] = _rel(report.plot_curves(
+        curves, out / "figures" / "loss.png", xlabel="step", ylabel="velocity MSE", log_y=True), out)
+    figures["ShapesEval accuracy per category"] = _rel(report.plot_bars(
+        {n: m["shapes_eval"] for n, m in models.items()}, out / "figures" / "shapes_eval.png"), out)
+    figures["Mean built-in rewards of the samples (raw scores)"] = _rel(report.plot_bars(
+        {n: m["rewards"] for n, m in models.items()}, out / "figures" / "rewards.png"), out)
+    figures["Controllability: one reward's target swept 0 -> 1 (others 1), that reward measured on the samples"] = _rel(
+        report.plot_curves({k: (list(CONTROL_TARGETS), v) for k, v in control.items()}, out / "figures" / "control.png",
+                           xlabel="target", ylabel="measured raw score"), out)
+    summary = {"seconds": time.perf_counter() - start, "models": models,
+               "controllability": {k: dict(zip(map(str, CONTROL_TARGETS), v)) for k, v in control.items()},
+               "settings": {k: v for k, v in vars(args).items() if k != "func"}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    notes = [f"{args.samples} world samples; both models: {args.config} config, {args.steps} steps of "
+             f"{args.batch_size}, seed {args.seed}. MIRO samples use targets 1.0 for every reward and guidance "
+             f"{args.guidance:g} away from all-0.0; the baseline uses text guidance {args.guidance:g}."]
+    report.write_report(out, summary, figures, notes)
+    _print_summary(summary, out)
     return 0
+
+
+def controllability(X, model_dir, captions: list[str], exp) -> dict[str, list[float]]:
+    """For each reward: sweep its target over CONTROL_TARGETS (others at 1, both branches share the swept
+    target so guidance does not push it) and measure that reward's mean raw score on the samples."""
+    from tqdm.auto import tqdm
+
+    out = {}
+    bar = tqdm(total=len(X.WORLD_REWARDS) * len(CONTROL_TARGETS), desc="controllability sweep", leave=False)
+    for key in X.WORLD_REWARDS:
+        means = []
+        for target in CONTROL_TARGETS:
+            bar.update(1)
+            pos = {k: 1.0 for k in X.WORLD_REWARDS} | {key: target}
+            neg = {k: 0.0 for k in X.WORLD_REWARDS} | {key: target}
+            images = X.sample_prompts(model_dir, captions, exp, rewards=pos, negative=neg)
+            means.append(float(np.nanmean(X.score_images(images, captions, [key])[key])))
+        out[key] = means
+    bar.close()
+    return out
+
+
+def _rel(path: Path, root: Path) -> str:
+    return str(Path(path).relative_to(root))
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    models = summary["models"]
+    b, m = models["baseline"], models["miro"]
+    print(f"done in {summary['seconds']:.0f} s; report: {out / 'report.html'}")
+    print(f"ShapesEval overall: baseline {b['shapes_eval']['overall']:.3f} -> MIRO {m['shapes_eval']['overall']:.3f}")
+    for key in b["rewards"]:
+        print(f"{key}: baseline {b['rewards'][key]:.3f} -> MIRO {m['rewards'][key]:.3f}")

@@ -39,7 +39,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from mirokit.config import ConfigError
     from mirokit.data.batch import DataError
 
-    return (ConfigError, DataError, FileNotFoundError, ValueError, KeyError, FloatingPointError)
+    return (ConfigError, DataError, FileNotFoundError, ValueError, KeyError, FloatingPointError, RuntimeError)
 
 
 def main(argv: list[str] | None = None) -> int:

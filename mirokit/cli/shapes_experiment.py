@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-WORLD_REWARDS = ["world_alignment", "world_quality", "world_composition"]
+from mirokit.data.world_source import WORLD_REWARDS, score_images
 
 
 @dataclass(kw_only=True)
@@ -25,7 +25,7 @@ class ExperimentConfig:
     num_samples: int = 12000
     image_size: int = 32
     seed: int = 0
-    steps: int = 800
+    steps: int = 1200
     batch_size: int = 32
     eval_prompts: int = 120
     sample_steps: int = 20
@@ -39,52 +39,84 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def score_raw(images_u8: np.ndarray, captions: list[str], keys: list[str], batch: int = 512,
-              progress: bool = False) -> dict[str, np.ndarray]:
-    """Raw built-in reward scores of (N, H, W, 3) uint8 images: {key: (N,)}."""
-    from PIL import Image
-
-    from mirokit.rewards import build_scorer
-
-    scorers = {k: build_scorer(k) for k in keys}
-    out = {k: [] for k in keys}
-    for start in tqdm(range(0, len(captions), batch), desc="scoring", disable=not progress, leave=False):
-        pils = [Image.fromarray(a) for a in images_u8[start:start + batch]]
-        caps = captions[start:start + batch]
-        for k, scorer in scorers.items():
-            out[k].append(scorer.score(pils, caps))
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-
 def build_world(exp: ExperimentConfig, progress: bool = True):
-    """Noisy world dataset with calibrated built-in rewards attached. Returns (dataset, raw, calibration)."""
-    from mirokit.data.calibration import Calibration
-    from mirokit.world.dataset import WorldDataset
+    """Noisy world dataset with calibrated built-in rewards attached (.raw_scores, .calibration)."""
+    from mirokit.data.world_source import scored_world
     from mirokit.world.sampling import WorldConfig
 
-    dataset = WorldDataset(exp.num_samples, WorldConfig(image_size=exp.image_size, seed=exp.seed))
-    images = to_uint8(dataset.images(list(range(len(dataset)))))
-    raw = score_raw(images, list(dataset.captions), WORLD_REWARDS, progress=progress)
-    calibration = Calibration.fit(raw)
-    dataset.set_scores(WORLD_REWARDS, calibration.apply_all(raw, WORLD_REWARDS))
-    return dataset, raw, calibration
+    return scored_world(exp.num_samples, WorldConfig(image_size=exp.image_size, seed=exp.seed), progress=progress)
+
+
+def variant_overrides(name: str, reward_keys: list[str], exp: ExperimentConfig) -> list[str]:
+    """Config overrides of one variant: its run folder, reward keys and the shared budget."""
+    keys = "[" + ",".join(reward_keys) + "]"
+    return [f"out_dir={Path(exp.out_dir) / 'runs' / name}", f"model.reward_keys={keys}",
+            f"model.image_size={exp.image_size}", f"train.steps={exp.steps}", f"optim.total_steps={exp.steps}",
+            f"train.batch_size={exp.batch_size}", f"train.seed={exp.seed}", *exp.overrides]
 
 
 def train_variant(name: str, dataset, reward_keys: list[str], exp: ExperimentConfig, *, subset=None,
                   extra: list[str] | None = None) -> Path:
-    """Train one model variant into OUT/runs/NAME; returns its exported model folder."""
+    """Train one model variant in this process into OUT/runs/NAME; returns its exported model folder."""
     from mirokit.cli.train import resolve_config
     from mirokit.data.source import SubsetDataset
     from mirokit.train.config import load_run_config
     from mirokit.train.loop import train
 
     data = dataset if subset is None else SubsetDataset(dataset, subset)
-    keys = "[" + ",".join(reward_keys) + "]"
-    cfg = load_run_config(resolve_config(exp.config), [
-        f"out_dir={Path(exp.out_dir) / 'runs' / name}", f"model.reward_keys={keys}",
-        f"model.image_size={exp.image_size}", f"train.steps={exp.steps}", f"optim.total_steps={exp.steps}",
-        f"train.batch_size={exp.batch_size}", f"train.seed={exp.seed}", *exp.overrides, *(extra or [])])
+    cfg = load_run_config(resolve_config(exp.config), [*variant_overrides(name, reward_keys, exp), *(extra or [])])
     return train(cfg, dataset=data)
+
+
+def train_in_parallel(variants: dict[str, list[str]], exp: ExperimentConfig, dataset, *, threads_each: int = 1,
+                      progress: bool = True, extra: dict[str, list[str]] | None = None) -> dict[str, Path]:
+    """Train variants side by side as `mirokit train` processes on `dataset`'s world (regenerated from its
+    seed; the calibrated scores are passed as a parquet file, not recomputed). One thread per process uses
+    a small CPU better than two threads in one process. Logs: OUT/runs/NAME.log; returns {name: model}."""
+    import os
+    import subprocess
+    import sys
+
+    from mirokit.cli.train import resolve_config
+    from mirokit.train.metrics import read_metrics
+
+    from mirokit.data.world_source import save_scores
+
+    root = Path(exp.out_dir) / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    scores, calibration = root / "world_scores.parquet", root / "calibration.json"
+    save_scores(dataset, scores)
+    dataset.calibration.save(calibration)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads_each), MKL_NUM_THREADS=str(threads_each))
+    procs = {}
+    for name, keys in variants.items():
+        cmd = [sys.executable, "-m", "mirokit.cli.main", "train", "--config", resolve_config(exp.config),
+               *variant_overrides(name, keys, exp), "data.kind=world", f"data.num_samples={exp.num_samples}",
+               f"data.seed={exp.seed}", f"data.scores={scores}", f"data.calibration={calibration}",
+               f"train.threads={threads_each}", "train.progress=false", *(extra or {}).get(name, [])]
+        log = open(root / f"{name}.log", "w")
+        procs[name] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    bar = tqdm(total=exp.steps * len(procs), desc="training " + " + ".join(procs), unit="step",
+               disable=not progress, dynamic_ncols=True)
+    while any(p.poll() is None for p, _ in procs.values()):
+        time.sleep(2)
+        done = 0
+        for name in procs:
+            path = root / name / "metrics.jsonl"
+            rows = read_metrics(path) if path.is_file() else []
+            done += rows[-1]["step"] if rows else 0
+        bar.update(done - bar.n)
+    bar.update(bar.total - bar.n)
+    bar.close()
+    failed = []
+    for name, (p, log) in procs.items():
+        log.close()
+        if p.returncode != 0:
+            failed.append(name)
+    if failed:
+        tail = (root / f"{failed[0]}.log").read_text().strip().splitlines()[-1:]
+        raise RuntimeError(f"training {failed[0]} failed (see {root / failed[0]}.log): {' '.join(tail)}")
+    return {name: root / name / "model" for name in procs}
 
 
 def sample_prompts(model_dir: Path, prompts: list[str], exp: ExperimentConfig, *,
@@ -116,7 +148,7 @@ def evaluate_samples(images_u8: np.ndarray, metadata: list[dict]) -> tuple[dict,
 
 def mean_rewards(images_u8: np.ndarray, captions: list[str]) -> dict[str, float]:
     """Mean raw built-in rewards of samples given their prompts."""
-    raw = score_raw(images_u8, captions, WORLD_REWARDS)
+    raw = score_images(images_u8, captions, WORLD_REWARDS)
     return {k: float(np.nanmean(v)) for k, v in raw.items()}
 
 

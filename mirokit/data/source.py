@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
 
-DATA_KINDS = ("toy", "jsonl")
+DATA_KINDS = ("toy", "world", "jsonl")
 
 
 @dataclass(kw_only=True)
@@ -14,15 +14,25 @@ class DataConfig:
     """Where training samples come from. Each sample is (image in [-1,1], caption, {reward: value})."""
 
     kind: str = "toy"
-    """toy (built-in procedural shapes, no files) | jsonl (image folder + captions/scores JSONL)"""
+    """toy (one shape, rewards brightness/size) | world (the noisy shapes world, scored with the built-in
+    world_* rewards and calibrated at start-up) | jsonl (image folder + captions/scores JSONL)"""
     path: str | None = None
     """jsonl: the JSONL file ({"image": path, "caption": str, "scores": {key: float}} per line)"""
     root: str | None = None
     """jsonl: folder that image paths are relative to (default: the JSONL's folder)"""
     num_samples: int = 4096
-    """toy: number of procedural samples"""
+    """toy/world: number of procedural samples"""
     seed: int = 0
-    """toy: generation seed"""
+    """toy/world: generation seed"""
+    world: dict = field(default_factory=dict)
+    """world: overrides of the WorldConfig (noise rates, sizes...; see mirokit/world/sampling.py)"""
+    scores: str | None = None
+    """world: parquet of already calibrated scores (one column per reward, row i = sample i) to use
+    instead of scoring at start-up; written by `mirokit demo` as OUT/world_scores.parquet"""
+    calibration: str | None = None
+    """world: calibration JSON to attach to the checkpoint when `scores` is given"""
+    subset: str | None = None
+    """optional JSON file with a list of sample indices to train on (e.g. a top-25% filtered baseline)"""
     verify_images: bool = False
     """jsonl: open every image up front and skip (and report) corrupt ones"""
 
@@ -35,12 +45,43 @@ class DataConfig:
 
 def build_dataset(cfg: DataConfig, *, image_size: int, channels: int) -> Dataset:
     """Instantiate the dataset; items are (image (C, H, W) in [-1, 1], caption, scores dict)."""
+    dataset = _build_full(cfg, image_size=image_size, channels=channels)
+    if cfg.subset is None:
+        return dataset
+    import json
+    from pathlib import Path
+
+    if not Path(cfg.subset).is_file():
+        raise FileNotFoundError(f"subset file not found: {cfg.subset}")
+    indices = json.loads(Path(cfg.subset).read_text())
+    bad = [i for i in indices if not isinstance(i, int) or not 0 <= i < len(dataset)]
+    if bad:
+        raise ValueError(f"{cfg.subset}: index {bad[0]!r} is not a sample index of a {len(dataset)}-sample dataset")
+    subset = SubsetDataset(dataset, indices)
+    subset.calibration = getattr(dataset, "calibration", None)
+    return subset
+
+
+def _build_full(cfg: DataConfig, *, image_size: int, channels: int) -> Dataset:
     if cfg.kind == "toy":
         from mirokit.data.toy import ToyShapesDataset
 
         if channels != 3:
             raise ValueError(f"the toy dataset is RGB; model.image_channels is {channels}")
         return ToyShapesDataset(cfg.num_samples, image_size=image_size, seed=cfg.seed)
+    if cfg.kind == "world":
+        from mirokit.config import from_dict
+        from mirokit.data.world_source import scored_world
+        from mirokit.world.sampling import WorldConfig
+
+        if channels != 3:
+            raise ValueError(f"the shapes world is RGB; model.image_channels is {channels}")
+        world_cfg = from_dict(WorldConfig, {**cfg.world, "image_size": image_size, "seed": cfg.seed}, where="data.world.")
+        if cfg.scores:
+            from mirokit.data.world_source import world_with_scores
+
+            return world_with_scores(cfg.num_samples, world_cfg, cfg.scores, cfg.calibration)
+        return scored_world(cfg.num_samples, world_cfg, progress=True)
     from mirokit.data.jsonl import JsonlImageDataset
 
     return JsonlImageDataset(cfg.path, image_size=image_size, channels=channels, root=cfg.root,

@@ -22,8 +22,9 @@ mmdet arrays. Boxes may be pixels or image fractions; relations are scale-free e
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -214,7 +215,8 @@ def check_clauses(detections: Mapping[str, list], metadata: Mapping, *,
                 n_right = colours.count(req["color"])
                 if n_right < count:
                     others = ", ".join(f"{colours.count(c)} {c}" for c in COLORS if c in colours)
-                    reason = f"expected {req['color']} {classname}>={count}, found {n_right} {req['color']}; and {others}"
+                    reason = (f"expected {req['color']} {classname}>={count}, "
+                              f"found {n_right} {req['color']}; and {others}")
             if "position" in req and not reason:
                 expected, target = req["position"]
                 group = matched_groups[target] if target < len(matched_groups) else None
@@ -225,7 +227,8 @@ def check_clauses(detections: Mapping[str, list], metadata: Mapping, *,
                         for target_obj in group:
                             rels = relative_position(box_of(obj), box_of(target_obj), rules.position_threshold)
                             if expected not in rels:
-                                reason = f"expected {classname} {expected} target, found {' and '.join(sorted(rels))} target"
+                                found_rels = " and ".join(sorted(rels))
+                                reason = f"expected {classname} {expected} target, found {found_rels} target"
                                 break
                         if reason:
                             break

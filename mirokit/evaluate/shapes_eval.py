@@ -84,7 +84,8 @@ def evaluate_folder(folder: str | Path, *, rules: RuleConfig = DEFAULT_RULES,
             continue
         hits = []
         for path in files:
-            base = {"filename": str(path.relative_to(root)), "tag": metadata["tag"], "prompt": metadata.get("prompt", "")}
+            base = {"filename": str(path.relative_to(root)), "tag": metadata["tag"],
+                    "prompt": metadata.get("prompt", "")}
             try:
                 image = _load_image(path)
             except ValueError as err:
@@ -127,8 +128,7 @@ def write_results(records: list[dict], summary: dict, out: str | Path) -> tuple[
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = out.with_suffix(".jsonl") if out.suffix != ".jsonl" else out.with_name(out.stem + ".records.jsonl")
     with open(lines, "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
+        f.writelines(json.dumps(r) + "\n" for r in records)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     return out, lines
 

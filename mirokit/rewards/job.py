@@ -59,28 +59,31 @@ def decode(sample: RawSample):
         return sample.key, sample.caption or "", None, f"corrupt image: {type(err).__name__}"
 
 
-class _UnitStream:
-    """Iterable over (unit_index, batch_of_decoded | None); None marks the end of a unit."""
+def _unit_stream(units: list[tuple[int, InputUnit]], batch_size: int):
+    """An IterableDataset over (unit_index, batch_of_decoded | None); None marks the end of a unit.
+    Worker w reads units w, w+W, ... so each unit is read whole by one worker, in order."""
+    import torch.utils.data as tud
 
-    def __init__(self, units: list[tuple[int, InputUnit]], batch_size: int):
-        self.units = units
-        self.batch_size = batch_size
-
-    def __iter__(self):
-        import torch.utils.data as tud
-
-        info = tud.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        for index, unit in self.units[wid::nw]:
-            batch = []
-            for sample in unit.samples():
-                batch.append(decode(sample))
-                if len(batch) == self.batch_size:
+    class _UnitStream(tud.IterableDataset):
+        def __iter__(self):
+            info = tud.get_worker_info()
+            wid, nw = (info.id, info.num_workers) if info else (0, 1)
+            for index, unit in units[wid::nw]:
+                batch = []
+                for sample in unit.samples():
+                    batch.append(decode(sample))
+                    if len(batch) == batch_size:
+                        yield index, batch
+                        batch = []
+                if batch:
                     yield index, batch
-                    batch = []
-            if batch:
-                yield index, batch
-            yield index, None
+                yield index, None
+
+    return _UnitStream()
+
+
+def _identity(item):
+    return item
 
 
 def _write_table(rows: list[dict], reward_keys: list[str], path: Path) -> None:
@@ -171,8 +174,8 @@ def run_score_job(cfg: ScoreJobConfig) -> dict:
         for stale in (out / "enriched").glob(f".{unit.name}.*.tmp-*") if cfg.enrich else []:
             stale.unlink()
     scorers = {k: build_scorer(k, **dict(cfg.reward_options.get(k, {})), **_device_opt(k, cfg)) for k in cfg.rewards}
-    loader = tud.DataLoader(_UnitStream(todo, cfg.batch_size), batch_size=None, num_workers=cfg.num_workers,
-                            collate_fn=lambda x: x)
+    loader = tud.DataLoader(_unit_stream(todo, cfg.batch_size), batch_size=None, num_workers=cfg.num_workers,
+                            collate_fn=_identity)
     pending: dict[int, list[dict]] = {}
     start, scored_now = time.perf_counter(), 0
     bar = tqdm(desc="scoring", unit="img", disable=not cfg.progress, dynamic_ncols=True)

@@ -106,6 +106,9 @@ class Trainer:
         te_state = ckpt.split_prefix(state, "text_encoder") if self.module.text_encoder is not None else None
         pipe.save_pretrained(directory, generator_state=ckpt.split_prefix(state, "generator"),
                              text_encoder_state=te_state)
+        calibration = getattr(self.dataset, "calibration", None)
+        if calibration is not None:  # the reward calibration travels with the checkpoint
+            calibration.save(Path(directory) / "calibration.json")
 
     def save(self) -> Path | None:
         """Checkpoint the current step (rank 0 writes; every rank joins the EMA gather)."""

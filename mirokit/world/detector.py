@@ -1,16 +1,18 @@
 """A pixel-only object detector for the shapes world (the world's analogue of GenEval's Mask2Former).
 
 Pipeline per image (H, W, 3) uint8, knowing nothing of the scene that made it:
-1. background = per-channel median of the one-pixel border;
+1. background B = per-channel median of the one-pixel border (plus its spread and pixel noise);
 2. every pixel is unmixed against each palette colour C_k of vocab.COLOURS as
    p = B + a_k (C_k - B) + residual; its colour is the k with the smallest residual and its
    coverage a_k (1 = pure colour, 0.5 = half-covered edge pixel);
-3. pixels with coverage >= `min_alpha` form connected components per colour (8-connectivity);
-   components smaller than `min_area` pixels are noise;
-4. each component's soft coverage patch gives rotation-invariant shape features (compactness
-   area / second radial moment, 3/4/5-fold angular harmonics, coverage at the centroid, solidity),
-   scored against per-class prototypes by a Gaussian classifier; the detection's score is the
-   winning class's posterior times a visibility factor (contrast and size).
+3. per colour standing out of the background, pixels with coverage >= half the colour's peak
+   coverage (so a contrast loss does not erase objects) form 8-connected components; components
+   under `min_area` pixels are noise;
+4. each component's soft coverage patch gives rotation-invariant shape features (compactness =
+   area / second radial moment, 2/3/4/5-fold angular harmonics, coverage at the centroid,
+   solidity), scored against per-class prototypes (corrected for pixelisation at small areas) by
+   a Gaussian classifier; the score is the winning class's posterior times its fit times a
+   visibility factor (contrast against the pixel noise, and size).
 
 Degraded images (blur, noise, JPEG, low contrast) move the features away from the prototypes, so
 detections get lower scores or disappear; that is what makes alignment rewards fall.
@@ -22,13 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull
+from scipy.spatial import ConvexHull, QhullError
 
 from mirokit.world.vocab import COLOURS, SHAPES
 
 _PALETTE = np.asarray(list(COLOURS.values()), dtype=np.float32)  # (K, 3)
 _COLOUR_NAMES = tuple(COLOURS)
 _EIGHT = np.ones((3, 3), dtype=bool)
+_CHUNK_PIXELS = 1 << 21  # pixels unmixed at once (~250 MB of float32 temporaries at most)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Blob:
     colour: str
     """palette colour word"""
     mask: np.ndarray
-    """(h, w) bool, pixels with coverage >= min_alpha, inside the patch"""
+    """(h, w) bool, the component's pixels inside the patch"""
     alpha: np.ndarray
     """(h, w) float32 soft coverage in [0, 1] of this colour inside the patch (other blobs zeroed)"""
     top: int
@@ -171,7 +174,7 @@ assert set(_CLASSES) == set(SHAPES)
 
 
 def shape_features(alpha: np.ndarray) -> np.ndarray:
-    """alpha: (h, w) soft coverage of one object -> (6,) features (see _FEATURES); NaNs if empty."""
+    """alpha: (h, w) soft coverage of one object -> (7,) features (see _FEATURES); NaNs if empty."""
     m0 = float(alpha.sum())
     if m0 <= 0:
         return np.full(len(_FEATURES), np.nan)
@@ -195,7 +198,8 @@ def shape_features(alpha: np.ndarray) -> np.ndarray:
     tx, ty = fx - x0, fy - y0
     padded = np.pad(alpha, 1)
     c = padded[y0 + 1:y0 + 3, x0 + 1:x0 + 3]
-    centre = float(c[0, 0] * (1 - tx) * (1 - ty) + c[0, 1] * tx * (1 - ty) + c[1, 0] * (1 - tx) * ty + c[1, 1] * tx * ty)
+    centre = float(c[0, 0] * (1 - tx) * (1 - ty) + c[0, 1] * tx * (1 - ty)
+                   + c[1, 0] * (1 - tx) * ty + c[1, 1] * tx * ty)
     return np.asarray([m0 / (s / m0), *harmonics, centre, solidity(alpha >= 0.5)])
 
 
@@ -209,7 +213,10 @@ def solidity(mask: np.ndarray) -> float:
     right = sub.shape[1] - sub[:, ::-1].argmax(1)
     # the hull of a row-convex outline only needs each row's outer pixel corners
     pts = np.concatenate([np.stack([x, y], 1) for x in (left, right) for y in (rows, rows + 1)]).astype(np.float64)
-    return float(mask.sum()) / ConvexHull(pts).volume
+    try:
+        return float(mask.sum()) / ConvexHull(pts).volume
+    except (QhullError, ValueError, ZeroDivisionError):  # degenerate outline: no shape evidence
+        return float("nan")
 
 
 def classify_features(features: np.ndarray, area: float) -> tuple[str, float]:
@@ -242,15 +249,17 @@ class ShapesDetector:
         """images: (N, H, W, 3) uint8 array or a list of (H, W, 3) arrays / PIL images of equal size
         -> per image, its colour components (Blob) before shape classification."""
         arr = _stack(images)
-        if arr.shape[0] == 0:
-            return []
-        cfg = self.config
-        background, spread, grain = background_of(arr)
-        colour, cover, res = unmix(arr, background)
-        cover = np.where(res <= cfg.max_residual, cover, 0.0)
-        dist = np.linalg.norm(_PALETTE[None] - background[:, None, :], axis=-1)  # (N, K)
-        return [self._blobs(colour[i], cover[i], dist[i], float(spread[i]), float(grain[i]))
-                for i in range(arr.shape[0])]
+        out: list[list[Blob]] = []
+        step = max(1, _CHUNK_PIXELS // (arr.shape[1] * arr.shape[2]))  # bounds the (n, H, W, K) buffers
+        for start in range(0, arr.shape[0], step):
+            chunk = arr[start:start + step]
+            background, spread, grain = background_of(chunk)
+            colour, cover, res = unmix(chunk, background)
+            cover = np.where(res <= self.config.max_residual, cover, 0.0)
+            dist = np.linalg.norm(_PALETTE[None] - background[:, None, :], axis=-1)  # (n, K)
+            out += [self._blobs(colour[i], cover[i], dist[i], float(spread[i]), float(grain[i]))
+                    for i in range(chunk.shape[0])]
+        return out
 
     def _blobs(self, colour: np.ndarray, cover: np.ndarray, dist: np.ndarray, spread: float,
                grain: float) -> list[Blob]:
@@ -330,11 +339,15 @@ def _stack(images) -> np.ndarray:
     if isinstance(images, np.ndarray):
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"image batch of shape {images.shape} is not (N, H, W, 3)")
-        return images if images.dtype == np.uint8 else np.clip(images, 0, 255).astype(np.uint8)
-    arrays = [_as_array(im) for im in images]
-    if not arrays:
-        return np.zeros((0, 1, 1, 3), dtype=np.uint8)
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise ValueError(f"images in one batch must share a size, got {sorted(shapes)}")
-    return np.stack(arrays).astype(np.uint8, copy=False)
+        images = images if images.dtype == np.uint8 else np.clip(images, 0, 255).astype(np.uint8)
+    else:
+        arrays = [_as_array(im) for im in images]
+        if not arrays:
+            return np.zeros((0, 4, 4, 3), dtype=np.uint8)
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise ValueError(f"images in one batch must share a size, got {sorted(shapes)}")
+        images = np.stack(arrays).astype(np.uint8, copy=False)
+    if min(images.shape[1:3]) < 4:
+        raise ValueError(f"images of {images.shape[1]}x{images.shape[2]} pixels are too small (need 4x4)")
+    return images

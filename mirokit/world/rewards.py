@@ -121,8 +121,8 @@ class WorldQuality:
     """Image quality of the shapes world (see module docstring); captions are ignored.
 
     score = sharpness + purity + vividness_weight * vividness - noise / noise_scale, where on a 3x3
-    median-filtered copy (so pixel noise does not pass for edges): sharpness = mean of the top 1%
-    neighbour differences / mean of the top 1% distances to the background (1 for a hard edge,
+    median-filtered copy (so pixel noise does not pass for edges): sharpness = mean of the (H + W) / 8
+    largest neighbour differences / mean of the top 1% distances to the background (1 for a hard edge,
     lower when blurred); purity = 90th percentile of object pixels' palette coverage (1 for pure
     colours, the contrast factor after a contrast loss); vividness = that top distance / 255; and
     noise = median distance between the image and its median-filtered copy (0-255 RGB units).
@@ -142,8 +142,10 @@ class WorldQuality:
         names = ("sharpness", "purity", "vividness", "noise")
         out = {k: np.zeros(len(images), dtype=np.float32) for k in names}
         for idx, arr in _by_size(images):
-            for k, v in zip(names, self._components(arr)):
-                out[k][idx] = v
+            step = max(1, (1 << 20) // (arr.shape[1] * arr.shape[2]))  # bounds the 3x3-median buffers
+            for start in range(0, len(idx), step):
+                for k, v in zip(names, self._components(arr[start:start + step])):
+                    out[k][idx[start:start + step]] = v
         return out
 
     def _components(self, arr: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -152,12 +154,12 @@ class WorldQuality:
         m = _median3(x)
         noise = np.median(np.linalg.norm(x - m, axis=-1).reshape(n, -1), axis=1)
         background, _, _ = background_of(arr)
-        k = max(4, H * W // 100)
         distance = np.linalg.norm(m - background[:, None, None, :], axis=-1).reshape(n, -1)
-        top = _top_mean(distance, k)
+        top = _top_mean(distance, max(4, H * W // 100))  # object area grows with the pixel count ...
         gx = np.linalg.norm(np.diff(m, axis=2), axis=-1).reshape(n, -1)
         gy = np.linalg.norm(np.diff(m, axis=1), axis=-1).reshape(n, -1)
-        sharpness = np.clip(_top_mean(np.concatenate([gx, gy], 1), k) / np.maximum(top, 1.0), 0.0, 1.0)
+        edges = _top_mean(np.concatenate([gx, gy], 1), max(4, (H + W) // 8))  # ... edge length with the side
+        sharpness = np.clip(edges / np.maximum(top, 1.0), 0.0, 1.0)
         _, cover, residual = unmix(np.clip(np.rint(m), 0, 255).astype(np.uint8), background)
         cover = np.where(residual <= 60.0, cover, 0.0).reshape(n, -1)
         objects = cover >= 0.2

@@ -90,10 +90,17 @@ def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
 
 def test_demo_smoke(tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--steps", "3", "--sample-steps", "2", "data.num_samples=64",
-                 "train.batch_size=8", "train.progress=false"]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["train_steps"] == 3 and set(metrics["measured_brightness_by_target"]) == {"0.00", "0.50", "1.00"}
-    for name in ("grid_brightness.png", "grid_size.png", "loss.png"):
-        assert (out / name).stat().st_size > 1000
-    assert len(list((out / "samples").glob("*.png"))) == 2 * 3 * 6
+    assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
+                 "--eval-prompts", "12", "--control-prompts", "2", "--sample-steps", "2", "train.progress=false"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seconds"] > 0 and set(summary["models"]) == {"baseline", "miro"}
+    for model in summary["models"].values():
+        assert 0.0 <= model["shapes_eval"]["overall"] <= 1.0 and len(model["shapes_eval"]) > 1
+        assert set(model["rewards"]) == {"world_alignment", "world_quality", "world_composition"}
+    assert set(summary["controllability"]) == {"world_alignment", "world_quality", "world_composition"}
+    html = (out / "report.html").read_text()
+    for name in ("grids.png", "loss.png", "shapes_eval.png", "rewards.png", "control.png"):
+        assert (out / "figures" / name).stat().st_size > 1000 and f"figures/{name}" in html
+    cal = json.loads((out / "calibration.json").read_text())
+    assert set(cal["rewards"]) == {"world_alignment", "world_quality", "world_composition"}
+    assert (out / "runs" / "miro" / "model" / "calibration.json").is_file()

@@ -3,7 +3,13 @@ import math
 import pytest
 
 from mirokit.evaluate.geneval_rules import (
-    RuleConfig, check_clauses, evaluate_detections, filter_detections, relative_position, summarize, tag_counts,
+    RuleConfig,
+    check_clauses,
+    evaluate_detections,
+    filter_detections,
+    relative_position,
+    summarize,
+    tag_counts,
 )
 from mirokit.world.detector import Detection
 

@@ -18,7 +18,7 @@ def _scene_correct(scene, detections, threshold=0.3):
     kept = [d for d in detections if d.score > threshold]
     if sorted((o.shape, o.colour) for o in scene.objects) != sorted((d.cls, d.colour) for d in kept):
         return False
-    centre = lambda d: ((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2)  # noqa: E731
+    centre = lambda d: ((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2)
     return all(any(d.cls == o.shape and d.colour == o.colour and abs(centre(d)[0] - o.cx) < 0.1
                    and abs(centre(d)[1] - o.cy) < 0.1 for d in kept) for o in scene.objects)
 

@@ -54,5 +54,5 @@ def test_parser_agrees_with_the_world_captioner():
         noise = noise if noise and caption_noise_feasible(scene, noise) else None
         caption, md = caption_scene(scene, rng, noise=noise, free_form_prob=0.5)
         got = parse_caption(caption)
-        key = lambda cs: sorted(map(str, cs))  # noqa: E731
+        key = lambda cs: sorted(map(str, cs))
         assert (key(got["include"]), key(got["exclude"])) == (key(md["include"]), key(md.get("exclude", []))), caption

@@ -1,5 +1,6 @@
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_registry_builds_each_world_scorer():
 
 
 def test_scores_are_batched_deterministic_float32(world):
-    rng, scenes, images = world
+    _, scenes, images = world
     captions = [caption_scene(s, np.random.default_rng(i))[0] for i, s in enumerate(scenes)]
     pil = [Image.fromarray(im) for im in images]
     # mixed sizes in one call are fine
@@ -54,7 +55,7 @@ def test_scores_are_batched_deterministic_float32(world):
 
 
 def test_quality_drops_for_each_degradation(world):
-    _, scenes, images = world
+    *_, images = world
     q = WorldQuality()
     clean = q.score(list(images))
     degraded = {
@@ -75,7 +76,7 @@ def _corrupt(caption_kind, scene, rng):
 
 
 def test_alignment_drops_for_wrong_colour_count_and_relation(world):
-    rng, scenes, images = world
+    _, scenes, images = world
     align = WorldAlignment()
     true = [caption_scene(s, np.random.default_rng(i))[0] for i, s in enumerate(scenes)]
     base = align.score(list(images), true)
@@ -115,7 +116,7 @@ def test_unparseable_caption_is_nan_and_counted(caplog):
 
 
 def test_cut_object_lowers_composition_not_quality(world):
-    rng, scenes, images = world
+    _, scenes, images = world
     pairs = [(i, cut_by_border(s, np.random.default_rng(i))) for i, s in enumerate(scenes)]
     pairs = [(i, r[0]) for i, r in pairs if r is not None]
     cut = render_batch([s for _, s in pairs], 32)
@@ -133,8 +134,9 @@ def test_cut_object_lowers_composition_not_quality(world):
 
 def test_composition_penalises_touching_and_tiny_objects():
     comp = WorldComposition()
-    apart = Scene(objects=(WorldObject("square", "red", 0.25, 0.5, 0.15), WorldObject("circle", "blue", 0.75, 0.5, 0.15)))
-    touching = Scene(objects=(WorldObject("square", "red", 0.4, 0.5, 0.15), WorldObject("circle", "blue", 0.65, 0.5, 0.15)))
+    square, circle = WorldObject("square", "red", 0.25, 0.5, 0.15), WorldObject("circle", "blue", 0.75, 0.5, 0.15)
+    apart = Scene(objects=(square, circle))
+    touching = Scene(objects=(replace(square, cx=0.4), replace(circle, cx=0.65)))
     tiny = Scene(objects=(WorldObject("square", "red", 0.5, 0.5, 0.04),))
     empty = Scene(objects=())
     s = comp.score([render_scene(x, 32) for x in (apart, touching, tiny, empty)])
