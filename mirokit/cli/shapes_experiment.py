@@ -25,11 +25,11 @@ class ExperimentConfig:
     num_samples: int = 12000
     image_size: int = 32
     seed: int = 0
-    steps: int = 1200
+    steps: int = 1000
     batch_size: int = 32
     eval_prompts: int = 120
     sample_steps: int = 20
-    guidance: float = 3.0
+    guidance: float = 1.5
     config: str = "demo_world"
     overrides: list[str] = field(default_factory=list)
 
