@@ -77,12 +77,12 @@ def main() -> int:
     from mirokit.rewards.job import ScoreJobConfig, decode, run_score_job
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", type=int, default=512)
+    p.add_argument("--images", type=int, default=1024)
     p.add_argument("--workers", type=int, default=1, help="decoding workers of the end-to-end run")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the scorer")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--width", type=int, default=384, help="vision width of the random CLIP")
-    p.add_argument("--layers", type=int, default=8, help="vision layers of the random CLIP")
+    p.add_argument("--width", type=int, default=768, help="vision width of the random CLIP (768 = ViT-B)")
+    p.add_argument("--layers", type=int, default=12, help="vision layers of the random CLIP (12 = ViT-B)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench_score_"))

@@ -121,7 +121,7 @@ def test_killed_run_resumes_to_identical_outputs(shards, tmp_path):
     deadline = time.time() + 60
     while time.time() < deadline and len(list(resumed.glob("*.parquet"))) < 1:
         time.sleep(0.05)
-    time.sleep(random.Random(0).uniform(0.0, 0.5))
+    time.sleep(random.Random(0).uniform(0.0, 0.2))
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = len(list(resumed.glob("*.parquet")))

@@ -21,6 +21,14 @@ def _run(cmd, cwd):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_two_ranks_match_one_process(tmp_path):
     cfg = tiny_run("unused", "model.reward_keys=[brightness,size]", "train.steps=6", "train.batch_size=8",
                    "train.log_every=1", "optim.warmup_steps=1", "train.checkpoint_every=0", "train.threads=0",
@@ -28,7 +36,7 @@ def test_two_ranks_match_one_process(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(to_dict(cfg)))
     cli = ["-m", "mirokit.cli.main", "train", "--config", str(config)]
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
           *cli, f"out_dir={tmp_path / 'ddp'}"], tmp_path)
     _run([sys.executable, *cli, f"out_dir={tmp_path / 'single'}"], tmp_path)
     _run([sys.executable, *cli, f"out_dir={tmp_path / 'accum'}", "train.grad_accum=2"], tmp_path)
