@@ -97,7 +97,7 @@ def run(args) -> int:
     figures["Mean built-in rewards of the samples (raw scores)"] = _rel(report.plot_bars(
         {n: m["rewards"] for n, m in models.items()}, out / "figures" / "rewards.png"), out)
     figures["Controllability: one reward's target swept 0 -> 1 (others 1), that reward measured on the samples"] = _rel(
-        report.plot_curves({k: (list(CONTROL_TARGETS), v) for k, v in control.items()}, out / "figures" / "control.png",
+        report.plot_panels({k: (list(CONTROL_TARGETS), v) for k, v in control.items()}, out / "figures" / "control.png",
                            xlabel="target", ylabel="measured raw score"), out)
     summary = {"seconds": time.perf_counter() - start, "models": models,
                "controllability": {k: dict(zip(map(str, CONTROL_TARGETS), v)) for k, v in control.items()},

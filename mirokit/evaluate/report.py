@@ -75,6 +75,22 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: Path, 
     return path
 
 
+def plot_panels(panels: dict[str, tuple[list[float], list[float]]], path: Path, *, xlabel: str, ylabel: str) -> Path:
+    """One small line plot per panel (each with its own y scale): panels[title] = (xs, ys)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.8), squeeze=False)
+    for ax, (title, (xs, ys)) in zip(axes[0], panels.items()):
+        ax.plot(xs, ys, marker="o")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_bars(values: dict[str, dict[str, float]], path: Path, *, title: str = "") -> Path:
     """Grouped bars: values[model][metric] -> one group per metric, one bar per model."""
     plt = _plt()
