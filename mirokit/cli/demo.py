@@ -116,6 +116,9 @@ def controllability(X, model_dir, captions: list[str], exp) -> dict[str, list[fl
     target so guidance does not push it) and measure that reward's mean raw score on the samples."""
     from tqdm.auto import tqdm
 
+    from mirokit.pipeline import MiroPipeline
+
+    pipe = MiroPipeline.from_pretrained(model_dir)  # once, not once per sweep point
     out = {}
     bar = tqdm(total=len(X.WORLD_REWARDS) * len(CONTROL_TARGETS), desc="controllability sweep", leave=False)
     for key in X.WORLD_REWARDS:
@@ -124,7 +127,7 @@ def controllability(X, model_dir, captions: list[str], exp) -> dict[str, list[fl
             bar.update(1)
             pos = {k: 1.0 for k in X.WORLD_REWARDS} | {key: target}
             neg = {k: 0.0 for k in X.WORLD_REWARDS} | {key: target}
-            images = X.sample_prompts(model_dir, captions, exp, rewards=pos, negative=neg)
+            images = X.sample_prompts(pipe, captions, exp, rewards=pos, negative=neg)
             means.append(float(np.nanmean(X.score_images(images, captions, [key])[key])))
         out[key] = means
     bar.close()

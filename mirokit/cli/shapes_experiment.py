@@ -119,13 +119,15 @@ def train_in_parallel(variants: dict[str, list[str]], exp: ExperimentConfig, dat
     return {name: root / name / "model" for name in procs}
 
 
-def sample_prompts(model_dir: Path, prompts: list[str], exp: ExperimentConfig, *,
+def sample_prompts(model_dir, prompts: list[str], exp: ExperimentConfig, *,
                    rewards: dict | None = None, negative: dict | None = None, seed: int | None = None) -> np.ndarray:
-    """Sample one image per prompt -> (N, H, W, 3) uint8. Reward-free models ignore the targets."""
+    """Sample one image per prompt from a model folder or a loaded MiroPipeline -> (N, H, W, 3) uint8.
+    Reward-free models ignore the targets."""
     from mirokit.pipeline import MiroPipeline
     from mirokit.sampling import GuidanceConfig, SampleConfig, generate
 
-    pipe = MiroPipeline.from_pretrained(model_dir)
+    # a folder is loaded here; callers sampling one model many times pass the loaded pipeline
+    pipe = model_dir if isinstance(model_dir, MiroPipeline) else MiroPipeline.from_pretrained(model_dir)
     keys = set(pipe.reward_keys)
     pos = {k: v for k, v in (rewards or {}).items() if k in keys}
     neg = {k: v for k, v in (negative or {}).items() if k in keys}
@@ -150,11 +152,3 @@ def mean_rewards(images_u8: np.ndarray, captions: list[str]) -> dict[str, float]
     """Mean raw built-in rewards of samples given their prompts."""
     raw = score_images(images_u8, captions, WORLD_REWARDS)
     return {k: float(np.nanmean(v)) for k, v in raw.items()}
-
-
-def timed(label: str, fn, *args, **kwargs):
-    """Run fn, print how long it took, return its result."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    print(f"  {label}: {time.perf_counter() - start:.1f} s", flush=True)
-    return result

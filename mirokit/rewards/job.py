@@ -234,9 +234,9 @@ def run_score_job(cfg: ScoreJobConfig) -> dict:
 def _device_opt(key: str, cfg: ScoreJobConfig) -> dict:
     """Pass the device to model-based scorers only (built-in pixel rewards take no options)."""
     from mirokit.rewards.base import ModelScorer
-    from mirokit.rewards.registry import _FACTORIES
+    from mirokit.rewards.registry import scorer_factory
 
-    factory = _FACTORIES[key][0]
+    factory = scorer_factory(key)
     if isinstance(factory, type) and issubclass(factory, ModelScorer) and "device" not in cfg.reward_options.get(key, {}):
         return {"device": cfg.device}
     return {}

@@ -59,9 +59,14 @@ def available_scorers() -> dict[str, str]:
     return {k: d for k, (_, d) in sorted(_FACTORIES.items())}
 
 
-def build_scorer(key: str, **options: Any) -> RewardScorer:
-    """Instantiate the scorer registered under `key`; unknown keys raise a one-line error listing known ones."""
+def scorer_factory(key: str) -> Callable[..., RewardScorer]:
+    """The class or function registered under `key` (one-line error for unknown keys)."""
     _load_builtin()
     if key not in _FACTORIES:
         raise ValueError(f"unknown reward key {key!r}; known: {', '.join(sorted(_FACTORIES))}")
-    return _FACTORIES[key][0](**options)
+    return _FACTORIES[key][0]
+
+
+def build_scorer(key: str, **options: Any) -> RewardScorer:
+    """Instantiate the scorer registered under `key`; unknown keys raise a one-line error listing known ones."""
+    return scorer_factory(key)(**options)

@@ -5,7 +5,6 @@ import torch
 
 from mirokit.encoders import HFTextEncoder, build_text_encoder, load_text_encoder
 
-from conftest import TINY_T5_VOCAB as VOCAB
 from conftest import build_tiny_t5
 
 
