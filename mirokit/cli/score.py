@@ -55,7 +55,7 @@ def run(args) -> int:
 
     from mirokit.rewards import available_scorers
     from mirokit.rewards.job import ScoreJobConfig, run_score_job
-    from mirokit.train.distributed import init_distributed
+    from mirokit.train.distributed import cleanup, init_distributed
 
     if args.list:
         for key, desc in available_scorers().items():
@@ -73,7 +73,10 @@ def run(args) -> int:
         shard_index=args.shard_index * dist.world_size + dist.rank, num_shards=args.num_shards * dist.world_size,
         device=device, enrich=args.enrich, chunk_rows=args.chunk_rows, progress=dist.is_main,
     )
-    manifest = run_score_job(cfg)
+    try:
+        manifest = run_score_job(cfg)
+    finally:
+        cleanup()
     c = manifest["counts"]
     print(f"scored {c['scored']} of {c['rows']} samples in {len(manifest['units'])} unit(s); {c['errors']} errors"
           + (f" ({json.dumps(manifest['errors_by_kind'])})" if c["errors"] else "")

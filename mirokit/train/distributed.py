@@ -142,6 +142,11 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 
 def cleanup() -> None:
-    """Leave the process group (if any)."""
+    """Leave the process group (if any), after every rank got here.
+
+    Without the barrier a rank that finished early (e.g. while rank 0 still writes the final model)
+    tears down gloo under the others, which can abort the job.
+    """
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
