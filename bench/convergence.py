@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirokit.cli import shapes_experiment as X
+from mirokit.world import experiment as X
 from mirokit.evaluate import report
 from mirokit.train.checkpoint import list_checkpoints
 from mirokit.world.prompts import load_shapes_eval

@@ -72,7 +72,7 @@ def write_shards(folder: Path, n: int, per_shard: int = 128) -> list[str]:
 def main() -> int:
     import torch
 
-    from mirokit.data.score_inputs import iter_tar
+    from mirokit.rewards.inputs import iter_tar
     from mirokit.rewards import build_scorer
     from mirokit.rewards.job import ScoreJobConfig, decode, run_score_job
 

@@ -10,7 +10,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -19,6 +19,47 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A one-line, user-facing configuration error (unknown key, wrong type, bad file)."""
+
+
+class KindConfig:
+    """Base of the config dataclass of a registered component kind.
+
+    A family (e.g. backbones) has one base dataclass deriving from this with `registry` set to the
+    family's `mirokit.registry.Registry`; each kind's config derives from that base and gets its
+    `kind` when the kind is registered. In a YAML/dict config such a section is
+    `{kind: NAME, **that kind's keys}` (a bare string is the kind with its defaults; a mapping
+    without `kind` keeps the default's kind), and `to_dict` writes `kind` first.
+    """
+
+    kind: ClassVar[str] = ""
+    registry: ClassVar[Any] = None
+
+
+def _kind_section(tp: type, value: Any, default: Any, where: str) -> Any:
+    """Build the kind config named by `value` ({kind: ..., ...} or "kind") for a field typed `tp`."""
+    if isinstance(value, str):
+        value = {"kind": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config {where}: expected a mapping with a kind, got {type(value).__name__}")
+    value = dict(value)
+    kind = value.pop("kind", None) or getattr(default, "kind", None)
+    if not kind:
+        raise ConfigError(f"config {where}: missing kind; known: {', '.join(tp.registry.known())}")
+    try:
+        cls = tp.registry.config_class(kind)
+    except ValueError as err:
+        raise ConfigError(f"config {where}kind: {err}") from None
+    if not issubclass(cls, tp):
+        raise ConfigError(f"config {where}kind: {kind!r} is a {cls.__name__}, not a {tp.__name__}")
+    return from_dict(cls, value, where=where)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _unwrap_optional(tp: Any) -> Any:
@@ -36,8 +77,14 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
         data = {}
     if isinstance(data, cls):
         return data
+    if isinstance(data, dict) and issubclass(cls, KindConfig) and "kind" in data:
+        if data["kind"] != cls.kind:  # a family base (or another kind): dispatch on the registry
+            return _kind_section(cls, data, None, where)
+        data = {k: v for k, v in data.items() if k != "kind"}
     if not isinstance(data, dict):
         raise ConfigError(f"config {where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    if issubclass(cls, KindConfig) and not cls.kind and cls.registry is not None:
+        raise ConfigError(f"config {where or cls.__name__}: missing kind; known: {', '.join(cls.registry.known())}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -49,7 +96,9 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
     kwargs = {}
     for name, value in data.items():
         tp = _unwrap_optional(hints[name])
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        if isinstance(tp, type) and issubclass(tp, KindConfig) and not isinstance(value, tp):
+            value = _kind_section(tp, value, _field_default(fields[name]), f"{where}{name}.")
+        elif dataclasses.is_dataclass(tp) and isinstance(value, dict):
             value = from_dict(tp, value, where=f"{where}{name}.")
         elif tp is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -63,6 +112,11 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
         elif typing.get_origin(tp) in (list, tuple) and isinstance(value, (list, tuple)):
             value = list(value) if typing.get_origin(tp) is list else tuple(value)
         kwargs[name] = value
+    required = [f.name for f in fields.values() if f.init and f.name not in kwargs
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise ConfigError(f"config {where.rstrip('.') or cls.__name__}: missing required key(s) "
+                          f"{', '.join(where + k for k in required)}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -70,9 +124,10 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
 
 
 def to_dict(obj: Any) -> Any:
-    """Dataclass (nested) -> plain JSON/YAML-ready dict."""
+    """Dataclass (nested) -> plain JSON/YAML-ready dict (a KindConfig gets its `kind` key first)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        head = {"kind": obj.kind} if isinstance(obj, KindConfig) else {}
+        return head | {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -97,7 +152,12 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `a.b.c=value` overrides (value parsed as YAML) to a nested dict, in place; returns it."""
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a nested dict, in place; returns it.
+
+    Setting a section's `kind` to a new value starts that section afresh (its other keys from the file
+    belonged to the old kind); keys given by other overrides still apply.
+    """
+    given: set[tuple[str, ...]] = set()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
@@ -107,13 +167,20 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         except yaml.YAMLError:
             value = raw
         node = data
-        parts = key.strip().split(".")
+        parts = tuple(key.strip().split("."))
         for part in parts[:-1]:
             nxt = node.get(part)
             if nxt is None:
                 nxt = node[part] = {}
+            if isinstance(nxt, str):  # a section given as its bare kind name
+                nxt = node[part] = {"kind": nxt}
             if not isinstance(nxt, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
             node = nxt
+        if parts[-1] == "kind" and len(parts) > 1 and node.get("kind") not in (None, value):
+            for name in list(node):
+                if parts[:-1] + (name,) not in given:
+                    del node[name]
         node[parts[-1]] = value
+        given.add(parts)
     return data

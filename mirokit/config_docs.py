@@ -10,24 +10,44 @@ import dataclasses
 import inspect
 import textwrap
 
-SECTIONS = [
-    ("top level", "mirokit.train.config", "RunConfig"),
-    ("model", "mirokit.models.generator", "GeneratorConfig"),
-    ("model.rin", "mirokit.models.rin", "RINConfig"),
-    ("model.unet", "mirokit.models.unet", "UNetConfig"),
-    ("model.conditioning", "mirokit.models.conditioning", "ConditioningConfig"),
-    ("text_encoder (kind: tokens)", "mirokit.encoders.text_tokens", "TokenTextEncoderConfig"),
-    ("text_encoder (kind: hf_t5)", "mirokit.encoders.text_hf", "HFTextEncoderConfig"),
-    ("data", "mirokit.data.source", "DataConfig"),
-    ("data.world (kind: world)", "mirokit.world.sampling", "WorldConfig"),
-    ("train", "mirokit.train.config", "LoopConfig"),
-    ("optim", "mirokit.train.optim", "OptimConfig"),
-    ("flow", "mirokit.flow.loss", "FlowLossConfig"),
-]
+def sections(cls: type | None = None, path: str = "") -> list[tuple[str, type]]:
+    """(title, config class) for `cls` (default RunConfig) and every section below it, depth first.
+
+    A section whose type is a registered family (backbone, text encoder, image space, data source) is
+    listed once per registered kind, plugins included.
+    """
+    import typing
+
+    from mirokit.config import KindConfig, _unwrap_optional
+
+    if cls is None:
+        from mirokit.train.config import RunConfig
+
+        cls = RunConfig
+    out = [(path or "top level", cls)]
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = _unwrap_optional(hints[f.name])
+        where = f"{path}.{f.name}" if path else f.name
+        if isinstance(tp, type) and issubclass(tp, KindConfig):
+            for entry in tp.registry.entries():
+                kinded = sections(entry.config, where)
+                out += [(f"{title} (kind: {entry.kind})", c) for title, c in kinded]
+        elif dataclasses.is_dataclass(tp):
+            out += sections(tp, where)
+    return out
 
 
 def field_docs(cls) -> dict[str, str]:
-    """{field name: the string literal written right under it in the class body}."""
+    """{field name: the string literal written right under it in the class body}, base classes included."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass) and klass.__module__.startswith("mirokit"):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body
     docs = {}
@@ -52,19 +72,22 @@ def _default(f: dataclasses.Field) -> str:
         return repr(f.default)
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
-        return "(section below)" if dataclasses.is_dataclass(value) else repr(value)
+        if dataclasses.is_dataclass(value):
+            kind = getattr(value, "kind", "")
+            return f"kind: {kind} (sections below)" if kind else "(section below)"
+        return repr(value)
     return "required"
 
 
 def config_reference() -> str:
     """Markdown tables of every config key: name, default, meaning."""
-    import importlib
-
     out = ["# Configuration reference", "",
            "Generated from the config dataclasses by `python -m mirokit.config_docs`; unknown keys are an error.",
-           "Override any key on the command line: `mirokit train --config FILE.yaml section.key=value`.", ""]
-    for title, module, name in SECTIONS:
-        cls = getattr(importlib.import_module(module), name)
+           "Override any key on the command line: `mirokit train --config FILE.yaml section.key=value`.",
+           "Sections marked (kind: NAME) are chosen by their `kind` key, e.g. `model.backbone: {kind: unet, ...}`;",
+           "setting `section.kind=...` on the command line starts that section from the new kind's defaults.", ""]
+    for title, cls in sections():
+        name = cls.__name__
         docs = field_docs(cls)
         out += [f"## `{title}` ({name})", "", (cls.__doc__ or "").strip().splitlines()[0], "",
                 "| key | default | meaning |", "|---|---|---|"]

@@ -16,19 +16,20 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mirokit.encoders.pixel import PixelSpace, build_image_space
+from mirokit.encoders.pixel import ImageSpace, PixelSpace, build_image_space
 from mirokit.encoders.text import TextEncoder, load_text_encoder
 from mirokit.models.generator import MiroGenerator
 
 PIPELINE_NAME = "pipeline.json"
 TEXT_ENCODER_DIR = "text_encoder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: config.json's backbone is a {kind: ...} section (format 1 files are upgraded on load)"""
 
 
 class MiroPipeline:
     """Holds the pieces needed to turn prompts + reward targets into images."""
 
-    def __init__(self, generator: MiroGenerator, text_encoder: TextEncoder, image_space: PixelSpace | None = None,
+    def __init__(self, generator: MiroGenerator, text_encoder: TextEncoder, image_space: ImageSpace | None = None,
                  extra: dict | None = None):
         self.generator = generator
         self.text_encoder = text_encoder
@@ -37,13 +38,16 @@ class MiroPipeline:
 
     @property
     def device(self) -> torch.device:
+        """Where the generator's weights are."""
         return next(self.generator.parameters()).device
 
     @property
     def reward_keys(self) -> list[str]:
+        """The generator's reward keys, in order."""
         return self.generator.reward_keys
 
     def to(self, device: torch.device | str) -> "MiroPipeline":
+        """Move generator and text encoder to `device`; returns self."""
         self.generator.to(device)
         self.text_encoder.to(device)
         return self
@@ -56,19 +60,13 @@ class MiroPipeline:
 
     def save_pretrained(self, directory: str | Path, *, generator_state: dict | None = None,
                         text_encoder_state: dict | None = None) -> None:
-        """Write the checkpoint layout above; explicit state dicts (e.g. EMA) override live weights."""
+        """Write the checkpoint layout above; explicit state dicts (e.g. EMA weights) are written instead of
+        the live weights (which are not touched)."""
         from mirokit import __version__
 
         directory = Path(directory)
         self.generator.save_pretrained(directory, state_dict=generator_state)
-        te_dir = directory / TEXT_ENCODER_DIR
-        if text_encoder_state is not None:
-            backup = {k: v.clone() for k, v in self.text_encoder.state_dict().items()}
-            self.text_encoder.load_state_dict(text_encoder_state)
-            self.text_encoder.save_pretrained(te_dir)
-            self.text_encoder.load_state_dict(backup)
-        else:
-            self.text_encoder.save_pretrained(te_dir)
+        self.text_encoder.save_pretrained(directory / TEXT_ENCODER_DIR, state_dict=text_encoder_state)
         meta = {"format_version": FORMAT_VERSION, "mirokit_version": __version__,
                 "image_space": self.image_space.spec(), "reward_keys": self.reward_keys, **self.extra}
         (directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2))
@@ -80,9 +78,12 @@ class MiroPipeline:
         if not directory.is_dir():
             raise FileNotFoundError(f"model directory not found: {directory}")
         if not (directory / PIPELINE_NAME).is_file():
+            if (directory / "train_state").is_dir():
+                raise FileNotFoundError(f"{directory} is a training checkpoint of a sharded run without a model "
+                                        f"export; write one with `mirokit export {directory} --out DIR`")
             raise FileNotFoundError(f"not a mirokit model directory: {directory} (missing {PIPELINE_NAME})")
         meta = json.loads((directory / PIPELINE_NAME).read_text())
         generator = MiroGenerator.from_pretrained(directory, device=device)
         text_encoder = load_text_encoder(directory / TEXT_ENCODER_DIR).to(device).eval()
         extra = {k: v for k, v in meta.items() if k not in ("image_space", "reward_keys")}
-        return cls(generator, text_encoder, build_image_space(meta.get("image_space", {"kind": "pixels"})), extra)
+        return cls(generator, text_encoder, build_image_space(meta.get("image_space") or {"kind": "pixels"}), extra)

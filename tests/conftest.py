@@ -15,8 +15,8 @@ def tiny_generator_config():
     from mirokit.models import ConditioningConfig, GeneratorConfig, RINConfig
 
     return GeneratorConfig(
-        image_channels=3, image_size=16, reward_keys=["a", "b"], text_dim=12, backbone="rin",
-        rin=RINConfig(patch_size=2, data_dim=32, latents_dim=32, num_latents=8, num_blocks=2,
+        image_channels=3, image_size=16, reward_keys=["a", "b"], text_dim=12,
+        backbone=RINConfig(patch_size=2, data_dim=32, latents_dim=32, num_latents=8, num_blocks=2,
                       num_processing_layers=1, read_write_heads=4, compute_heads=4, hidden_multiple=8),
         conditioning=ConditioningConfig(num_registers=2, mixer_layers=1, mixer_heads=4),
         logvar_channels=16,

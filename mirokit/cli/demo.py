@@ -49,7 +49,7 @@ def _stage(i: int, text: str) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from mirokit.cli import shapes_experiment as X
+    from mirokit.world import experiment as X
     from mirokit.evaluate import report
     from mirokit.train.metrics import read_metrics
     from mirokit.world.prompts import load_shapes_eval
@@ -63,7 +63,7 @@ def run(args) -> int:
                              seed=args.seed, config=args.config, overrides=list(args.overrides))
     _stage(1, f"generating and scoring {args.samples} noisy world samples")
     dataset = X.build_world(exp)
-    dataset.calibration.save(out / "calibration.json")
+    dataset.info.calibration.save(out / "calibration.json")
 
     _stage(2, f"training baseline (no rewards) and MIRO ({', '.join(X.WORLD_REWARDS)}) side by side, "
               f"{args.steps} steps of {args.batch_size} each")

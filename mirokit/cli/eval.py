@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 
 def run_shapes(args) -> int:
     from mirokit.evaluate.geneval_rules import RuleConfig
-    from mirokit.evaluate.shapes_eval import evaluate_folder, format_summary, write_results
+    from mirokit.world.shapes_eval import evaluate_folder, format_summary, write_results
 
     for name in ("detector_threshold", "counting_threshold"):
         if not 0.0 <= getattr(args, name) <= 1.0:

@@ -1,4 +1,4 @@
-"""`mirokit` command line: train, sample, demo, world. Errors in user input print one line and exit 2."""
+"""`mirokit` command line: train, sample, export, demo, score, calibrate, world, eval. Errors in user input print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from mirokit import __version__
 COMMANDS = {
     "train": "mirokit.cli.train",
     "sample": "mirokit.cli.sample",
+    "export": "mirokit.cli.export",
     "demo": "mirokit.cli.demo",
     "score": "mirokit.cli.score",
     "calibrate": "mirokit.cli.calibrate",

@@ -55,7 +55,7 @@ def run(args) -> int:
 
     from mirokit.rewards import available_scorers
     from mirokit.rewards.job import ScoreJobConfig, run_score_job
-    from mirokit.train.distributed import cleanup, init_distributed
+    from mirokit.distributed import cleanup, init_distributed
 
     if args.list:
         for key, desc in available_scorers().items():

@@ -3,17 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
-def resolve_config(name: str | None) -> str | None:
-    """A path, or the name of a built-in config (e.g. `cpu_tiny`) shipped in mirokit/configs/."""
-    if name is None or Path(name).exists():
-        return name
-    builtin = BUILTIN_CONFIGS / f"{name}.yaml"
-    return str(builtin) if builtin.is_file() else name
 
 
 def add_parser(sub) -> None:
@@ -40,12 +29,14 @@ def run(args) -> int:
     from mirokit.config import to_dict
     from mirokit.train.config import load_run_config
 
-    cfg = load_run_config(resolve_config(args.config), args.overrides)
+    cfg = load_run_config(args.config, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
+    from mirokit.distributed import is_main
     from mirokit.train.loop import train
 
     final = train(cfg)
-    print(f"model written to {final}")
+    if is_main():
+        print(f"model written to {final}")
     return 0

@@ -29,9 +29,14 @@ class Batch:
         """Number of samples B."""
         return len(self.captions)
 
-    def to(self, device: torch.device | str) -> Batch:
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """Copy of the batch with `images` (B, C, H, W) and `rewards` (B, K) moved to `device`."""
-        return Batch(self.images.to(device), list(self.captions), self.rewards.to(device))
+        return Batch(self.images.to(device, non_blocking=non_blocking), list(self.captions),
+                     self.rewards.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Copy in page-locked memory (the DataLoader calls this when `pin_memory=True`)."""
+        return Batch(self.images.pin_memory(), list(self.captions), self.rewards.pin_memory())
 
 
 def _score_value(value: object, *, sample: int, key: str) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mirokit.data.batch import DataError
+from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
 
 # Errors PIL raises for unreadable/corrupt files (SyntaxError and struct errors come from some
 # decoders on truncated headers).
@@ -188,12 +190,36 @@ class JsonlImageDataset(Dataset):
         """Number of valid records."""
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, str, dict[str, float]]:
+    def __getitem__(self, index: int) -> Sample:
         """Sample `index`: (image (C, H, W) float32 in [-1, 1], caption, {key: score or NaN})."""
         image = load_image(self.images[index], image_size=self.image_size, channels=self.channels)
-        return image, self.captions[index], dict(self.scores[index])
+        return Sample(image, self.captions[index], dict(self.scores[index]))
+
+    @property
+    def info(self) -> DatasetInfo:
+        """The reward keys seen in the file (scores are taken as already calibrated)."""
+        return DatasetInfo(reward_keys=tuple(self.reward_keys_seen))
 
     @property
     def reward_keys_seen(self) -> list[str]:
         """Sorted union of the score keys over all valid records."""
         return sorted({key for scores in self.scores for key in scores})
+
+
+@dataclass(kw_only=True)
+class JsonlDataConfig(DataConfig):
+    """An image folder + a JSONL file of {"image": path, "caption": str, "scores": {key: float}} lines."""
+
+    path: str
+    """the JSONL file"""
+    root: str | None = None
+    """folder that image paths are relative to (default: the JSONL's folder)"""
+    verify_images: bool = False
+    """open every image up front and skip (and report) corrupt ones"""
+
+
+@DATA_SOURCES.register("jsonl", config=JsonlDataConfig, description="image folder + captions/scores JSONL")
+def jsonl_source(cfg: JsonlDataConfig, *, image_size: int, channels: int) -> JsonlImageDataset:
+    """The JSONL dataset at `image_size` with `channels` (1 or 3)."""
+    return JsonlImageDataset(cfg.path, image_size=image_size, channels=channels, root=cfg.root,
+                             verify_images=cfg.verify_images)

@@ -7,12 +7,15 @@ drawing parameters, so a model conditioned on them can be checked from pixels al
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from mirokit.data.batch import Batch, DataError
+from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
 
 TOY_REWARD_KEYS = ["brightness", "size"]
 TOY_SHAPES = ["circle", "square", "triangle"]
@@ -125,6 +128,9 @@ class ToyShapesDataset(Dataset):
         self._pixels = torch.empty((num_samples, 3, image_size, image_size), dtype=torch.uint8)
         self._drawn = np.zeros((num_samples + _CHUNK - 1) // _CHUNK, dtype=bool)
 
+    info = DatasetInfo(reward_keys=tuple(TOY_REWARD_KEYS))
+    """both toy rewards are exact (no calibration)"""
+
     def __len__(self) -> int:
         """Number of samples N."""
         return self.num_samples
@@ -149,11 +155,11 @@ class ToyShapesDataset(Dataset):
         self._ensure_drawn(idx)
         return self._pixels[torch.from_numpy(idx)].float().div_(127.5).sub_(1.0)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, str, dict[str, float]]:
+    def __getitem__(self, index: int) -> Sample:
         """Sample `index`: (image (3, H, W) float32 in [-1, 1], caption, {"brightness", "size"})."""
         index = self._check_index(int(index))
         brightness, size = self.rewards[index].tolist()
-        return self.images([index])[0], self.captions[index], {"brightness": brightness, "size": size}
+        return Sample(self.images([index])[0], self.captions[index], {"brightness": brightness, "size": size})
 
     def batch(self, indices: list[int] | Tensor, reward_keys: list[str] | None = None) -> Batch:
         """A `Batch` for `indices` (B,) without per-sample collation: images (B, 3, H, W),
@@ -172,3 +178,21 @@ class ToyShapesDataset(Dataset):
     def reward_keys_seen(self) -> list[str]:
         """The reward keys every sample carries (TOY_REWARD_KEYS)."""
         return list(TOY_REWARD_KEYS)
+
+
+@dataclass(kw_only=True)
+class ToyDataConfig(DataConfig):
+    """The built-in toy world: one shape per image, rewards brightness and size (no files)."""
+
+    num_samples: int = 4096
+    """number of procedural samples"""
+    seed: int = 0
+    """generation seed"""
+
+
+@DATA_SOURCES.register("toy", config=ToyDataConfig, description="one shape per image, rewards brightness and size")
+def toy_source(cfg: ToyDataConfig, *, image_size: int, channels: int) -> ToyShapesDataset:
+    """The toy dataset at `image_size` (RGB only)."""
+    if channels != 3:
+        raise ValueError(f"the toy dataset is RGB; model.image_channels is {channels}")
+    return ToyShapesDataset(cfg.num_samples, image_size=image_size, seed=cfg.seed)

@@ -1,20 +1,79 @@
-"""Pixel image space: images in [0, 1] <-> model space in [-1, 1] (std ~0.5 = sigma_data)."""
+"""Image spaces: where the generator models images (pixels here; the VAE latent space has the same
+contract), their config base and registry.
+
+An image space maps what a dataset sample holds (`Sample.image`) to the model space the generator
+is trained in (`to_model`), and model-space samples back to pictures (`decode`, `to_pil`).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mirokit.config import KindConfig, from_dict, to_dict
+from mirokit.registry import Registry
 
+IMAGE_SPACES: Registry = Registry("image space", "mirokit.encoders")
+"""kind -> image space class, called as `cls(cfg)`."""
+
+
+@dataclass(kw_only=True)
+class ImageSpaceConfig(KindConfig):
+    """Config of an image space; `kind` selects the registered class (pixels, ...)."""
+
+    registry: ClassVar[Any] = IMAGE_SPACES
+
+
+class ImageSpace(Protocol):
+    """What training and sampling need from an image space."""
+
+    config: ImageSpaceConfig
+
+    def spec(self) -> dict:
+        """JSON description stored in checkpoints (`build_image_space(spec)` rebuilds the space)."""
+        ...
+
+    def to_model(self, data: Tensor) -> Tensor:
+        """A batch of dataset images (B, C, H, W), on the training device -> model space (B, C', H', W')."""
+        ...
+
+    def decode(self, x: Tensor) -> Tensor:
+        """x: (B, C', H', W') model space -> (B, C, H, W) images in [0, 1]."""
+        ...
+
+    def to_pil(self, x: Tensor) -> list:
+        """x: model space -> list of B PIL images."""
+        ...
+
+
+@dataclass(kw_only=True)
+class PixelSpaceConfig(ImageSpaceConfig):
+    """Pixels in [-1, 1] are the model space (std ~0.5 = sigma_data); no options."""
+
+
+@IMAGE_SPACES.register("pixels", config=PixelSpaceConfig, description="pixels in [-1, 1] (CPU runs)")
 class PixelSpace:
-    """The identity-like image space used by CPU runs; the VAE latent space has the same interface."""
+    """The identity-like image space of CPU runs: datasets already yield pixels in [-1, 1]."""
 
-    kind = "pixels"
+    def __init__(self, config: PixelSpaceConfig | None = None):
+        self.config = config or PixelSpaceConfig()
+
+    @property
+    def kind(self) -> str:
+        """The registered kind ("pixels")."""
+        return self.config.kind
 
     def spec(self) -> dict:
         """JSON description stored in checkpoints."""
-        return {"kind": self.kind}
+        return to_dict(self.config)
+
+    def to_model(self, data: Tensor) -> Tensor:
+        """data: (B, C, H, W) pixels in [-1, 1] -> the same tensor (pixels are the model space)."""
+        return data
 
     def encode(self, images: Tensor) -> Tensor:
         """images: (B, C, H, W) in [0, 1] -> (B, C, H, W) in [-1, 1]."""
@@ -32,12 +91,11 @@ class PixelSpace:
         return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
 
 
-def build_image_space(spec: dict) -> PixelSpace:
-    """Rebuild an image space from its spec; unknown kinds give a one-line error."""
-    kind = spec.get("kind")
-    if kind == "pixels":
-        return PixelSpace()
-    raise ValueError(f"unknown image space {kind!r}; known: pixels")
+def build_image_space(cfg: ImageSpaceConfig | dict) -> ImageSpace:
+    """Build an image space from its config or spec dict; unknown kinds give a one-line error."""
+    if isinstance(cfg, dict):
+        cfg = from_dict(ImageSpaceConfig, cfg, where="image_space.")
+    return IMAGE_SPACES.build(cfg)
 
 
 def pil_to_tensor(image, channels: int = 3) -> Tensor:

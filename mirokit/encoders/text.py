@@ -1,30 +1,38 @@
-"""Text-encoder contract, registry and HF-style persistence.
+"""Text-encoder contract, config base, registry and HF-style persistence.
 
 Every encoder maps a list of captions to `(embeddings (B, L, dim) float32, mask (B, L) bool)`
 with L == max_length and mask[:, 0] True (so even "" has one valid token). Padded positions of
-the embeddings are exactly zero. `spec()` is a JSON dict with a "kind" from which
-`build_text_encoder` rebuilds the same (untrained) encoder; `save_pretrained` writes it as
-config.json, plus model.safetensors for trainable encoders.
+the embeddings are exactly zero. An encoder is built from its config (`{kind: tokens, ...}` or
+`{kind: hf_t5, ...}`, a `TextEncoderConfig` subclass registered in `TEXT_ENCODERS`);
+`save_pretrained` writes that config as config.json, plus model.safetensors for trainable encoders.
+A new encoder kind is one module in `mirokit/encoders/` that registers itself.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from mirokit.config import ConfigError, KindConfig, from_dict, to_dict
+from mirokit.registry import Registry
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
-# kind -> "module:Class"; imported on demand so that `import mirokit.encoders` stays light
-# (the HF encoder imports transformers only when it loads a model).
-_KINDS = {
-    "tokens": "mirokit.encoders.text_tokens:TokenTextEncoder",
-    "hf_t5": "mirokit.encoders.text_hf:HFTextEncoder",
-}
+TEXT_ENCODERS: Registry = Registry("text encoder", "mirokit.encoders")
+"""kind -> encoder class, called as `cls(cfg)`."""
+
+
+@dataclass(kw_only=True)
+class TextEncoderConfig(KindConfig):
+    """Config of a text encoder; `kind` selects the registered class (tokens, hf_t5, ...)."""
+
+    registry: ClassVar[Any] = TEXT_ENCODERS
 
 
 def check_captions(captions: object) -> list[str]:
@@ -40,11 +48,12 @@ def check_captions(captions: object) -> list[str]:
 class TextEncoder(nn.Module):
     """Abstract text encoder: `forward(captions) -> (emb (B, L, dim) float32, mask (B, L) bool)`.
 
-    Subclasses set `kind` (class attribute), and `dim`, `max_length`, `trainable`; they implement
-    `forward`, `spec` and the classmethod `from_spec(spec)`.
+    Subclasses are registered with `@TEXT_ENCODERS.register(kind, config=TheirConfig)`, take that
+    config as their only constructor argument, keep it as `self.config`, and set `dim`,
+    `max_length` and `trainable`.
     """
 
-    kind: str = ""
+    config: TextEncoderConfig
     dim: int
     max_length: int
     trainable: bool
@@ -53,60 +62,45 @@ class TextEncoder(nn.Module):
         """Encode B captions -> (embeddings (B, L, dim) float32, mask (B, L) bool), L == max_length."""
         raise NotImplementedError
 
+    def blocks(self) -> list[nn.Module]:
+        """Repeated units of a trainable encoder (for sharding / checkpointing / compile); none by default."""
+        return []
+
     def spec(self) -> dict:
-        """JSON-serialisable dict with "kind" that rebuilds this encoder via `build_text_encoder`."""
-        raise NotImplementedError
+        """The config as a JSON dict with "kind" first: `build_text_encoder(spec)` rebuilds this encoder."""
+        return to_dict(self.config)
 
-    @classmethod
-    def from_spec(cls, spec: dict) -> TextEncoder:
-        """Build from a spec dict without its "kind" entry (keys already checked by the caller)."""
-        raise NotImplementedError
-
-    @classmethod
-    def spec_keys(cls) -> tuple[list[str], list[str]]:
-        """(required keys, optional keys) accepted in this kind's spec, besides "kind"."""
-        raise NotImplementedError
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write directory/config.json (the spec) and, if trainable, directory/model.safetensors."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory).expanduser()
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.spec(), indent=2, sort_keys=True) + "\n")
+    def save_pretrained(self, directory: str | Path, state_dict: dict[str, Tensor] | None = None) -> None:
+        """Write directory/config.json and, if trainable, directory/model.safetensors (this encoder's
+        weights, or `state_dict` when given, e.g. EMA weights; the live module is not changed)."""
+        weights = None
         if self.trainable:
-            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-            save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+            weights = self.state_dict() if state_dict is None else state_dict
+        save_text_encoder(directory, self.spec(), weights)
 
 
-def _encoder_class(kind: str) -> type[TextEncoder]:
-    module_name, class_name = _KINDS[kind].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+def save_text_encoder(directory: str | Path, spec: dict, state_dict: dict[str, Tensor] | None) -> None:
+    """Write an encoder folder from its spec (config.json) and weights (model.safetensors, if given)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_NAME).write_text(json.dumps(spec, indent=2) + "\n")
+    if state_dict is not None:
+        state = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
 
 
-def build_text_encoder(spec: dict) -> TextEncoder:
-    """Build an (untrained) encoder from `spec` = {"kind": ..., **options}.
+def build_text_encoder(cfg: TextEncoderConfig | dict) -> TextEncoder:
+    """Build an (untrained) encoder from its config or spec dict `{"kind": ..., **options}`.
 
-    Raises a one-line ValueError for a missing/unknown kind, unknown or missing keys.
+    A missing or unknown kind, an unknown or missing key raise a one-line ValueError.
     """
-    if not isinstance(spec, dict):
-        raise ValueError(f"text encoder spec must be a dict, got {type(spec).__name__}")
-    kind = spec.get("kind")
-    if kind not in _KINDS:
-        raise ValueError(f"unknown text encoder kind {kind!r}; known kinds: {', '.join(sorted(_KINDS))}")
-    cls = _encoder_class(kind)
-    required, optional = cls.spec_keys()
-    options = {k: v for k, v in spec.items() if k != "kind"}
-    unknown = sorted(set(options) - set(required) - set(optional))
-    if unknown:
-        raise ValueError(
-            f"unknown key(s) {', '.join(unknown)} in text encoder spec of kind {kind!r}; "
-            f"known: {', '.join(sorted(required + optional))}"
-        )
-    missing = [k for k in required if k not in options]
-    if missing:
-        raise ValueError(f"text encoder spec of kind {kind!r} is missing {', '.join(missing)}")
-    return cls.from_spec(options)
+    if isinstance(cfg, dict):
+        cfg = from_dict(TextEncoderConfig, cfg, where="text_encoder.")
+    elif not isinstance(cfg, TextEncoderConfig):
+        raise ConfigError(f"text encoder config must be a mapping, got {type(cfg).__name__}")
+    return TEXT_ENCODERS.build(cfg)
 
 
 def load_text_encoder(directory: str | Path) -> TextEncoder:

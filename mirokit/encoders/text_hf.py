@@ -8,13 +8,13 @@ it follows the encoder's device on each call.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from mirokit.encoders.text import TextEncoder, check_captions
+from mirokit.encoders.text import TEXT_ENCODERS, TextEncoder, TextEncoderConfig, check_captions
 
 _TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -32,8 +32,8 @@ def _one_line(err: BaseException, limit: int = 300) -> str:
 
 
 @dataclass(kw_only=True)
-class HFTextEncoderConfig:
-    """Which T5 encoder to load and how."""
+class HFTextEncoderConfig(TextEncoderConfig):
+    """Which T5 encoder to load and how (kind: hf_t5)."""
 
     name_or_path: str
     """Hub id (e.g. "google/flan-t5-xl") or local folder with config.json, weights and tokenizer."""
@@ -51,6 +51,7 @@ class HFTextEncoderConfig:
             raise ValueError(f"HFTextEncoder: unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
 
 
+@TEXT_ENCODERS.register("hf_t5", config=HFTextEncoderConfig, description="frozen transformers T5 encoder")
 class HFTextEncoder(TextEncoder):
     """Frozen `transformers.T5EncoderModel` + `AutoTokenizer`.
 
@@ -59,19 +60,20 @@ class HFTextEncoder(TextEncoder):
     zero. Not trainable: `save_pretrained` writes only config.json.
     """
 
-    kind = "hf_t5"
-
-    def __init__(self, name_or_path: str, *, max_length: int = 128, dtype: str = "float32") -> None:
+    def __init__(self, config: HFTextEncoderConfig | str, **options) -> None:
+        """`config`: an HFTextEncoderConfig, or a hub id / folder with `max_length=`, `dtype=` options."""
         super().__init__()
-        name_or_path = str(name_or_path)
-        self.config = HFTextEncoderConfig(name_or_path=name_or_path, max_length=max_length, dtype=dtype)
+        if not isinstance(config, HFTextEncoderConfig):
+            config = HFTextEncoderConfig(name_or_path=str(config), **options)
+        self.config = replace(config)
+        name_or_path = self.config.name_or_path
         self.local = looks_local(name_or_path)
         if self.local:
             path = Path(name_or_path).expanduser()
             if not path.exists():
                 raise ValueError(f"text encoder weights not found: {name_or_path}")
             self.config.name_or_path = str(path.resolve())  # survives a change of working dir
-        self.max_length = max_length
+        self.max_length = self.config.max_length
         self.trainable = False
         self._dim: int | None = None
         # Kept in a plain list so nn.Module does not register (and save/optimise) the T5 weights.
@@ -158,19 +160,3 @@ class HFTextEncoder(TextEncoder):
         with torch.no_grad():
             hidden = model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         return hidden.float() * mask.unsqueeze(-1), mask
-
-    def spec(self) -> dict:
-        """{"kind": "hf_t5", "name_or_path", "max_length", "dtype"}."""
-        return {"kind": self.kind, **asdict(self.config)}
-
-    @classmethod
-    def spec_keys(cls) -> tuple[list[str], list[str]]:
-        """name_or_path is required; max_length and dtype are optional."""
-        names = [f.name for f in fields(HFTextEncoderConfig)]
-        return ["name_or_path"], [n for n in names if n != "name_or_path"]
-
-    @classmethod
-    def from_spec(cls, spec: dict) -> HFTextEncoder:
-        """Build (without loading weights) from a spec's fields."""
-        spec = dict(spec)
-        return cls(spec.pop("name_or_path"), **spec)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
 
-from mirokit.encoders.text import TextEncoder, check_captions
+from mirokit.encoders.text import TEXT_ENCODERS, TextEncoder, TextEncoderConfig, check_captions
 
 PAD_ID = 0
 BOS_ID = 1
@@ -22,8 +22,8 @@ _WORD = re.compile(r"[^\W_]+")  # Unicode letters and digits; everything else se
 
 
 @dataclass(kw_only=True)
-class TokenTextEncoderConfig:
-    """Shape of a `TokenTextEncoder`."""
+class TokenTextEncoderConfig(TextEncoderConfig):
+    """Shape of a `TokenTextEncoder` (kind: tokens)."""
 
     vocab_size: int = 4096
     """Number of token ids, including pad (0) and BOS (1)."""
@@ -73,14 +73,13 @@ def tokenize(captions: list[str], *, vocab_size: int, max_length: int) -> tuple[
     return ids, ids != PAD_ID
 
 
+@TEXT_ENCODERS.register("tokens", config=TokenTextEncoderConfig, description="small trainable hash-token transformer")
 class TokenTextEncoder(TextEncoder):
     """Hash tokenizer + embedding + learned positions + pre-norm transformer + final LayerNorm.
 
     `forward(captions)` -> (embeddings (B, max_length, dim) float32, mask (B, max_length) bool);
     padded positions are zero. Trainable: its weights are saved with checkpoints.
     """
-
-    kind = "tokens"
 
     def __init__(self, config: TokenTextEncoderConfig | None = None) -> None:
         super().__init__()
@@ -109,6 +108,10 @@ class TokenTextEncoder(TextEncoder):
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding, std=0.02)
 
+    def blocks(self) -> list[nn.Module]:
+        """The transformer layers."""
+        return list(self.layers)
+
     def tokenize(self, captions: list[str]) -> tuple[Tensor, Tensor]:
         """Captions -> (ids (B, L) int64, mask (B, L) bool) on CPU, L == max_length."""
         return tokenize(captions, vocab_size=self.config.vocab_size, max_length=self.max_length)
@@ -125,17 +128,3 @@ class TokenTextEncoder(TextEncoder):
             x = layer(x, src_key_padding_mask=~mask)
         x = self.norm(x)
         return x.float() * mask.unsqueeze(-1), mask
-
-    def spec(self) -> dict:
-        """{"kind": "tokens", vocab_size, max_length, dim, num_layers, num_heads}."""
-        return {"kind": self.kind, **asdict(self.config)}
-
-    @classmethod
-    def spec_keys(cls) -> tuple[list[str], list[str]]:
-        """No required keys; every `TokenTextEncoderConfig` field is optional."""
-        return [], [f.name for f in fields(TokenTextEncoderConfig)]
-
-    @classmethod
-    def from_spec(cls, spec: dict) -> TokenTextEncoder:
-        """Build from the spec's config fields."""
-        return cls(TokenTextEncoderConfig(**spec))

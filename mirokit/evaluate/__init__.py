@@ -1,5 +1,5 @@
-"""Evaluation: GenEval's rules (detector-agnostic) and ShapesEval, GenEval on the shapes world.
+"""Evaluation: GenEval's rules (detector-agnostic) and report figures.
 
-Import the submodules directly (`mirokit.evaluate.geneval_rules`, `mirokit.evaluate.shapes_eval`);
-nothing heavy is imported here.
+Import the submodules directly (`mirokit.evaluate.geneval_rules`, `mirokit.evaluate.report`);
+nothing heavy is imported here. ShapesEval (GenEval on the shapes world) is in `mirokit.world.shapes_eval`.
 """

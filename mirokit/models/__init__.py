@@ -1,5 +1,6 @@
 """Generator networks: reward/text conditioning, RIN and UNet trunks, preconditioning."""
 
+from mirokit.models.backbone import BACKBONES, Backbone, BackboneConfig
 from mirokit.models.conditioning import ConditioningConfig, RewardTextConditioner
 from mirokit.models.generator import (
     GeneratorConfig,
@@ -11,6 +12,6 @@ from mirokit.models.generator import (
 from mirokit.models.rin import RINConfig
 
 __all__ = [
-    "ConditioningConfig", "RewardTextConditioner", "GeneratorConfig", "GeneratorOutput", "MiroGenerator",
+    "BACKBONES", "Backbone", "BackboneConfig", "ConditioningConfig", "RewardTextConditioner", "GeneratorConfig", "GeneratorOutput", "MiroGenerator",
     "RINConfig", "cpu_tiny_rin_config", "official_rin_config",
 ]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mirokit.models.embedders import ScalarEmbedder
-from mirokit.models.layers import SelfAttentionBlock
+from mirokit.models.layers import SelfAttentionBlock, linear_flops
 
 
 @dataclass(kw_only=True)
@@ -70,6 +70,16 @@ class RewardTextConditioner(nn.Module):
                                qk_norm=False, swiglu=False, qkv_bias=True, layer_scale=0.1)
             for _ in range(cfg.mixer_layers)
         )
+
+    def num_tokens(self, text_len: int) -> int:
+        """Conditioning tokens T = 1 (time) + K (rewards) + R (registers) + L (text)."""
+        return 1 + len(self.reward_keys) + self.registers.shape[0] + text_len
+
+    def flops_per_image(self, text_len: int) -> int:
+        """Forward FLOPs for one sample with L text tokens: scalar embedders, text projection, mixer."""
+        mixed = self.num_tokens(text_len) - 1
+        embedders = self.time_embedder.flops() + sum(e.flops() for e in self.reward_embedders.values())
+        return embedders + linear_flops(self.text_proj, text_len) + sum(block.flops(mixed) for block in self.mixer)
 
     def reward_tokens(self, rewards: Tensor) -> Tensor:
         """rewards: (B, K) in [0,1], NaN = missing/dropped -> (B, K, W); NaN gives the position embedding alone."""

@@ -39,7 +39,13 @@ class ScalarEmbedder(nn.Module):
 
     @property
     def out_dim(self) -> int:
+        """Output width (dim * expansion)."""
         return self.map_output.out_features
+
+    def flops(self) -> int:
+        """Forward FLOPs for one scalar (the two Linear layers)."""
+        return 2 * (self.map_input.in_features * self.map_input.out_features
+                    + self.map_output.in_features * self.map_output.out_features)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B,) scalar per sample -> (B, dim * expansion)."""

@@ -17,11 +17,11 @@ from torch import Tensor, nn
 
 from mirokit.config import ConfigError, from_dict, to_dict
 from mirokit.flow.precond import input_scale, output_scale
+from mirokit.models.backbone import BACKBONES, BackboneConfig, check_backbone
 from mirokit.models.conditioning import ConditioningConfig, RewardTextConditioner
 from mirokit.models.embedders import FourierFeatures
-from mirokit.models.layers import xavier_init_
-from mirokit.models.rin import RINConfig, RINTrunk
-from mirokit.models.unet import UNetConfig, UNetTrunk
+from mirokit.models.layers import linear_flops, xavier_init_
+from mirokit.models.rin import RINConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -39,12 +39,8 @@ class GeneratorConfig:
     """names of the reward scalars the model is conditioned on, in order"""
     text_dim: int = 2048
     """width of the incoming text-token embeddings (2048 for FLAN-T5-XL)"""
-    backbone: str = "rin"
-    """image trunk: rin | unet"""
-    rin: RINConfig = field(default_factory=RINConfig)
-    """RIN trunk settings (used when backbone == rin)"""
-    unet: UNetConfig = field(default_factory=UNetConfig)
-    """UNet trunk settings (used when backbone == unet)"""
+    backbone: BackboneConfig = field(default_factory=RINConfig)
+    """image trunk: {kind: rin | unet | any registered backbone, ...its settings}"""
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     """reward/text conditioning mixer settings"""
     sigma_data: float = 0.5
@@ -54,9 +50,15 @@ class GeneratorConfig:
     logvar_channels: int = 128
     """Fourier channels of the log-variance head"""
 
-    def __post_init__(self):
-        if self.backbone not in ("rin", "unet"):
-            raise ValueError(f"unknown backbone {self.backbone!r}; known: rin, unet")
+
+def upgrade_config_dict(data: dict) -> dict:
+    """A config.json of format 1 (`backbone: "rin"` beside `rin:`/`unet:` sections) -> the current layout."""
+    if isinstance(data.get("backbone"), str):
+        data = dict(data)
+        kind = data.pop("backbone")
+        sections = {name: data.pop(name, None) for name in ("rin", "unet")}
+        data["backbone"] = {"kind": kind, **(sections.get(kind) or {})}
+    return data
 
 
 class GeneratorOutput(NamedTuple):
@@ -73,10 +75,9 @@ class MiroNetwork(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
-        if cfg.backbone == "rin":
-            self.trunk = RINTrunk(cfg.rin, channels=cfg.image_channels, image_size=cfg.image_size)
-        else:
-            self.trunk = UNetTrunk(cfg.unet, channels=cfg.image_channels, image_size=cfg.image_size)
+        kind = cfg.backbone.kind
+        trunk = BACKBONES.build(cfg.backbone, channels=cfg.image_channels, image_size=cfg.image_size)
+        self.trunk = check_backbone(trunk, kind)
         self.conditioner = RewardTextConditioner(self.trunk.cond_width, cfg.reward_keys, cfg.text_dim,
                                                  cfg.conditioning)
         xavier_init_(self)
@@ -87,6 +88,10 @@ class MiroNetwork(nn.Module):
         """x: (B, C, H, W) scaled input; gamma: (B,) -> ((B, C, H, W), self-conditioning state)."""
         cond = self.conditioner(gamma, text, text_mask, rewards)
         return self.trunk(x, cond, self_cond)
+
+    def blocks(self) -> list[nn.Module]:
+        """Units for sharding / activation checkpointing / compile: the mixer blocks, then the trunk's blocks."""
+        return [*self.conditioner.mixer, *self.trunk.blocks()]
 
 
 class Preconditioning(nn.Module):
@@ -102,7 +107,8 @@ class Preconditioning(nn.Module):
         """gamma: (B,) -> (B,) learned log-variance (zeros when uncertainty weighting is off)."""
         if self.logvar_proj is None:
             return torch.zeros_like(gamma, dtype=torch.float32)
-        return self.logvar_proj(gamma.reshape(-1)).reshape(-1).float()
+        # a fresh tensor, not a view of the projection: FSDP2 hooks the root module's outputs
+        return self.logvar_proj(gamma.reshape(-1))[:, 0].float().clone()
 
 
 class MiroGenerator(nn.Module):
@@ -120,7 +126,20 @@ class MiroGenerator(nn.Module):
 
     @property
     def reward_keys(self) -> list[str]:
+        """Names of the reward scalars the model is conditioned on, in order (K of them)."""
         return list(self.config.reward_keys)
+
+    def blocks(self) -> list[nn.Module]:
+        """The network's repeated units (see `Backbone.blocks`), conditioner mixer first."""
+        return self.network.blocks()
+
+    def flops_per_image(self, text_len: int) -> int:
+        """Forward FLOPs for one image with L text tokens: conditioner + trunk + log-variance head."""
+        cond = self.network.conditioner
+        total = cond.flops_per_image(text_len) + self.network.trunk.flops_per_image(cond.num_tokens(text_len))
+        if self.preconditioning.logvar_proj is not None:
+            total += linear_flops(self.preconditioning.logvar_proj[1], 1)
+        return total
 
     def forward(self, y: Tensor, gamma: Tensor, *, text: Tensor, text_mask: Tensor,
                 rewards: Tensor | None = None, self_cond: Tensor | None = None) -> GeneratorOutput:
@@ -169,7 +188,7 @@ class MiroGenerator(nn.Module):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"not a mirokit generator directory: {directory} (missing {name})")
         try:
-            cfg = from_dict(GeneratorConfig, json.loads((directory / CONFIG_NAME).read_text()))
+            cfg = from_dict(GeneratorConfig, upgrade_config_dict(json.loads((directory / CONFIG_NAME).read_text())))
         except (json.JSONDecodeError, ConfigError) as err:
             raise ConfigError(f"{directory / CONFIG_NAME}: {err}") from None
         model = cls(cfg)
@@ -183,14 +202,14 @@ class MiroGenerator(nn.Module):
 def official_rin_config(reward_keys: list[str]) -> GeneratorConfig:
     """The official ~360M RIN on 4x32x32 SDXL latents with FLAN-T5-XL (2048-d) text tokens."""
     return GeneratorConfig(image_channels=4, image_size=32, reward_keys=list(reward_keys), text_dim=2048,
-                           backbone="rin", rin=RINConfig())
+                           backbone=RINConfig())
 
 
 def cpu_tiny_rin_config(reward_keys: list[str], text_dim: int = 64) -> GeneratorConfig:
     """A ~3M-parameter RIN on 3x32x32 pixels for CPU runs and tests."""
     return GeneratorConfig(
-        image_channels=3, image_size=32, reward_keys=list(reward_keys), text_dim=text_dim, backbone="rin",
-        rin=RINConfig(patch_size=2, data_dim=64, latents_dim=128, num_latents=64, num_blocks=3,
+        image_channels=3, image_size=32, reward_keys=list(reward_keys), text_dim=text_dim,
+        backbone=RINConfig(patch_size=2, data_dim=64, latents_dim=128, num_latents=64, num_blocks=3,
                       num_processing_layers=2, read_write_heads=4, compute_heads=4, hidden_multiple=32),
         conditioning=ConditioningConfig(num_registers=4, mixer_layers=2, mixer_heads=4),
         logvar_channels=32,

@@ -29,6 +29,11 @@ class RMSNorm(nn.Module):
         return normed.type_as(x) * self.weight
 
 
+def linear_flops(layer: nn.Linear, tokens: int) -> int:
+    """Forward FLOPs of `layer` applied to `tokens` vectors (a multiply-add counts 2, bias not counted)."""
+    return 2 * tokens * layer.in_features * layer.out_features
+
+
 def make_norm(kind: str, dim: int) -> nn.Module:
     """`"rms"` -> RMSNorm, `"layer"` -> LayerNorm (both eps 1e-6)."""
     if kind == "rms":
@@ -61,6 +66,15 @@ class Attention(nn.Module):
         self.q_norm = nn.LayerNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
 
+    def flops(self, n_q: int, n_kv: int) -> int:
+        """Forward FLOPs for one sample with n_q query and n_kv key/value tokens (projections + QK^T + AV)."""
+        if self.self_attention:
+            proj = linear_flops(self.qkv, n_q)
+        else:
+            proj = linear_flops(self.q, n_q) + linear_flops(self.kv, n_kv)
+        width = self.out.in_features
+        return proj + 4 * n_q * n_kv * width + linear_flops(self.out, n_q)
+
     def _heads(self, t: Tensor) -> Tensor:
         b, n, _ = t.shape
         return t.view(b, n, self.num_heads, -1).transpose(1, 2)
@@ -91,6 +105,10 @@ class SwiGLU(nn.Module):
         self.linear_packed = nn.Linear(dim, 2 * hidden, bias=bias)
         self.linear_out = nn.Linear(hidden, dim, bias=bias)
 
+    def flops(self, tokens: int) -> int:
+        """Forward FLOPs on `tokens` vectors."""
+        return linear_flops(self.linear_packed, tokens) + linear_flops(self.linear_out, tokens)
+
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., dim) -> (..., dim)."""
         a, gate = self.linear_packed(x).chunk(2, dim=-1)
@@ -104,6 +122,10 @@ class GeluMLP(nn.Module):
         super().__init__()
         self.linear_1 = nn.Linear(dim, multiplier * dim, bias=bias)
         self.linear_2 = nn.Linear(multiplier * dim, dim, bias=bias)
+
+    def flops(self, tokens: int) -> int:
+        """Forward FLOPs on `tokens` vectors."""
+        return linear_flops(self.linear_1, tokens) + linear_flops(self.linear_2, tokens)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (..., dim) -> (..., dim)."""
@@ -135,6 +157,10 @@ class CrossAttentionBlock(nn.Module):
         self.middle_ln = make_norm(norm, dim_q)
         self.ffn = SwiGLU(dim_q, mlp_multiplier, hidden_multiple) if swiglu else GeluMLP(dim_q, mlp_multiplier)
 
+    def flops(self, n_q: int, n_kv: int) -> int:
+        """Forward FLOPs for one sample: n_q tokens attending to n_kv tokens, then the MLP on n_q."""
+        return self.ca.flops(n_q, n_kv) + self.ffn.flops(n_q)
+
     def forward(self, tokens: Tensor, from_tokens: Tensor, from_mask: Tensor | None = None) -> Tensor:
         """tokens: (B, N, dim_q); from_tokens: (B, M, dim_kv); from_mask: (B, M) bool -> (B, N, dim_q)."""
         mask = pair_mask(None, from_mask, tokens.shape[1], from_tokens.shape[1], tokens.shape[0], tokens.device)
@@ -157,6 +183,10 @@ class SelfAttentionBlock(nn.Module):
         if self.use_layer_scale:
             self.layer_scale_1 = nn.Parameter(torch.full((dim,), float(layer_scale)))
             self.layer_scale_2 = nn.Parameter(torch.full((dim,), float(layer_scale)))
+
+    def flops(self, tokens: int) -> int:
+        """Forward FLOPs for one sample of `tokens` tokens."""
+        return self.sa.flops(tokens, tokens) + self.ffn.flops(tokens)
 
     def forward(self, tokens: Tensor, token_mask: Tensor | None = None) -> Tensor:
         """tokens: (B, N, dim); token_mask: (B, N) bool, masked tokens are not attended to -> (B, N, dim)."""

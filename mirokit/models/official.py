@@ -82,7 +82,7 @@ def convert_official_config(config: dict) -> GeneratorConfig:
     )
     return GeneratorConfig(
         image_channels=net["num_input_channels"], image_size=net["data_size"],
-        reward_keys=list(net["coherence_keys"]), text_dim=net["label_dim"], backbone="rin", rin=rin,
+        reward_keys=list(net["coherence_keys"]), text_dim=net["label_dim"], backbone=rin,
         conditioning=ConditioningConfig(num_registers=net.get("num_text_registers", 16), mixer_layers=2,
                                         mixer_heads=16, mlp_multiplier=4),
         sigma_data=pre.get("sigma_data", 0.5), learned_uncertainty=pre.get("do_gradnorm_reweighting", True),

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mirokit.models.backbone import BACKBONES, BackboneConfig
 from mirokit.models.conditioning import Conditioning
-from mirokit.models.layers import CrossAttentionBlock, GeluMLP, RMSNorm, SelfAttentionBlock
+from mirokit.models.layers import CrossAttentionBlock, GeluMLP, RMSNorm, SelfAttentionBlock, linear_flops
 
 
 @dataclass(kw_only=True)
-class RINConfig:
+class RINConfig(BackboneConfig):
     """RIN trunk sizes; defaults are the official ~360M configuration (4x32x32 SDXL latents)."""
 
     patch_size: int = 2
@@ -66,7 +67,13 @@ class RINBlock(nn.Module):
         data = self.writer_ca(data, latents)
         return data, latents
 
+    def flops(self, n_data: int, n_latents: int, n_cond: int) -> int:
+        """Forward FLOPs for one sample with n_data data, n_latents latent and n_cond conditioning tokens."""
+        return (self.retrieve_cond.flops(n_latents, n_cond) + self.retriever_ca.flops(n_latents, n_data)
+                + sum(layer.flops(n_latents) for layer in self.processer_sa) + self.writer_ca.flops(n_data, n_latents))
 
+
+@BACKBONES.register("rin", config=RINConfig, description="Recurrent Interface Network (the official MIRO trunk)")
 class RINTrunk(nn.Module):
     """Image trunk: (B, C, H, W) noisy input + conditioning -> (B, C, H, W) output and final latents."""
 
@@ -101,9 +108,17 @@ class RINTrunk(nn.Module):
         """Width of the conditioning tokens this trunk reads (= latents_dim)."""
         return self.cfg.latents_dim
 
-    @property
-    def self_cond_shape(self) -> tuple[int, int]:
-        return (self.cfg.num_latents, self.cfg.latents_dim)
+    def blocks(self) -> list[nn.Module]:
+        """The read/process/write blocks, in order."""
+        return list(self.rin_blocks)
+
+    def flops_per_image(self, num_cond_tokens: int) -> int:
+        """Forward FLOPs for one image given T conditioning tokens (patchify, blocks, self-cond MLP, unpatchify)."""
+        n_data, n_latents = self.data_pos_embedding.shape[0], self.cfg.num_latents
+        total = linear_flops(self.patch_extractor, n_data) + linear_flops(self.map_tokens_to_patches[1], n_data)
+        if self.cfg.self_conditioning:
+            total += self.linear_previous.flops(n_latents)
+        return total + sum(block.flops(n_data, n_latents, num_cond_tokens) for block in self.rin_blocks)
 
     def forward(self, x: Tensor, cond: Conditioning, self_cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x: (B, C, H, W); self_cond: (B, M, Z) latents of a previous call or None -> ((B, C, H, W), (B, M, Z))."""

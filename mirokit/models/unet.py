@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mirokit.models.backbone import BACKBONES, BackboneConfig
 from mirokit.models.conditioning import Conditioning
-from mirokit.models.layers import CrossAttentionBlock, SelfAttentionBlock
+from mirokit.models.layers import CrossAttentionBlock, SelfAttentionBlock, linear_flops
 
 
 @dataclass(kw_only=True)
-class UNetConfig:
+class UNetConfig(BackboneConfig):
     """UNet trunk sizes; defaults (~1.5M parameters) are the 32x32 CPU demo model."""
 
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])
@@ -41,6 +42,12 @@ class UNetConfig:
     """feed the previous call's output back in as extra input channels"""
     dropout: float = 0.0
     """dropout inside the residual blocks, between the modulated norm and the second conv"""
+
+
+def conv_flops(conv: nn.Conv2d, height: int, width: int) -> int:
+    """Forward FLOPs of `conv` producing a (height, width) output map for one image."""
+    kh, kw = conv.kernel_size
+    return 2 * conv.out_channels * (conv.in_channels // conv.groups) * kh * kw * height * width
 
 
 def _groups(ch: int) -> int:
@@ -65,6 +72,11 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
+    def flops(self, size: int) -> int:
+        """Forward FLOPs for one image at a size x size resolution."""
+        skip = conv_flops(self.skip, size, size) if isinstance(self.skip, nn.Conv2d) else 0
+        return conv_flops(self.conv1, size, size) + conv_flops(self.conv2, size, size) + linear_flops(self.emb, 1) + skip
+
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         """x: (B, in_ch, H, W); emb: (B, emb_dim) already SiLU-activated -> (B, out_ch, H, W)."""
         h = self.conv1(F.silu(self.norm1(x)))
@@ -83,6 +95,11 @@ class AttentionBlock(nn.Module):
         common = dict(mlp_multiplier=cfg.mlp_multiplier, hidden_multiple=8)
         self.self_attn = SelfAttentionBlock(ch, cfg.heads, **common) if cfg.self_attention else None
         self.cross_attn = CrossAttentionBlock(ch, cfg.cond_dim, cfg.heads, **common)
+
+    def flops(self, pixels: int, num_cond_tokens: int) -> int:
+        """Forward FLOPs for one image of `pixels` feature-map positions and T conditioning tokens."""
+        own = self.self_attn.flops(pixels) if self.self_attn is not None else 0
+        return own + self.cross_attn.flops(pixels, num_cond_tokens)
 
     def forward(self, x: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
         """x: (B, ch, H, W); tokens: (B, T, cond_dim); mask: (B, T) bool, False = not attended -> (B, ch, H, W)."""
@@ -126,6 +143,13 @@ class Level(nn.Module):
         self.res = nn.ModuleList(ResBlock(c, out_ch, cfg.cond_dim, cfg.dropout) for c in in_chs)
         self.attn = nn.ModuleList(AttentionBlock(out_ch, cfg) for _ in in_chs) if attention else None
 
+    def flops(self, size: int, num_cond_tokens: int) -> int:
+        """Forward FLOPs for one image at a size x size resolution with T conditioning tokens."""
+        total = sum(res.flops(size) for res in self.res)
+        if self.attn is not None:
+            total += sum(attn.flops(size * size, num_cond_tokens) for attn in self.attn)
+        return total
+
     def forward(self, h: Tensor, emb: Tensor, cond: Conditioning) -> Tensor:
         """h: (B, in_chs[0], H, W); emb: (B, cond_dim) SiLU-activated time -> (B, out_ch, H, W)."""
         for j, res in enumerate(self.res):
@@ -135,6 +159,7 @@ class Level(nn.Module):
         return h
 
 
+@BACKBONES.register("unet", config=UNetConfig, description="small convolutional UNet with cross-attention (CPU)")
 class UNetTrunk(nn.Module):
     """Image trunk: (B, C, H, W) noisy input + conditioning -> (B, C, H, W) output and that output."""
 
@@ -190,10 +215,24 @@ class UNetTrunk(nn.Module):
         """Width W of the conditioning tokens and time embedding this trunk expects."""
         return self.cfg.cond_dim
 
-    @property
-    def self_cond_shape(self) -> tuple[int, int, int]:
-        """(C, H, W): the self-conditioning state is the previous output."""
-        return (self.channels, self.image_size, self.image_size)
+    def blocks(self) -> list[nn.Module]:
+        """The resolution levels: down path then up path."""
+        return [*self.down, *self.up]
+
+    def flops_per_image(self, num_cond_tokens: int) -> int:
+        """Forward FLOPs for one image given T conditioning tokens."""
+        size = self.image_size
+        total = conv_flops(self.conv_in, size, size) + conv_flops(self.conv_out, size, size)
+        for i, level in enumerate(self.down):
+            total += level.flops(size >> i, num_cond_tokens)
+            if i < len(self.downsample):
+                total += conv_flops(self.downsample[i].conv, size >> (i + 1), size >> (i + 1))
+        depth = len(self.up) - 1
+        for j, level in enumerate(self.up):
+            total += level.flops(size >> (depth - j), num_cond_tokens)
+            if j < len(self.upsample):
+                total += conv_flops(self.upsample[j].conv, size >> (depth - j - 1), size >> (depth - j - 1))
+        return total
 
     def reset_self_conditioning(self) -> None:
         """Make the self-conditioning input a no-op (call after xavier init).

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mirokit.data.score_inputs import InputUnit, RawSample, plan_units
+from mirokit.rewards.inputs import InputUnit, RawSample, plan_units
 from mirokit.rewards.registry import build_scorer
 
 

@@ -1,9 +1,10 @@
-"""One registry for every reward scorer: real reward models and the shapes world's built-in ones.
+"""One registry for every reward scorer: the real reward models and any plugin's (e.g. the shapes world's).
 
 A scorer turns (images, captions) into one raw float32 score per image:
 `scorer.score(images: list[PIL.Image], captions: list[str]) -> np.ndarray (N,)`.
-Scorers are built lazily by key: `build_scorer("world_quality")`, `build_scorer("clip_score",
-model="path/or/hub-id", device="cuda")`.
+Scorers are built lazily by key: `build_scorer("clip_score", model="path/or/hub-id", device="cuda")`.
+A new scorer is one module in `mirokit/rewards/` (or a plugin module, see `mirokit.registry`) with
+`@register_scorer("my_key", "description")` on a class or factory taking keyword options.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 import numpy as np
+
+from mirokit.registry import Registry
 
 
 class RewardScorer(Protocol):
@@ -22,49 +25,23 @@ class RewardScorer(Protocol):
         """images: N PIL images; captions: N strings -> (N,) float32 raw scores (NaN = could not score)."""
 
 
-_FACTORIES: dict[str, tuple[Callable[..., RewardScorer], str]] = {}
+SCORERS: Registry = Registry("reward key", "mirokit.rewards")
+"""reward key -> scorer class or factory, called with keyword options."""
 
 
 def register_scorer(key: str, description: str = "") -> Callable:
     """Decorator registering a scorer factory (a class or function taking keyword options) under `key`."""
-
-    def wrap(factory: Callable[..., RewardScorer]) -> Callable[..., RewardScorer]:
-        if key in _FACTORIES and _FACTORIES[key][0] is not factory:
-            raise ValueError(f"reward key {key!r} is already registered")
-        _FACTORIES[key] = (factory, description)
-        return factory
-
-    return wrap
-
-
-# Importing these modules registers their scorers (imports are lazy: no model is loaded).
-_BUILTIN_MODULES = (
-    "mirokit.world.rewards",
-    "mirokit.rewards.clip_family",
-    "mirokit.rewards.image_reward",
-    "mirokit.rewards.vqa_score",
-)
-
-
-def _load_builtin() -> None:
-    import importlib
-
-    for name in _BUILTIN_MODULES:
-        importlib.import_module(name)
+    return SCORERS.register(key, description=description)
 
 
 def available_scorers() -> dict[str, str]:
     """{key: one-line description} of every registered scorer."""
-    _load_builtin()
-    return {k: d for k, (_, d) in sorted(_FACTORIES.items())}
+    return {e.kind: e.description for e in SCORERS.entries()}
 
 
 def scorer_factory(key: str) -> Callable[..., RewardScorer]:
     """The class or function registered under `key` (one-line error for unknown keys)."""
-    _load_builtin()
-    if key not in _FACTORIES:
-        raise ValueError(f"unknown reward key {key!r}; known: {', '.join(sorted(_FACTORIES))}")
-    return _FACTORIES[key][0]
+    return SCORERS.get(key)
 
 
 def build_scorer(key: str, **options: Any) -> RewardScorer:

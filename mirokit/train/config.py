@@ -1,11 +1,18 @@
-"""The run configuration: one YAML file = model + text encoder + data + loop + optimizer + flow."""
+"""The run configuration: one YAML file = model + text encoder + image space + data + loader + loop
++ optimizer + flow."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from mirokit.config import from_dict, load_yaml, apply_overrides
+from mirokit.config import apply_overrides, from_dict, load_yaml
+from mirokit.data.loader import LoaderConfig
 from mirokit.data.source import DataConfig
+from mirokit.data.toy import ToyDataConfig
+from mirokit.encoders.pixel import ImageSpaceConfig, PixelSpaceConfig
+from mirokit.encoders.text import TextEncoderConfig
+from mirokit.encoders.text_tokens import TokenTextEncoderConfig
 from mirokit.flow.loss import FlowLossConfig
 from mirokit.models.generator import GeneratorConfig
 from mirokit.train.optim import OptimConfig
@@ -38,7 +45,19 @@ class LoopConfig:
     device: str = "auto"
     """auto | cpu | cuda"""
     parallel: str = "ddp"
-    """multi-process wrapper under torchrun: ddp | fsdp2 | none"""
+    """multi-process strategy under torchrun: ddp (replicate, all-reduce gradients) | fsdp2 (shard parameters,
+    gradients and optimizer state per block) | none"""
+    reshard_after_forward: bool = True
+    """fsdp2: free each block's gathered parameters after its forward (less memory, one more all-gather)"""
+    activation_checkpointing: bool = False
+    """recompute each block's activations in the backward pass instead of storing them (less memory, ~1/3
+    more compute)"""
+    compile: bool = False
+    """torch.compile each block (in place; weights and checkpoints keep their names)"""
+    compile_backend: str = "inductor"
+    """torch.compile backend (inductor; aot_eager or eager for debugging)"""
+    peak_tflops: float = 0.0
+    """device peak TFLOP/s for the MFU metric (0 = look the GPU up in mirokit.train.mfu.PEAK_TFLOPS_BF16)"""
     threads: int = 0
     """CPU threads for torch (0 = torch's default)"""
     log_every: int = 10
@@ -51,6 +70,8 @@ class LoopConfig:
     """show a tqdm progress bar on rank 0"""
 
     def __post_init__(self):
+        if self.parallel not in ("none", "ddp", "fsdp2"):
+            raise ValueError(f"unknown train.parallel {self.parallel!r}; known: none, ddp, fsdp2")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         for name in ("text_dropout", "reward_dropout"):
@@ -66,10 +87,14 @@ class RunConfig:
     """run folder: checkpoints/, model/ (final export), metrics.jsonl, tensorboard/, config.yaml"""
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
     """generator architecture (model.text_dim is set from the text encoder)"""
-    text_encoder: dict = field(default_factory=lambda: {"kind": "tokens"})
-    """text encoder spec: {"kind": "tokens", ...} (trainable, CPU) or {"kind": "hf_t5", "name_or_path": ...}"""
-    data: DataConfig = field(default_factory=DataConfig)
-    """training data source"""
+    text_encoder: TextEncoderConfig = field(default_factory=TokenTextEncoderConfig)
+    """text encoder: {kind: tokens, ...} (trainable, CPU) or {kind: hf_t5, name_or_path: ...} (frozen T5)"""
+    image_space: ImageSpaceConfig = field(default_factory=PixelSpaceConfig)
+    """the space the generator models: {kind: pixels}"""
+    data: DataConfig = field(default_factory=ToyDataConfig)
+    """training data: {kind: toy | jsonl | world (shapes-world plugin) | any registered source, ...}"""
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    """how batches reach the step (DataLoader workers, prefetch, pinned memory)"""
     train: LoopConfig = field(default_factory=LoopConfig)
     """loop settings"""
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -78,8 +103,22 @@ class RunConfig:
     """flow-matching loss settings"""
 
 
+BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+"""Folder of the built-in run configs (cpu_tiny, demo_unet, demo_world)."""
+
+
+def resolve_config(name: str | None) -> str | None:
+    """A path, or the name of a built-in config (e.g. `cpu_tiny`) shipped in mirokit/configs/."""
+    if name is None or Path(name).exists():
+        return name
+    builtin = BUILTIN_CONFIGS / f"{name}.yaml"
+    return str(builtin) if builtin.is_file() else name
+
+
 def load_run_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:
-    """YAML file (or defaults when path is None) + `a.b=value` overrides -> RunConfig; errors are one line."""
+    """YAML file or built-in config name (or defaults when None) + `a.b=value` overrides -> RunConfig;
+    errors are one line."""
+    path = resolve_config(path)
     data = load_yaml(path) if path else {}
     apply_overrides(data, list(overrides or []))
     return from_dict(RunConfig, data)

@@ -1,5 +1,9 @@
 """One training loop for one CPU process, one GPU, or many ranks under torchrun (DDP / FSDP2).
 
+Build order (torchtitan's): text encoder -> generator -> `parallelize` (activation checkpointing,
+compile, DDP or FSDP2 sharding) -> optimizer and EMA on the final parameters -> resume from the
+run folder's newest checkpoint (any number of ranks) -> DataLoader for the remaining steps.
+
 Every step's randomness (data order, condition dropout, noise, signal levels) is drawn for the
 *global* batch from a generator seeded by (seed, step); each rank takes its slice. That makes
 resume exact and makes N ranks match one process at the same global batch.
@@ -17,23 +21,26 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from mirokit.config import to_dict
+from mirokit.config import from_dict, to_dict
+from mirokit.data.batch import Batch
+from mirokit.data.loader import StepBatchSampler, batches, build_loader
 from mirokit.data.sampler import EpochShuffle
-from mirokit.data.source import build_dataset
-from mirokit.encoders.pixel import PixelSpace
+from mirokit.data.source import TrainDataset, build_dataset, check_dataset
+from mirokit.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from mirokit.encoders.pixel import build_image_space
 from mirokit.encoders.text import build_text_encoder
 from mirokit.flow.loss import draw_flow_noise, flow_matching_loss
 from mirokit.models.generator import MiroGenerator
 from mirokit.pipeline import MiroPipeline
-from mirokit.train import checkpoint as ckpt
+from mirokit.train.checkpoint import Checkpointer, checkpoint_name, latest_checkpoint, read_state, read_tensors
 from mirokit.train.conditions import drop_conditions
 from mirokit.train.config import RunConfig
-from mirokit.train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from mirokit.train.ema import EMA
 from mirokit.train.metrics import MetricsLogger
+from mirokit.train.mfu import device_peak_tflops, throughput_stats, train_flops_per_image
 from mirokit.train.module import TrainModule
 from mirokit.train.optim import build_optimizer, lr_factor
-from mirokit.train.parallelize import unwrap, wrap_model
+from mirokit.train.parallelize import full_tensor, gradient_sync, is_sharded, parallelize
 
 FINAL_MODEL_DIR = "model"
 
@@ -43,19 +50,30 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def fetch_batch(dataset, indices: list[int], reward_keys: list[str]):
-    """Load samples by index into a Batch (images (B, C, H, W) in [-1, 1], captions, rewards (B, K))."""
-    if hasattr(dataset, "batch"):
-        return dataset.batch(indices, reward_keys)
-    from mirokit.data.batch import collate
+def split_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Entries of `state` whose name starts with `prefix.`, with the prefix removed."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
-    return collate([dataset[i] for i in indices], reward_keys)
+
+def write_model(directory: Path, cfg: RunConfig, module: TrainModule, text_encoder, ema_state: dict,
+                step: int, calibration=None) -> None:
+    """Write a loadable model folder (pipeline layout) from full EMA tensors of `module`'s parameters."""
+    pipe = MiroPipeline(module.generator, text_encoder, build_image_space(cfg.image_space),
+                        extra={"training": to_dict(cfg), "step": step})
+    te_state = split_prefix(ema_state, "text_encoder") if module.text_encoder is not None else None
+    pipe.save_pretrained(directory, generator_state=split_prefix(ema_state, "generator"), text_encoder_state=te_state)
+    if calibration is not None:  # the reward calibration travels with the checkpoint
+        calibration.save(Path(directory) / "calibration.json")
 
 
 class Trainer:
-    """Builds everything from a RunConfig, resumes from the run folder if possible, and trains."""
+    """Builds everything from a RunConfig, resumes from the run folder if possible, and trains.
 
-    def __init__(self, cfg: RunConfig, dist: DistInfo | None = None, dataset=None):
+    `dataset` (any `TrainDataset`, e.g. an in-memory scored world) replaces `cfg.data` if given.
+    """
+
+    def __init__(self, cfg: RunConfig, dist: DistInfo | None = None, dataset: TrainDataset | None = None):
         self.dist = dist or init_distributed(cfg.train.device)
         tc = cfg.train
         if tc.threads > 0:
@@ -65,110 +83,118 @@ class Trainer:
             raise ValueError(f"train.batch_size={tc.batch_size} must be a multiple of "
                              f"world_size*grad_accum={self.dist.world_size * tc.grad_accum}")
         self.micro_batch = per_rank
-        torch.manual_seed(tc.seed)
-        self.text_encoder = build_text_encoder(dict(cfg.text_encoder))
+        torch.manual_seed(tc.seed)  # identical initial weights on every rank
+        self.text_encoder = build_text_encoder(cfg.text_encoder)
         cfg = replace(cfg, model=replace(cfg.model, text_dim=self.text_encoder.dim))
         self.cfg = cfg
+        self.image_space = build_image_space(cfg.image_space)
         self.generator = MiroGenerator(cfg.model)
-        self.module = TrainModule(self.generator, self.text_encoder).to(self.dist.device)
+        self.module = TrainModule(self.generator, self.text_encoder)
         self.text_encoder.to(self.dist.device)
-        # an in-memory dataset (e.g. a scored world) may be passed instead of cfg.data
-        self.dataset = dataset if dataset is not None else build_dataset(
+        self.dataset = check_dataset(dataset) if dataset is not None else build_dataset(
             cfg.data, image_size=cfg.model.image_size, channels=cfg.model.image_channels)
         self.order = EpochShuffle(len(self.dataset), tc.seed)
+        # Parallelize first: FSDP2 replaces the parameters, so optimizer and EMA come after.
+        self.model = parallelize(
+            self.module, self.dist, strategy=tc.parallel, bf16=self._bf16(), compile=tc.compile,
+            reshard_after_forward=tc.reshard_after_forward, activation_checkpointing=tc.activation_checkpointing,
+            compile_backend=tc.compile_backend)
+        self.sharded = is_sharded(self.model)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.ema = EMA(self.module, tc.ema_decay, warmup=tc.ema_warmup)
         self.out_dir = Path(cfg.out_dir)
+        self.checkpointer = Checkpointer(self.out_dir, model=self.model, optimizer=self.optimizer, ema=self.ema,
+                                         dist=self.dist, keep=tc.keep_checkpoints)
         self.step = 0
-        latest = ckpt.latest_checkpoint(self.out_dir)
+        latest = latest_checkpoint(self.out_dir)
         if latest is not None:
-            self._resume(latest)
-        self.model = wrap_model(self.module, self.dist, strategy=cfg.train.parallel)
+            self.step = int(self.checkpointer.load(latest)["step"])
+            if self.dist.is_main:
+                print(f"resuming from {latest} at step {self.step}")
         self.metrics = MetricsLogger(self.out_dir, enabled=self.dist.is_main)
         if latest is not None:
             self.metrics.truncate_after(self.step)
+        forward = self.generator.flops_per_image(self.text_encoder.max_length)
+        self.flops_per_image = train_flops_per_image(forward, cfg.flow.self_cond_prob)
+        self.peak_tflops = device_peak_tflops(self.dist.device, tc.peak_tflops)
 
     # -- state ------------------------------------------------------------------------------
-    def _resume(self, path: Path) -> None:
-        loaded = ckpt.load_train_state(path, self.dist.device)
-        self.module.load_state_dict(loaded["weights"])
-        self.ema.load_state_dict(loaded["ema"])
-        ckpt.restore_optimizer(self.optimizer, loaded)
-        self.step = int(loaded["state"]["step"])
-        if self.dist.is_main:
-            print(f"resuming from {path} at step {self.step}")
+    @property
+    def rows(self) -> tuple[int, int]:
+        """This rank's rows [lo, hi) of every global batch."""
+        per_rank = self.micro_batch * self.cfg.train.grad_accum
+        return self.dist.rank * per_rank, (self.dist.rank + 1) * per_rank
 
-    def export(self, directory: Path, *, use_ema: bool = True) -> None:
-        """Write a loadable model folder (pipeline layout) with EMA (or raw) weights."""
-        state = self.ema.state_dict() if use_ema else unwrap(self.model).state_dict()
-        pipe = MiroPipeline(self.generator, self.text_encoder, PixelSpace(),
-                            extra={"training": to_dict(self.cfg), "step": self.step})
-        te_state = ckpt.split_prefix(state, "text_encoder") if self.module.text_encoder is not None else None
-        pipe.save_pretrained(directory, generator_state=ckpt.split_prefix(state, "generator"),
-                             text_encoder_state=te_state)
-        calibration = getattr(self.dataset, "calibration", None)
-        if calibration is not None:  # the reward calibration travels with the checkpoint
-            calibration.save(Path(directory) / "calibration.json")
-
-    def save(self) -> Path | None:
-        """Checkpoint the current step (rank 0 writes; every rank joins the EMA gather)."""
-        weights = unwrap(self.model).state_dict()
+    def export(self, directory: Path) -> None:
+        """Write a loadable model folder with the EMA weights (every rank calls this: FSDP2 gathers)."""
         ema_state = self.ema.state_dict()
-        if not self.dist.is_main:
-            return None
-        return ckpt.save_checkpoint(
-            self.out_dir, self.step, export_fn=self.export, weights=weights, ema=ema_state,
-            optimizer=self.optimizer, keep=self.cfg.train.keep_checkpoints,
-            state={"images_seen": self.step * self.cfg.train.batch_size, "config": to_dict(self.cfg)},
-        )
+        if self.dist.is_main:
+            write_model(directory, self.cfg, self.module, self.text_encoder, ema_state, self.step,
+                        self.dataset.info.calibration)
+
+    def save(self) -> Path:
+        """Checkpoint the current step (every rank writes its shard); unsharded runs also export the EMA model."""
+        calibration = self.dataset.info.calibration
+
+        def export(directory: Path) -> None:
+            if self.sharded:  # no full gather for intermediate checkpoints; `mirokit export` makes one
+                if calibration is not None:
+                    calibration.save(directory / "calibration.json")
+            else:
+                write_model(directory, self.cfg, self.module, self.text_encoder, self.ema.state_dict(), self.step,
+                            calibration)
+
+        state = {"images_seen": self.step * self.cfg.train.batch_size, "config": to_dict(self.cfg)}
+        return self.checkpointer.save(self.step, state, export)
 
     # -- one step ---------------------------------------------------------------------------
-    def _autocast(self):
+    def _bf16(self) -> bool:
         prec = self.cfg.train.precision
-        use_bf16 = prec == "bf16" or (prec == "auto" and self.dist.device.type == "cuda")
-        if not use_bf16:
+        return prec == "bf16" or (prec == "auto" and self.dist.device.type == "cuda")
+
+    def _autocast(self):
+        if not self._bf16():
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.dist.device.type, dtype=torch.bfloat16)
 
-    def train_step(self) -> dict[str, float]:
-        """One optimizer step over the global batch; returns metrics averaged over micro-batches."""
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimizer step; `batch` holds this rank's rows of the step's global batch (see `rows`).
+
+        Returns metrics averaged over micro-batches (this rank's).
+        """
         tc, mc = self.cfg.train, self.cfg.model
         gen = step_generator(tc.seed, self.step)
         torch.manual_seed(tc.seed * 1_000_003 + self.step)  # any in-model randomness (e.g. dropout)
-        indices = self.order.indices(self.step * tc.batch_size, tc.batch_size)
-        captions_all = [None] * tc.batch_size
-        rank_lo = self.dist.rank * self.micro_batch * tc.grad_accum
-        rank_hi = rank_lo + self.micro_batch * tc.grad_accum
-        batch = fetch_batch(self.dataset, indices[rank_lo:rank_hi], mc.reward_keys)
+        lo, hi = self.rows
+        if len(batch) != hi - lo:
+            raise ValueError(f"train_step got {len(batch)} samples, this rank's share of the batch is {hi - lo}")
         # Dropout and noise are drawn for the global batch so every rank count sees the same numbers.
-        captions_all[rank_lo:rank_hi] = batch.captions
+        captions_all = [""] * tc.batch_size
+        captions_all[lo:hi] = batch.captions
         rewards_all = torch.zeros(tc.batch_size, len(mc.reward_keys))
-        rewards_all[rank_lo:rank_hi] = batch.rewards
+        rewards_all[lo:hi] = batch.rewards
         captions_all, rewards_all = drop_conditions(
-            [c or "" for c in captions_all], rewards_all, text_p=tc.text_dropout, reward_p=tc.reward_dropout,
-            generator=gen)
+            captions_all, rewards_all, text_p=tc.text_dropout, reward_p=tc.reward_dropout, generator=gen)
         draw = draw_flow_noise((tc.batch_size, mc.image_channels, mc.image_size, mc.image_size), self.cfg.flow, gen)
         lr = self.cfg.optim.lr * lr_factor(self.step, self.cfg.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        totals: dict[str, float] = {}
         device = self.dist.device
+        images = self.image_space.to_model(batch.images.to(device, non_blocking=True))
+        totals: dict[str, float] = {}
         for micro in range(tc.grad_accum):
-            lo = rank_lo + micro * self.micro_batch
-            hi = lo + self.micro_batch
-            x0 = batch.images[lo - rank_lo:hi - rank_lo].to(device)
-            conditions = {"rewards": rewards_all[lo:hi].to(device) if mc.reward_keys else None}
+            a, b = lo + micro * self.micro_batch, lo + (micro + 1) * self.micro_batch
+            conditions = {"rewards": rewards_all[a:b].to(device) if mc.reward_keys else None}
             if self.module.text_encoder is not None:
-                conditions["captions"] = captions_all[lo:hi]
+                conditions["captions"] = captions_all[a:b]
             else:
                 with torch.no_grad():
-                    text, mask = self.text_encoder(captions_all[lo:hi])
+                    text, mask = self.text_encoder(captions_all[a:b])
                 conditions.update(text=text.to(device), text_mask=mask.to(device))
-            last = micro == tc.grad_accum - 1
-            sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
-            with sync:
+            with gradient_sync(self.model, micro == tc.grad_accum - 1):
                 with self._autocast():
-                    loss, stats = flow_matching_loss(self.model, x0, conditions, draw.slice(lo, hi), self.cfg.flow)
+                    loss, stats = flow_matching_loss(self.model, images[a - lo:b - lo], conditions, draw.slice(a, b),
+                                                     self.cfg.flow)
                 (loss / tc.grad_accum).backward()
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + float(value) / tc.grad_accum
@@ -177,12 +203,19 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(self.model, self.ema.decay_at(self.step))
+        self.ema.update(self.module, self.ema.decay_at(self.step))
         self.step += 1
-        totals.update(lr=lr, grad_norm=float(grad_norm))
+        totals.update(lr=lr, grad_norm=float(full_tensor(grad_norm)))
         return totals
 
     # -- the loop ---------------------------------------------------------------------------
+    def loader(self):
+        """A DataLoader over this rank's rows of the steps still to run."""
+        tc = self.cfg.train
+        sampler = StepBatchSampler(self.order, global_batch=tc.batch_size, rows=self.rows, start_step=self.step,
+                                   end_step=tc.steps)
+        return build_loader(self.dataset, sampler, self.cfg.model.reward_keys, self.cfg.loader, self.dist.device)
+
     def fit(self) -> Path:
         """Train until cfg.train.steps, checkpointing and logging; returns the exported model folder."""
         tc = self.cfg.train
@@ -191,9 +224,11 @@ class Trainer:
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
         bar = tqdm(total=tc.steps, initial=self.step, desc="training", unit="step",
                    disable=not (tc.progress and self.dist.is_main), dynamic_ncols=True)
-        window_start, window_steps = time.perf_counter(), 0
-        while self.step < tc.steps:
-            stats = self.train_step()
+        window_start, window_steps, waited = time.perf_counter(), 0, 0.0
+        ready = time.perf_counter()
+        for batch in batches(self.loader()):
+            waited += time.perf_counter() - ready
+            stats = self.train_step(batch)
             window_steps += 1
             bar.update(1)
             if not math.isfinite(stats["loss"]):
@@ -205,23 +240,47 @@ class Trainer:
                 averaged = all_reduce_mean(torch.tensor([stats[k] for k in keys], device=self.dist.device))
                 stats.update(zip(keys, averaged.tolist()))
                 elapsed = time.perf_counter() - window_start
-                stats["images_per_s"] = window_steps * tc.batch_size / max(elapsed, 1e-9)
+                stats.update(throughput_stats(window_steps * tc.batch_size, elapsed, self.dist.world_size,
+                                              self.flops_per_image, self.peak_tflops))
+                stats["data_wait"] = waited / max(elapsed, 1e-9)
                 stats["images_seen"] = self.step * tc.batch_size
                 self.metrics.log(self.step, stats)
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", mse=f"{stats['mse']:.4f}")
-                window_start, window_steps = time.perf_counter(), 0
+                window_start, window_steps, waited = time.perf_counter(), 0, 0.0
             if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
                 self.save()
+            ready = time.perf_counter()
         bar.close()
-        self.save()
+        latest = latest_checkpoint(self.out_dir)
+        if latest is None or latest.name != checkpoint_name(self.step):
+            self.save()
         final = self.out_dir / FINAL_MODEL_DIR
-        if self.dist.is_main:
-            self.export(final)
+        self.export(final)
         self.metrics.close()
         return final
 
 
-def train(cfg: RunConfig, dataset=None) -> Path:
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a loadable model folder from any training checkpoint (sharded or not), in this process.
+
+    The EMA shards of every rank are read and joined into full tensors; nothing else is loaded.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    meta = read_state(checkpoint)
+    cfg = from_dict(RunConfig, meta["config"])
+    text_encoder = build_text_encoder(cfg.text_encoder)
+    module = TrainModule(MiroGenerator(cfg.model), text_encoder)
+    ema_state = read_tensors(checkpoint, "ema.")
+    calibration = None
+    if (checkpoint / "calibration.json").is_file():
+        from mirokit.data.calibration import Calibration
+
+        calibration = Calibration.load(checkpoint / "calibration.json")
+    write_model(out, cfg, module, text_encoder, ema_state, int(meta["step"]), calibration)
+    return out
+
+
+def train(cfg: RunConfig, dataset: TrainDataset | None = None) -> Path:
     """Run (or resume) the training described by `cfg` (on `dataset` if given); returns the exported model folder."""
     trainer = Trainer(cfg, dataset=dataset)
     try:

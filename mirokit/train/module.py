@@ -20,6 +20,10 @@ class TrainModule(nn.Module):
         self.generator = generator
         self.text_encoder = text_encoder if text_encoder is not None and text_encoder.trainable else None
 
+    def blocks(self) -> list[nn.Module]:
+        """Units for sharding / activation checkpointing / compile: the generator's, then the encoder's."""
+        return [*self.generator.blocks(), *(self.text_encoder.blocks() if self.text_encoder is not None else [])]
+
     def forward(self, y: Tensor, gamma: Tensor, *, self_cond: Tensor | None = None, rewards: Tensor | None = None,
                 captions: list[str] | None = None, text: Tensor | None = None,
                 text_mask: Tensor | None = None) -> GeneratorOutput:

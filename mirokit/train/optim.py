@@ -1,7 +1,6 @@
-"""Optimizers (AdamW, LAMB), the warm-up + cosine learning-rate schedule, and a pickle-free
-optimizer-state codec (flat name -> tensor dict for safetensors + JSON metadata).
+"""Optimizers (AdamW, LAMB) and the warm-up + cosine learning-rate schedule.
 
-No I/O and no distributed code here: the checkpoint module decides where the tensors go.
+No I/O and no distributed code here (checkpoint.py saves optimizer state, sharded or not).
 """
 
 from __future__ import annotations
@@ -84,7 +83,7 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     parameter whose attribute name ends with a marker in `NO_DECAY_SUFFIXES` (embedding, position,
     register and latent tokens).  Decay: everything else (linear/conv weights).  Frozen parameters
     are left out; empty groups are dropped.  Each group also carries `names` (for debugging and for
-    the JSON metadata of `optimizer_state_to_tensors`); torch optimizers keep extra keys as-is.
+    the checkpoint's state.json); torch optimizers keep extra keys as-is.
 
     Returns:
         `[{"params", "names", "weight_decay"}, ...]`, decayed group first.
@@ -109,8 +108,8 @@ class Lamb(torch.optim.Optimizer):
         u = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + weight_decay * w
         r = ||w|| / ||u||   (r = 1 when either norm is 0)
         w = w - lr * r * u
-    State per parameter is plain tensors only (`step` is a float32 scalar tensor, like AdamW's),
-    so `state_dict()` round-trips through `optimizer_state_to_tensors`.
+    State per parameter is tensors only (`step` is a float32 scalar tensor, like AdamW's), so
+    checkpoints hold it as safetensors.
     """
 
     def __init__(
@@ -193,109 +192,3 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch
     Its `state_dict()` is JSON-able (the lambda is stored as None and rebuilt from `cfg`).
     """
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
-
-
-# ---------------------------------------------------------------------------------------------
-# Pickle-free optimizer state: tensors under "state.{param_index}.{key}" (and
-# "param_groups.{group_index}.{key}" for tensor hyper-parameters such as a capturable lr);
-# everything else (python numbers, bools, None, strings, lists) goes to JSON metadata.
-
-_META_FORMAT = "mirokit.optim_state.v1"
-
-
-def _check_json(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_check_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {str(k): _check_json(v, f"{where}.{k}") for k, v in value.items()}
-    raise TypeError(f"optimizer state {where}: {type(value).__name__} is neither a tensor nor JSON-able")
-
-
-def optimizer_state_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Flatten `optimizer.state_dict()` into (name -> tensor dict, JSON-able metadata dict).
-
-    Tensors are detached, contiguous clones on their current device (safetensors copies to CPU).
-    FSDP2 (DTensor) state is gathered into full tensors, so every rank must call this.
-    Metadata holds the optimizer class, the param-group hyper-parameters and non-tensor state
-    values (e.g. an int `step`).  `load_optimizer_state` is the exact inverse.
-    """
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    state_values: dict[str, dict[str, Any]] = {}
-    for idx, pstate in sd["state"].items():
-        for key, value in pstate.items():
-            if "." in str(key):
-                raise ValueError(f"optimizer state key {key!r} contains '.', which the flat naming reserves")
-            if torch.is_tensor(value):
-                if hasattr(value, "full_tensor"):  # FSDP2 shard: gather (collective, all ranks)
-                    value = value.full_tensor()
-                tensors[f"state.{idx}.{key}"] = value.detach().contiguous().clone()
-            else:
-                state_values.setdefault(str(idx), {})[key] = _check_json(value, f"state[{idx}].{key}")
-    groups = []
-    for gi, group in enumerate(sd["param_groups"]):
-        meta_group = {}
-        for key, value in group.items():
-            if torch.is_tensor(value):
-                tensors[f"param_groups.{gi}.{key}"] = value.detach().contiguous().clone()
-            else:
-                meta_group[key] = _check_json(value, f"param_groups[{gi}].{key}")
-        groups.append(meta_group)
-    meta = {
-        "format": _META_FORMAT,
-        "optimizer": type(optimizer).__name__,
-        "param_groups": groups,
-        "state_values": state_values,
-    }
-    return tensors, meta
-
-
-def _shard_like(param: torch.Tensor, pstate: dict[str, Any]) -> None:
-    """Turn full-size state tensors of a DTensor parameter into DTensors placed like it."""
-    if not hasattr(param, "device_mesh"):
-        return
-    from torch.distributed.tensor import distribute_tensor
-
-    for key, value in pstate.items():
-        if torch.is_tensor(value) and not hasattr(value, "device_mesh") and value.shape == param.shape:
-            pstate[key] = distribute_tensor(value.to(param.device), param.device_mesh, param.placements)
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Restore state written by `optimizer_state_to_tensors` into a freshly built optimizer.
-
-    The optimizer must have the same class and the same parameter groups (sizes and order).
-    JSON lists are turned back into tuples where the live optimizer uses tuples (e.g. `betas`).
-    Full tensors for FSDP2 (DTensor) parameters are re-sharded like their parameter.
-    """
-    if meta.get("format") != _META_FORMAT:
-        raise ValueError(f"not a mirokit optimizer state (format={meta.get('format')!r})")
-    if meta["optimizer"] != type(optimizer).__name__:
-        raise ValueError(f"optimizer state is for {meta['optimizer']}, not {type(optimizer).__name__}")
-    live = optimizer.param_groups
-    if len(meta["param_groups"]) != len(live):
-        n_saved = len(meta["param_groups"])
-        raise ValueError(f"optimizer state has {n_saved} param groups, optimizer has {len(live)}")
-    groups = []
-    for saved, cur in zip(meta["param_groups"], live):
-        groups.append({k: tuple(v) if isinstance(cur.get(k), tuple) and isinstance(v, list) else v
-                       for k, v in saved.items()})
-    state: dict[int, dict[str, Any]] = {}
-    for idx, values in meta["state_values"].items():
-        state.setdefault(int(idx), {}).update(values)
-    for name, value in tensors.items():
-        kind, index, key = name.split(".", 2)
-        if kind == "state":
-            state.setdefault(int(index), {})[key] = value
-        elif kind == "param_groups":
-            groups[int(index)][key] = value
-        else:
-            raise ValueError(f"unexpected optimizer tensor {name!r}")
-    params = [p for group in live for p in group["params"]]
-    for idx, pstate in state.items():
-        if idx >= len(params):
-            raise ValueError(f"optimizer state names parameter {idx}; optimizer has only {len(params)}")
-        _shard_like(params[idx], pstate)
-    optimizer.load_state_dict({"state": state, "param_groups": groups})

@@ -17,6 +17,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mirokit.data.batch import Batch, DataError
+from mirokit.data.calibration import Calibration
+from mirokit.data.source import DatasetInfo, Sample
 from mirokit.world.captions import caption_noise_feasible, caption_scene
 from mirokit.world.noise import IMAGE_NOISE, cut_by_border, degrade_images, draw_noise
 from mirokit.world.render import render_batch
@@ -108,6 +110,12 @@ class WorldDataset(Dataset):
         self._captions: list[str | None] = [None] * num_samples
         self._score_keys: list[str] = []
         self._scores = torch.empty((num_samples, 0), dtype=torch.float32)
+        self._calibration: Calibration | None = None
+
+    @property
+    def info(self) -> DatasetInfo:
+        """The attached reward keys and the calibration that produced their values."""
+        return DatasetInfo(reward_keys=tuple(self._score_keys), calibration=self._calibration)
 
     def __len__(self) -> int:
         """Number of samples N."""
@@ -169,15 +177,16 @@ class WorldDataset(Dataset):
         """Images for `indices` (B,): -> (B, 3, H, W) float32 in [-1, 1]."""
         return self.pixels(indices).float().div_(127.5).sub_(1.0)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, str, dict[str, float]]:
+    def __getitem__(self, index: int) -> Sample:
         """Sample `index`: (image (3, H, W) float32 in [-1, 1], caption, {reward key: value or NaN})."""
         index = self._check_index(int(index))
         image = self.images([index])[0]
         scores = dict(zip(self._score_keys, self._scores[index].tolist()))
-        return image, self._captions[index], scores
+        return Sample(image, self._captions[index], scores)
 
-    def set_scores(self, keys: list[str], values) -> None:
-        """Attach reward values: keys (K,) unique names, values (N, K) in [0, 1] or NaN (missing).
+    def set_scores(self, keys: list[str], values, *, calibration: Calibration | None = None) -> None:
+        """Attach reward values: keys (K,) unique names, values (N, K) in [0, 1] or NaN (missing), and the
+        calibration that produced them (if any; it travels with trained models).
 
         Keys already attached are overwritten, new keys are appended.
         """
@@ -195,6 +204,8 @@ class WorldDataset(Dataset):
         columns.update({k: torch.from_numpy(array[:, j].copy()) for j, k in enumerate(keys)})
         self._score_keys = list(columns)
         self._scores = torch.stack(list(columns.values()), dim=1)
+        if calibration is not None:
+            self._calibration = calibration
 
     @property
     def reward_keys_seen(self) -> list[str]:

@@ -75,7 +75,7 @@ def test_unknown_reward_key_is_one_line_listing_known_keys(trained_model, tmp_pa
     (["train", "--config", "cpu_tiny", "train.stepz=3"], "unknown config key(s) train.stepz"),
     (["train", "--config", "no_such_config.yaml"], "config file not found"),
     (["train", "--config", "cpu_tiny", "train.precision=fp8"], "unknown precision"),
-    (["train", "--config", "cpu_tiny", "data.kind=jsonl"], "needs data.path"),
+    (["train", "--config", "cpu_tiny", "data.kind=jsonl"], "missing required key(s) data.path"),
     (["train", "--config", "cpu_tiny", "data.kind=jsonl", "data.path=/nope/x.jsonl"], "/nope/x.jsonl"),
     (["sample", "--model", "/nope/model", "--prompt", "x", "--out", "/tmp/x"], "model directory not found: /nope/model"),
 ])

@@ -111,11 +111,11 @@ def test_load_errors_are_one_line(tmp_path):
 @pytest.mark.parametrize(
     "spec, match",
     [
-        ({"kind": "bert"}, "unknown text encoder kind 'bert'; known kinds: hf_t5, tokens"),
-        ({"dim": 8}, "unknown text encoder kind None"),
-        ({"kind": "tokens", "width": 8}, "unknown key.* width .*known: dim, max_length, num_heads"),
+        ({"kind": "bert"}, "unknown text encoder 'bert'; known: hf_t5, tokens"),
+        ({"dim": 8}, "missing kind; known: hf_t5, tokens"),
+        ({"kind": "tokens", "width": 8}, "unknown config key.* text_encoder.width; known .*: dim, max_length, num_heads"),
         ({"kind": "tokens", "dim": 30}, "not divisible"),
-        ({"kind": "hf_t5"}, "missing name_or_path"),
+        ({"kind": "hf_t5"}, "missing required key.* text_encoder.name_or_path"),
     ],
 )
 def test_bad_specs(spec, match):

@@ -20,17 +20,6 @@ CAPTIONS = ["a red circle", "the big blue square on a green triangle", "a", "gre
             "unknown words here"]
 
 
-@pytest.fixture(autouse=True)
-def _importable_builtins(monkeypatch):
-    """build_scorer imports every built-in scorer module; skip ones not written yet (parallel work)."""
-    import importlib.util
-
-    from mirokit.rewards import registry
-
-    keep = tuple(m for m in registry._BUILTIN_MODULES if importlib.util.find_spec(m) is not None)
-    monkeypatch.setattr(registry, "_BUILTIN_MODULES", keep)
-
-
 def make_tokenizer():
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast

@@ -1,12 +1,10 @@
-"""Optimizers, schedule and the safetensors + JSON optimizer-state codec."""
+"""Optimizers and the learning-rate schedule (their checkpointing: test_checkpoint.py)."""
 
-import copy
 import json
 import math
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mirokit.config import ConfigError, from_dict
@@ -15,9 +13,7 @@ from mirokit.train.optim import (
     OptimConfig,
     build_optimizer,
     build_scheduler,
-    load_optimizer_state,
     lr_factor,
-    optimizer_state_to_tensors,
     param_groups,
 )
 
@@ -133,52 +129,3 @@ def test_lr_factor_shape_and_scheduler():
         sched.step()
     assert seen == pytest.approx([cfg.lr * x for x in f[:12]])
     json.dumps(sched.state_dict())  # JSON-able, so the checkpoint needs no pickle
-
-
-@pytest.mark.parametrize("name", ["adamw", "lamb"])
-def test_optimizer_state_roundtrip_safetensors(name, tmp_path):
-    torch.manual_seed(1)
-    cfg = OptimConfig(name=name, lr=1e-2, warmup_steps=2, total_steps=10)
-    model = Tiny()
-    opt = build_optimizer(model, cfg)
-    sched = build_scheduler(opt, cfg)
-    for s in range(3):
-        _step(model, opt, s)
-        sched.step()
-
-    tensors, meta = optimizer_state_to_tensors(opt)
-    assert tensors and all(torch.is_tensor(t) for t in tensors.values())
-    save_file(tensors, str(tmp_path / "optim.safetensors"))
-    (tmp_path / "optim.json").write_text(json.dumps(meta))
-
-    model2 = copy.deepcopy(model)
-    opt2 = build_optimizer(model2, cfg)
-    meta = json.loads((tmp_path / "optim.json").read_text())
-    load_optimizer_state(opt2, load_file(str(tmp_path / "optim.safetensors")), meta)
-    assert opt2.param_groups[0]["betas"] == opt.param_groups[0]["betas"]
-    assert isinstance(opt2.param_groups[0]["betas"], tuple)
-    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]  # scheduler-set lr restored
-
-    model3 = copy.deepcopy(model)  # control: same weights, fresh optimizer state
-    opt3 = build_optimizer(model3, cfg)
-    for s in range(3, 6):
-        for m, o in ((model, opt), (model2, opt2), (model3, opt3)):
-            _step(m, o, s)
-    for (n, p), p2, p3 in zip(model.named_parameters(), model2.parameters(), model3.parameters()):
-        assert torch.equal(p, p2), n
-    assert not all(torch.equal(p, p3) for p, p3 in zip(model.parameters(), model3.parameters()))
-
-
-def test_non_tensor_state_goes_to_meta():
-    model = Tiny()
-    opt = build_optimizer(model, OptimConfig(name="lamb"))
-    _step(model, opt, 0)
-    first = opt.param_groups[0]["params"][0]
-    opt.state[first]["calls"] = 7
-    tensors, meta = optimizer_state_to_tensors(opt)
-    assert "state.0.calls" not in tensors and "state.0.exp_avg" in tensors
-    opt2 = build_optimizer(copy.deepcopy(model), OptimConfig(name="lamb"))
-    load_optimizer_state(opt2, tensors, json.loads(json.dumps(meta)))
-    assert opt2.state[opt2.param_groups[0]["params"][0]]["calls"] == 7
-    with pytest.raises(ValueError, match="is for Lamb"):
-        load_optimizer_state(torch.optim.AdamW(model.parameters()), tensors, meta)

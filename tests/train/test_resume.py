@@ -1,6 +1,4 @@
 import torch
-from safetensors.torch import load_file
-
 from mirokit.pipeline import MiroPipeline
 from mirokit.train import checkpoint as ckpt
 from mirokit.train.loop import train
@@ -14,7 +12,7 @@ COMMON = ["model.reward_keys=[brightness,size]", "train.batch_size=8", "optim.wa
 
 def _state(run_dir):
     path = ckpt.latest_checkpoint(run_dir)
-    return path, load_file(str(path / "train_state/weights.safetensors")), load_file(str(path / "train_state/ema.safetensors"))
+    return path, ckpt.read_tensors(path, "model."), ckpt.read_tensors(path, "ema.")
 
 
 def test_resume_is_bit_identical(tmp_path):
@@ -35,7 +33,7 @@ def test_resume_is_bit_identical(tmp_path):
     steps = [row["step"] for row in read_metrics(resumed / "metrics.jsonl")]
     assert steps == list(range(1, 13))
     # training moved the weights, and the exported model equals the EMA weights
-    first = load_file(str(straight / "checkpoints/step_0000006/train_state/weights.safetensors"))
+    first = ckpt.read_tensors(straight / "checkpoints/step_0000006", "model.")
     assert any(not torch.equal(first[k], w1[k]) for k in w1)
     pipe = MiroPipeline.from_pretrained(straight / "model")
     for name, value in pipe.generator.state_dict().items():
@@ -47,5 +45,5 @@ def test_checkpoints_are_pruned_and_complete(tmp_path):
     names = [p.name for p in ckpt.list_checkpoints(tmp_path)]
     assert names == ["step_0000006", "step_0000008"]
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
-    state = ckpt.load_train_state(tmp_path / "checkpoints/step_0000008")["state"]
+    state = ckpt.read_state(tmp_path / "checkpoints/step_0000008")
     assert state["step"] == 8 and state["images_seen"] == 64

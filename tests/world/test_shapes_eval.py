@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from mirokit.cli.main import main
-from mirokit.evaluate.shapes_eval import evaluate_folder
+from mirokit.world.shapes_eval import evaluate_folder
 from mirokit.world.render import render_scene
 from mirokit.world.sampling import scene_for_metadata
 

@@ -1,12 +1,13 @@
 import numpy as np
 
+from mirokit.config import from_dict
 from mirokit.data.source import DataConfig, build_dataset
-from mirokit.data.world_source import WORLD_REWARDS, scored_world
 from mirokit.world.sampling import WorldConfig
+from mirokit.world.source import WORLD_REWARDS, scored_world
 
 
 def test_scored_world_is_calibrated_on_the_grid_and_near_uniform():
-    ds = scored_world(1500, WorldConfig(seed=1))
+    ds, raw = scored_world(1500, WorldConfig(seed=1))
     batch = ds.batch(list(range(len(ds))), WORLD_REWARDS)
     values = batch.rewards.numpy()
     finite = values[~np.isnan(values)]
@@ -16,15 +17,14 @@ def test_scored_world_is_calibrated_on_the_grid_and_near_uniform():
     # continuous raw scores -> each of the 64 bins holds about 1/64 of the training set
     assert counts.min() >= 0.4 * len(ds) / 64 and counts.max() <= 1.8 * len(ds) / 64
     # calibration preserves order: higher raw score, higher calibrated value
-    raw = ds.raw_scores["world_quality"]
-    order = np.argsort(raw)
+    order = np.argsort(raw["world_quality"])
     assert (np.diff(values[order, WORLD_REWARDS.index("world_quality")]) >= 0).all()
-    assert set(ds.calibration.keys) == set(WORLD_REWARDS)
+    assert set(ds.info.calibration.keys) == set(WORLD_REWARDS) and ds.info.reward_keys == tuple(WORLD_REWARDS)
 
 
 def test_data_kind_world_builds_a_scored_dataset():
-    ds = build_dataset(DataConfig(kind="world", num_samples=64, seed=2, world={"blur_rate": 0.5}),
-                       image_size=32, channels=3)
+    cfg = from_dict(DataConfig, {"kind": "world", "num_samples": 64, "seed": 2, "world": {"blur_rate": 0.5}})
+    ds = build_dataset(cfg, image_size=32, channels=3)
     assert len(ds) == 64 and ds.reward_keys_seen == WORLD_REWARDS
     blurred = sum("blur" in ds.metadata(i)["noise"] for i in range(64))
     assert 16 <= blurred <= 48

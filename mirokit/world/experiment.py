@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mirokit.data.world_source import WORLD_REWARDS, score_images
+from mirokit.world.source import WORLD_REWARDS, score_images
 
 
 @dataclass(kw_only=True)
@@ -40,11 +40,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def build_world(exp: ExperimentConfig, progress: bool = True):
-    """Noisy world dataset with calibrated built-in rewards attached (.raw_scores, .calibration)."""
-    from mirokit.data.world_source import scored_world
+    """Noisy world dataset with calibrated built-in rewards attached (calibration in `dataset.info`)."""
     from mirokit.world.sampling import WorldConfig
+    from mirokit.world.source import scored_world
 
-    return scored_world(exp.num_samples, WorldConfig(image_size=exp.image_size, seed=exp.seed), progress=progress)
+    return scored_world(exp.num_samples, WorldConfig(image_size=exp.image_size, seed=exp.seed), progress=progress)[0]
 
 
 def variant_overrides(name: str, reward_keys: list[str], exp: ExperimentConfig) -> list[str]:
@@ -58,13 +58,12 @@ def variant_overrides(name: str, reward_keys: list[str], exp: ExperimentConfig) 
 def train_variant(name: str, dataset, reward_keys: list[str], exp: ExperimentConfig, *, subset=None,
                   extra: list[str] | None = None) -> Path:
     """Train one model variant in this process into OUT/runs/NAME; returns its exported model folder."""
-    from mirokit.cli.train import resolve_config
     from mirokit.data.source import SubsetDataset
     from mirokit.train.config import load_run_config
     from mirokit.train.loop import train
 
     data = dataset if subset is None else SubsetDataset(dataset, subset)
-    cfg = load_run_config(resolve_config(exp.config), [*variant_overrides(name, reward_keys, exp), *(extra or [])])
+    cfg = load_run_config(exp.config, [*variant_overrides(name, reward_keys, exp), *(extra or [])])
     return train(cfg, dataset=data)
 
 
@@ -77,16 +76,15 @@ def train_in_parallel(variants: dict[str, list[str]], exp: ExperimentConfig, dat
     import subprocess
     import sys
 
-    from mirokit.cli.train import resolve_config
+    from mirokit.train.config import resolve_config
     from mirokit.train.metrics import read_metrics
-
-    from mirokit.data.world_source import save_scores
+    from mirokit.world.source import save_scores
 
     root = Path(exp.out_dir) / "runs"
     root.mkdir(parents=True, exist_ok=True)
     scores, calibration = root / "world_scores.parquet", root / "calibration.json"
     save_scores(dataset, scores)
-    dataset.calibration.save(calibration)
+    dataset.info.calibration.save(calibration)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads_each), MKL_NUM_THREADS=str(threads_each))
     procs = {}
     for name, keys in variants.items():

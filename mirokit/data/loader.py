@@ -1,0 +1,93 @@
+"""Feed the training step: a torch DataLoader over a `TrainDataset`, with the (seed, step) order.
+
+Step s of a run uses the stream positions [s·B, (s+1)·B) of `EpochShuffle(len(dataset), seed)`
+(B = global batch); a rank reads only its rows of that window. The loader is built for the steps
+still to run, so a resumed run reads exactly what an uninterrupted one would have read, with any
+number of workers. Decoding happens in worker processes while the step computes; batches are
+collated, optionally pinned, and prefetched.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from mirokit.data.batch import Batch, DataError, collate
+from mirokit.data.sampler import EpochShuffle
+
+
+@dataclass(kw_only=True)
+class LoaderConfig:
+    """How batches reach the training step (a torch DataLoader)."""
+
+    num_workers: int = 2
+    """worker processes that read and decode samples while the step runs (0 = in the training process)"""
+    prefetch_factor: int = 2
+    """batches each worker prepares ahead"""
+    pin_memory: bool | None = None
+    """copy batches into page-locked memory for fast host-to-GPU transfer (None = when training on CUDA)"""
+
+    def __post_init__(self):
+        if self.num_workers < 0 or self.prefetch_factor < 1:
+            raise ValueError("loader.num_workers must be >= 0 and loader.prefetch_factor >= 1")
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """For each step in [start_step, end_step): the dataset indices of rows [lo, hi) of that step's
+    global batch (a pure function of (seed, step))."""
+
+    def __init__(self, order: EpochShuffle, *, global_batch: int, rows: tuple[int, int], start_step: int,
+                 end_step: int):
+        lo, hi = rows
+        if not 0 <= lo < hi <= global_batch:
+            raise ValueError(f"rows {rows} are not inside a global batch of {global_batch}")
+        self.order = order
+        self.global_batch = global_batch
+        self.rows = (lo, hi)
+        self.start_step = start_step
+        self.end_step = max(start_step, end_step)
+
+    def __len__(self) -> int:
+        """Number of steps (batches) left."""
+        return self.end_step - self.start_step
+
+    def __iter__(self) -> Iterator[list[int]]:
+        lo, hi = self.rows
+        for step in range(self.start_step, self.end_step):
+            yield self.order.indices(step * self.global_batch + lo, hi - lo)
+
+
+def build_loader(dataset, sampler: StepBatchSampler, reward_keys: list[str], cfg: LoaderConfig,
+                 device: torch.device) -> DataLoader:
+    """A DataLoader yielding one `Batch` per step: images (b, C, H, W), b captions, rewards (b, K)."""
+    workers = cfg.num_workers
+    pin = device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                      collate_fn=functools.partial(collate, reward_keys=list(reward_keys)),
+                      pin_memory=pin and torch.cuda.is_available(),
+                      prefetch_factor=cfg.prefetch_factor if workers > 0 else None)
+
+
+def batches(loader: DataLoader) -> Iterator[Batch]:
+    """Iterate `loader`; a data error raised in a worker is re-raised as one line naming the item.
+
+    (torch re-raises worker errors as "Caught DataError in DataLoader worker process 0." followed by
+    the traceback; the item's own message is the traceback's last line.)
+    """
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (DataError, ValueError, OSError) as err:
+            text = str(err)
+            if not text.startswith("Caught "):
+                raise
+            last = [line for line in text.splitlines() if line.strip()][-1]
+            raise type(err)(last.split(": ", 1)[-1]) from None
+        yield batch

@@ -1,0 +1,9 @@
+"""The shapes world as a mirokit plugin: importing this registers its components.
+
+- reward scorers `world_alignment`, `world_quality`, `world_composition` (mirokit.world.rewards);
+- the data source `world` (mirokit.world.source).
+
+Declared in pyproject.toml as the `mirokit.plugins` entry point `world`; no core package imports it.
+"""
+
+from mirokit.world import rewards, source  # noqa: F401  (imported for their registrations)

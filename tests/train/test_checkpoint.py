@@ -1,0 +1,94 @@
+"""Checkpointer (single process): exact optimizer/EMA/weight round trip, pickle-free files, clear errors."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mirokit.distributed import DistInfo
+from mirokit.train import checkpoint as ckpt
+from mirokit.train.ema import EMA
+from mirokit.train.optim import OptimConfig, build_optimizer
+
+DIST = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(3, 4)
+        self.norm = nn.LayerNorm(4)
+        self.out = nn.Linear(4, 2)
+        self.register_buffer("scale", torch.tensor([2.0, 0.5]))
+
+    def forward(self, x):
+        return self.out(self.norm(torch.tanh(self.proj(x)))) * self.scale
+
+
+def _step(model, opt, ema, seed):
+    g = torch.Generator().manual_seed(seed)
+    opt.zero_grad()
+    nn.functional.mse_loss(model(torch.randn(5, 3, generator=g)), torch.randn(5, 2, generator=g)).backward()
+    opt.step()
+    ema.update(model, 0.7)
+
+
+def _run(name):
+    torch.manual_seed(1)
+    model = Tiny()
+    opt = build_optimizer(model, OptimConfig(name=name, lr=1e-2))
+    return model, opt, EMA(model, 0.7)
+
+
+@pytest.mark.parametrize("name", ["adamw", "lamb"])
+def test_save_load_continues_exactly(name, tmp_path):
+    model, opt, ema = _run(name)
+    for s in range(3):
+        _step(model, opt, ema, s)
+    path = ckpt.Checkpointer(tmp_path, model=model, optimizer=opt, ema=ema, dist=DIST).save(3, {"note": "x"})
+    assert path.name == "step_0000003" and ckpt.read_state(path)["note"] == "x"
+    files = sorted(p.name for p in (path / "train_state").iterdir())
+    assert files == ["shard-00001-model-00001-of-00001.safetensors", "state.json"]  # no pickle anywhere
+
+    resumed, opt2, ema2 = _run(name)  # fresh weights and optimizer: everything comes from the checkpoint
+    meta = ckpt.Checkpointer(tmp_path, model=resumed, optimizer=opt2, ema=ema2, dist=DIST).load(path)
+    assert meta["step"] == 3
+    control = copy.deepcopy(model)  # same weights, fresh optimizer state
+    opt3, ema3 = build_optimizer(control, OptimConfig(name=name, lr=1e-2)), EMA(control, 0.7)
+    for s in range(3, 6):
+        for m, o, e in ((model, opt, ema), (resumed, opt2, ema2), (control, opt3, ema3)):
+            _step(m, o, e, s)
+    for (n, p), p2 in zip(model.named_parameters(), resumed.parameters()):
+        assert torch.equal(p, p2), n
+    for n, t in ema.shadow.items():
+        assert torch.equal(t, ema2.shadow[n]), n
+    assert not all(torch.equal(p, p3) for p, p3 in zip(model.parameters(), control.parameters()))
+    assert torch.equal(ckpt.read_tensors(path, "model.")["scale"], torch.tensor([2.0, 0.5]))
+
+
+def test_mismatches_are_one_line_errors(tmp_path):
+    model, opt, ema = _run("adamw")
+    _step(model, opt, ema, 0)
+    path = ckpt.Checkpointer(tmp_path, model=model, optimizer=opt, ema=ema, dist=DIST).save(1, {})
+    model2, opt2, ema2 = _run("lamb")
+    with pytest.raises(ValueError, match="trained with AdamW, this run uses Lamb"):
+        ckpt.Checkpointer(tmp_path, model=model2, optimizer=opt2, ema=ema2, dist=DIST).load(path)
+    bigger = nn.Sequential(Tiny(), nn.Linear(2, 2))
+    opt3 = build_optimizer(bigger, OptimConfig(name="adamw"))
+    with pytest.raises(ValueError, match="does not match this run: it has no tensor") as info:
+        ckpt.Checkpointer(tmp_path, model=bigger, optimizer=opt3, ema=EMA(bigger), dist=DIST).load(path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="not a mirokit training checkpoint"):
+        ckpt.read_state(tmp_path)
+
+
+def test_keep_prunes_old_checkpoints_and_leaves_no_temporaries(tmp_path):
+    model, opt, ema = _run("adamw")
+    saver = ckpt.Checkpointer(tmp_path, model=model, optimizer=opt, ema=ema, dist=DIST, keep=2)
+    for step in (1, 2, 3):
+        _step(model, opt, ema, step)
+        saver.save(step, {})
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_0000002", "step_0000003"]
+    assert ckpt.latest_checkpoint(tmp_path).name == "step_0000003"
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
