@@ -5,6 +5,7 @@ BENCHMARKS.md) and asserts nothing about speed.
 
     .venv/bin/python bench/train_step.py             # defaults: 2 threads, batch 32, 5 repeats
     .venv/bin/python bench/train_step.py --quick     # seconds-long smoke run of every code path
+    .venv/bin/python bench/train_step.py --only vs-official [--compile]   # mirokit vs the official network
 
 Every timing runs one warm-up call first (excluded) and reports the median of `--repeats` calls.
 """
@@ -189,7 +190,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="Euler steps of the sampler")
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 1 repeat, 2 sampler steps")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--only", choices=["tiny", "official", "vs-official"], action="append",
+                        help="run only these sections (repeatable; default: all)")
+    parser.add_argument("--compile", action="store_true", help="vs-official: also time both with compiled blocks")
+    parser.add_argument("--rounds", type=int, default=7, help="vs-official: alternating timing rounds")
+    parser.add_argument("--vs-config", choices=["cpu", "official"], default=None,
+                        help="vs-official network size (default: official on CUDA, cpu on CPU)")
+    parser.add_argument("--vs-batch", type=int, default=None, help="vs-official batch (default 64 on CUDA, 8 on CPU)")
+    parser.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for MFU (0 = table lookup)")
     args = parser.parse_args()
+    sections = set(args.only or ["tiny", "official", "vs-official"])
     if args.quick:
         args.batch, args.repeats, args.official_batch, args.steps = 4, 1, 1, 2
     if args.batch < 2 or args.batch % 2:
@@ -203,8 +213,18 @@ def main() -> None:
     for line in machine_lines(device):
         print(f"- {line}")
 
-    # 1 + 3. tiny models: forward, then the sampler right after it (its efficiency compares the two,
-    # so they should see the same machine load), then the training step.
+    if "tiny" in sections:
+        section_tiny(args, device)
+    if "official" in sections:
+        section_official(args, device)
+    if "vs-official" in sections:
+        section_vs_official(args, device)
+
+
+def section_tiny(args, device: torch.device) -> None:
+    """The CPU models: forward, sampler, training step."""
+    # forward, then the sampler right after it (its efficiency compares the two, so they should see the
+    # same machine load), then the training step.
     images, branches = args.batch // 2, 2
     tiny: dict[str, dict] = {}
     for name, cfg in tiny_configs().items():
@@ -225,7 +245,18 @@ def main() -> None:
     print("\ntrain ÷ fwd by FLOPs alone would be about 0.25: a training step is a no_grad self-conditioning "
           "forward + a forward + a backward (~2 forwards); below that is backward/optimizer overhead.")
 
-    # 2. the official ~360M configuration: forward throughput and FLOPs --------------------------
+    print(f"\n## Sampler (`mirokit.sampling.generate`, {images} images, Euler {args.steps} steps, joint guidance "
+          f"= {branches} branches, so each model call has {images * branches} rows like the forward "
+          f"benchmark; median of {args.repeats})\n")
+    print("| model | sampler img/s | expected img/s = fwd img/s ÷ (steps x branches) | efficiency |")
+    print("|---|---:|---:|---:|")
+    for name, r in tiny.items():
+        expected = r["fwd"] / (args.steps * branches)
+        print(f"| {name} | {r['sampler']:.2f} | {expected:.2f} | {r['sampler'] / expected:.3f} |")
+
+
+def section_official(args, device: torch.device) -> None:
+    """The official ~360M configuration: forward throughput and FLOPs."""
     official = MiroGenerator(official_rin_config(OFFICIAL_REWARD_KEYS)).to(device)
     n_params = param_count(official)
     gflops = forward_gflops(official, OFFICIAL_TEXT_LEN, device)
@@ -245,15 +276,51 @@ def main() -> None:
     print(f"Counted as fvcore does (1 multiply-add = 1 FLOP) and for one branch: {macs_one_branch:.2f} TFLOP/img "
           f"for 50 steps, {macs_one_branch / PAPER_TFLOPS_50_STEPS_GUIDED:.3f} x the paper's figure.")
 
-    # 3. the sampler (measured above, next to the forward pass) --------------------------------
-    print(f"\n## Sampler (`mirokit.sampling.generate`, {images} images, Euler {args.steps} steps, joint guidance "
-          f"= {branches} branches, so each model call has {images * branches} rows like the forward "
-          f"benchmark; median of {args.repeats})\n")
-    print("| model | sampler img/s | expected img/s = fwd img/s ÷ (steps x branches) | efficiency |")
-    print("|---|---:|---:|---:|")
-    for name, r in tiny.items():
-        expected = r["fwd"] / (args.steps * branches)
-        print(f"| {name} | {r['sampler']:.2f} | {expected:.2f} | {r['sampler'] / expected:.3f} |")
+
+
+def section_vs_official(args, device: torch.device) -> None:
+    """mirokit's RIN and the official network (miro-t2i) at the same configuration and weights."""
+    try:
+        import official as side_by_side  # bench/official.py
+        import miro  # noqa: F401
+    except ImportError as err:
+        print(f"\n## mirokit vs the official network: skipped ({err}; pip install --no-deps miro-t2i==0.1.4 einops)")
+        return
+    from mirokit.train.mfu import device_peak_tflops
+
+    cuda = device.type == "cuda"
+    name = args.vs_config or ("official" if cuda else "cpu")
+    batch = args.vs_batch or (64 if cuda else 8)
+    if args.quick:
+        batch = 2
+    text_len, bf16 = 77, cuda
+    pair = side_by_side.build_pair(name, batch, text_len, device, bf16)
+    fwd_flops = pair.generator.flops_per_image(text_len)
+    params = sum(p.numel() for p in pair.generator.parameters())
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    peak = device_peak_tflops(device, args.peak_tflops)
+    rounds, repeats = (1, 1) if args.quick else (args.rounds, 2 if cuda else 1)
+    rows = []
+    for compiled in ([False, True] if args.compile else [False]):
+        if compiled:
+            side_by_side.compile_blocks(pair)
+        for what, a, b, flops in (("network fwd+bwd", pair.official, pair.ours, 3 * fwd_flops),
+                                  ("training step (self-cond 0.9)", pair.official_step, pair.ours_step,
+                                   3.9 * fwd_flops)):
+            t_off, t_ours, ratio = side_by_side.interleaved(a, b, rounds, repeats, sync)
+            achieved = batch * flops / t_ours
+            rows.append((what, "compiled" if compiled else "eager", batch / t_off, batch / t_ours, ratio,
+                         achieved / 1e12, achieved / (peak * 1e12) if peak else None))
+    print(f"\n## mirokit vs the official network ({name} configuration, {params / 1e6:.1f}M parameters, batch {batch}, "
+          f"{text_len} text tokens, {'bf16 autocast' if bf16 else 'fp32'}, {rounds} alternating rounds)\n")
+    print("| measurement | mode | official img/s | mirokit img/s | mirokit ÷ official | mirokit TFLOP/s | MFU |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for what, mode, off, ours, ratio, tflops, mfu in rows:
+        mfu_text = f"{mfu:.1%}" if mfu is not None else "n/a"
+        print(f"| {what} | {mode} | {off:.2f} | {ours:.2f} | {ratio:.3f} | {tflops:.3f} | {mfu_text} |")
+    print("\nSame weights (official state dict mapped by mirokit.models.official), same batch; ratio = median over "
+          "rounds of time(official) ÷ time(mirokit). FLOPs from MiroGenerator.flops_per_image (training: forward + "
+          "2x backward, plus 0.9 self-conditioning forwards in the training step).")
 
 
 if __name__ == "__main__":

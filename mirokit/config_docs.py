@@ -31,6 +31,8 @@ def sections(cls: type | None = None, path: str = "") -> list[tuple[str, type]]:
         where = f"{path}.{f.name}" if path else f.name
         if isinstance(tp, type) and issubclass(tp, KindConfig):
             for entry in tp.registry.entries():
+                if not entry.config.__module__.startswith("mirokit."):
+                    continue  # components of third-party plugins (and tests) are documented by their authors
                 kinded = sections(entry.config, where)
                 out += [(f"{title} (kind: {entry.kind})", c) for title, c in kinded]
         elif dataclasses.is_dataclass(tp):

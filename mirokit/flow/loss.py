@@ -53,10 +53,39 @@ def draw_flow_noise(shape: tuple[int, ...], cfg: FlowLossConfig, generator: torc
     return FlowDraw(gamma, noise, keep)
 
 
+def _rows(value, index: Tensor):
+    """Rows `index` of a model keyword argument: a (B, ...) tensor, a list of B items, or None."""
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        return value[index.to(value.device)]
+    return [value[i] for i in index.tolist()]
+
+
+def self_conditioning_state(model: Callable, y: Tensor, gamma: Tensor, conditions: dict, keep: Tensor) -> Tensor | None:
+    """The detached state of a first model call, for the rows that keep self-conditioning (zeros elsewhere).
+
+    Only the kept rows are computed (rows are independent), but at least one, so that every rank of a
+    sharded job makes the same number of model calls. Returns None if the model has no state.
+    """
+    index = keep.nonzero().flatten()
+    used = index if index.numel() else torch.zeros(1, dtype=torch.long, device=keep.device)
+    with torch.no_grad():
+        part = model(y[used], gamma[used], **{k: _rows(v, used) for k, v in conditions.items()})[1]
+    if part is None:
+        return None
+    state = torch.zeros((y.shape[0], *part.shape[1:]), dtype=part.dtype, device=part.device)
+    if index.numel():
+        state[index.to(part.device)] = part
+    return state
+
+
 def flow_matching_loss(model: Callable, x0: Tensor, conditions: dict, draw: FlowDraw,
                        cfg: FlowLossConfig) -> tuple[Tensor, dict[str, Tensor]]:
     """x0: (B, C, H, W) clean data; conditions: keyword arguments of the model (text, text_mask, rewards).
 
+    With self-conditioning, a first no-grad call on the rows in `draw.self_cond_keep` gives the state
+    the training call is conditioned on (zeros for the other rows).
     Returns the scalar loss to minimise and detached statistics (raw MSE, weighted loss, mean logvar).
     """
     gamma = draw.gamma.to(x0.device, x0.dtype)
@@ -64,11 +93,7 @@ def flow_matching_loss(model: Callable, x0: Tensor, conditions: dict, draw: Flow
     y = interpolate(x0, noise, gamma)
     self_cond = None
     if cfg.self_cond_prob > 0:
-        with torch.no_grad():
-            state = model(y, gamma, **conditions)[1]
-        if state is not None:
-            keep = draw.self_cond_keep.to(x0.device).view(-1, *([1] * (state.ndim - 1)))
-            self_cond = (state * keep.to(state.dtype)).detach()
+        self_cond = self_conditioning_state(model, y, gamma, conditions, draw.self_cond_keep.to(x0.device))
     velocity, _, logvar = model(y, gamma, self_cond=self_cond, **conditions)
     mse = (velocity.float() - velocity_target(x0, noise).float()).pow(2).flatten(1).mean(1)
     if cfg.uncertainty_weighting:

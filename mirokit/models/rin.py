@@ -113,7 +113,8 @@ class RINTrunk(nn.Module):
         return list(self.rin_blocks)
 
     def flops_per_image(self, num_cond_tokens: int) -> int:
-        """Forward FLOPs for one image given T conditioning tokens (patchify, blocks, self-cond MLP, unpatchify)."""
+        """Forward FLOPs for one image given T conditioning tokens (patchify, blocks, self-cond MLP, unpatchify),
+        with a self-conditioning state (a call without one computes the self-cond MLP on one token only)."""
         n_data, n_latents = self.data_pos_embedding.shape[0], self.cfg.num_latents
         total = linear_flops(self.patch_extractor, n_data) + linear_flops(self.map_tokens_to_patches[1], n_data)
         if self.cfg.self_conditioning:
@@ -128,8 +129,9 @@ class RINTrunk(nn.Module):
         data = self.data_ln(self.patch_extractor(patches)) + self.data_pos_embedding.unsqueeze(0)
         latents = self.latents.unsqueeze(0) + cond.time.unsqueeze(1)
         if self.cfg.self_conditioning:
-            # The official network always runs this path, with zeros when there is no previous call.
-            prev = self_cond if self_cond is not None else torch.zeros_like(latents)
+            # The official network always runs this path, with zeros when there is no previous call. Every
+            # token of a zero state maps to the same vector, so that case is computed on one token.
+            prev = self_cond if self_cond is not None else latents.new_zeros(1, 1, latents.shape[-1])
             latents = latents + self.ln_previous_2(prev + self.linear_previous(self.ln_previous_1(prev)))
         for block in self.rin_blocks:
             data, latents = block(data, latents, cond.tokens, cond.mask)

@@ -1,4 +1,10 @@
-"""Tiny run configs shared by the training tests."""
+"""Tiny run configs and process launching shared by the training tests."""
+
+import os
+import socket
+import subprocess
+
+import pytest
 
 from mirokit.train.config import load_run_config
 
@@ -21,3 +27,34 @@ def tiny_run(out_dir, *overrides, base=TINY_RIN):
     """A RunConfig on the toy dataset at 16x16, no progress bar, writing into out_dir."""
     return load_run_config(None, [*base, f"out_dir={out_dir}", "train.progress=false",
                                   "data={kind: toy, num_samples: 256}", "train.threads=1", "loader.num_workers=0", *overrides])
+
+
+def free_port() -> int:
+    """A TCP port free on localhost right now (for MASTER_PORT)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rank_envs(world_size: int, **extra: str) -> list[dict]:
+    """The environment torchrun would give each of `world_size` ranks (one thread each), plus `extra`."""
+    port = str(free_port())
+    base = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    base.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
+                WORLD_SIZE=str(world_size), **extra)
+    return [dict(base, RANK=str(r), LOCAL_RANK=str(r)) for r in range(world_size)]
+
+
+def run_processes(cmds: list[list[str]], envs: list[dict], *, timeout: float, what: str) -> None:
+    """Start every command at once; fail the test (with their output) if one fails or they time out."""
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for cmd, env in zip(cmds, envs)]
+    logs = []
+    for proc in procs:
+        try:
+            logs.append(proc.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for other in procs:
+                other.kill()
+            pytest.fail(f"{what} timed out")
+    assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-4000:]

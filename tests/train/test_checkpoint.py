@@ -11,19 +11,20 @@ from mirokit.train import checkpoint as ckpt
 from mirokit.train.ema import EMA
 from mirokit.train.optim import OptimConfig, build_optimizer
 
+import test_optim
+
 DIST = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
-class Tiny(nn.Module):
+class Tiny(test_optim.Tiny):
+    """test_optim's model plus a buffer (checkpointed too)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.proj = nn.Linear(3, 4)
-        self.norm = nn.LayerNorm(4)
-        self.out = nn.Linear(4, 2)
         self.register_buffer("scale", torch.tensor([2.0, 0.5]))
 
     def forward(self, x):
-        return self.out(self.norm(torch.tanh(self.proj(x)))) * self.scale
+        return super().forward(x) * self.scale
 
 
 def _step(model, opt, ema, seed):

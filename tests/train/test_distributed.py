@@ -8,8 +8,6 @@ single-process training on the full batch.
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +29,9 @@ from mirokit.train.ema import EMA
 from mirokit.train.metrics import MetricsLogger
 from mirokit.train.optim import OptimConfig, build_optimizer
 from mirokit.train.parallelize import gradient_sync, parallelize, unwrap
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the workers run this file as a script
+from runs import rank_envs, run_processes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GLOBAL_BATCH = 8
@@ -109,40 +110,9 @@ def _worker(out_dir: Path) -> None:
     cleanup()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_ranks_match_single_process(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(_free_port()),
-        WORLD_SIZE="2",
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, str(tmp_path)],
-            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for r in range(2)
-    ]
-    logs = []
-    for p in procs:
-        try:
-            logs.append(p.communicate(timeout=90)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail("distributed workers timed out")
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-3000:]
+    envs = rank_envs(2, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    run_processes([[sys.executable, __file__, str(tmp_path)]] * 2, envs, timeout=90, what="distributed workers")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
     model, x, y = _problem()
@@ -190,6 +160,18 @@ def test_single_process_helpers(monkeypatch):
     with pytest.raises(ValueError, match="known: none, ddp, fsdp2"):
         parallelize(model, info, strategy="zero3")
     assert unwrap(nn.DataParallel(model)) is model
+
+
+@pytest.mark.parametrize("checkpointing, calls", [(False, 2), (True, 4)])
+def test_activation_checkpointing_recomputes_each_block(checkpointing, calls):
+    seen = []
+    model = Net()
+    for layer in model.layers:
+        layer.register_forward_pre_hook(lambda *_: seen.append(1))
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    model = parallelize(model, info, strategy="none", activation_checkpointing=checkpointing)
+    model(torch.randn(3, 4)).sum().backward()
+    assert len(seen) == calls  # 2 blocks, run again in the backward pass when checkpointed
 
 
 def test_env_and_device_errors(monkeypatch):

@@ -12,8 +12,6 @@ Ranks other than the torchrun one are started directly with the variables torchr
 """
 
 import os
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -26,7 +24,7 @@ from mirokit.train import checkpoint as ckpt
 from mirokit.train.loop import Trainer, train
 from mirokit.train.metrics import read_metrics
 
-from runs import tiny_run
+from runs import free_port, rank_envs, run_processes, tiny_run
 
 STEPS = 6
 OPTIONS = ["model.reward_keys=[brightness,size]", "train.batch_size=8", "train.log_every=1",
@@ -36,36 +34,17 @@ OPTIONS = ["model.reward_keys=[brightness,size]", "train.batch_size=8", "train.l
 ATOL = 2e-5
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _launch(config, out_dir, ranks: int, *overrides, torchrun: bool = False) -> None:
     """`mirokit train` on `ranks` processes (gloo), one thread each."""
     cli = ["-m", "mirokit.cli.main", "train", "--config", str(config), f"out_dir={out_dir}", *overrides]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     if torchrun:
         cmds = [[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
-                 "--master_port", str(_free_port()), *cli]]
-        envs = [env]
+                 "--master_port", str(free_port()), *cli]]
+        envs = [dict(os.environ, OMP_NUM_THREADS="1")]
     else:
-        port = str(_free_port())
-        cmds = [[sys.executable, *cli] for _ in range(ranks)]
-        envs = [dict(env, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE=str(ranks), RANK=str(r),
-                     LOCAL_RANK=str(r)) for r in range(ranks)]
-    procs = [subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for cmd, e in zip(cmds, envs)]
-    logs = []
-    for proc in procs:
-        try:
-            logs.append(proc.communicate(timeout=300)[0])
-        except subprocess.TimeoutExpired:
-            for other in procs:
-                other.kill()
-            pytest.fail(f"training {out_dir} timed out")
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-4000:]
+        envs = rank_envs(ranks)
+        cmds = [[sys.executable, *cli]] * ranks
+    run_processes(cmds, envs, timeout=300, what=f"training {out_dir}")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,108 @@
+"""The package layering of docs/ARCHITECTURE.md, read from the source with `ast` (nothing is imported).
+
+- no core package imports the shapes world (a plugin), not even lazily inside a function, and none
+  names it in a string (a hidden `importlib.import_module("mirokit.world...")`);
+- no import cycle between mirokit's packages and top-level modules;
+- `models` and `flow` import nothing from `data`, `train` or `cli`; `flow` never touches
+  torch.distributed; `rewards` never imports `models`; only `cli` imports `cli`.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mirokit"
+CORE = ("flow", "models", "sampling", "train", "data", "encoders", "rewards", "evaluate")
+
+
+def _unit(path: Path) -> str:
+    """The package (or top-level module) a source file belongs to: mirokit/train/loop.py -> train."""
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (module level, functions, try blocks)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            raise AssertionError(f"{path}: relative import (use absolute mirokit.* imports)")
+    return found
+
+
+def _strings(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def _graph() -> dict[str, set[str]]:
+    """unit -> the other mirokit units it imports."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        unit = _unit(path)
+        targets = {name.split(".")[1] for name in _imports(path) if name.startswith("mirokit.")}
+        known = {t for t in targets if (PACKAGE / t).is_dir() or (PACKAGE / f"{t}.py").is_file()}
+        graph.setdefault(unit, set()).update(known - {unit})
+    return graph
+
+
+def test_the_graph_is_read():
+    graph = _graph()
+    assert {"train", "models", "world", "cli", "config"} <= set(graph)
+    assert "models" in graph["train"] and "world" in graph["cli"]  # the parser sees real edges
+
+
+@pytest.mark.parametrize("core", CORE)
+def test_core_never_imports_the_world_plugin(core):
+    for path in (PACKAGE / core).rglob("*.py"):
+        imported = {name for name in _imports(path) if name == "mirokit.world" or name.startswith("mirokit.world.")}
+        assert not imported, f"{path.relative_to(PACKAGE.parent)} imports {sorted(imported)}"
+        named = {s for s in _strings(path) if s.startswith("mirokit.world")}
+        assert not named, f"{path.relative_to(PACKAGE.parent)} names {sorted(named)}"
+
+
+def test_no_cycle_between_packages():
+    graph = _graph()
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for unit in sorted(graph):
+        if unit not in state:
+            visit(unit, [unit])
+
+
+@pytest.mark.parametrize("unit, forbidden", [
+    ("models", {"data", "train", "cli", "sampling", "pipeline", "world"}),
+    ("flow", {"data", "train", "cli", "models", "world", "distributed"}),
+    ("rewards", {"models", "train", "world"}),
+    ("sampling", {"train", "data", "cli", "world"}),
+    ("data", {"train", "cli", "models", "world"}),
+])
+def test_arrows_point_one_way(unit, forbidden):
+    assert not _graph().get(unit, set()) & forbidden, (unit, _graph()[unit] & forbidden)
+
+
+def test_flow_never_touches_torch_distributed():
+    for path in (PACKAGE / "flow").rglob("*.py"):
+        assert not {n for n in _imports(path) if n.startswith("torch.distributed")}, path
+
+
+def test_only_cli_imports_cli():
+    importers = sorted(unit for unit, targets in _graph().items() if "cli" in targets and unit != "cli")
+    assert importers == []
