@@ -110,16 +110,22 @@ def fake_inputs(cfg: GeneratorConfig, batch: int, text_len: int, device: torch.d
 
 
 def forward_gflops(model: MiroGenerator, text_len: int, device: torch.device) -> float:
-    """Forward GFLOPs for one image (batch of 1), counted by FlopCounterMode.
+    """Forward GFLOPs for one image (batch of 1) with a self-conditioning state (every sampling step but
+    the first has one), counted by FlopCounterMode; checked against the model's analytic count.
 
     Attention is forced onto the math SDPA backend while counting: the fused CPU kernel
     (`_scaled_dot_product_flash_attention_for_cpu`) has no FLOP formula and would count as 0.
     """
     x, gamma, conditions = fake_inputs(model.config, 1, text_len, device)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), counter:
-        model(x, gamma, **conditions)
-    return counter.get_total_flops() / 1e9
+    with torch.no_grad():
+        state = model(x, gamma, **conditions).self_cond
+        with sdpa_kernel([SDPBackend.MATH]), counter:
+            model(x, gamma, self_cond=state, **conditions)
+    counted = counter.get_total_flops()
+    if counted != model.flops_per_image(text_len):
+        print(f"warning: counted {counted} FLOPs, the model's analytic count is {model.flops_per_image(text_len)}")
+    return counted / 1e9
 
 
 # -- measurements ---------------------------------------------------------------------------------

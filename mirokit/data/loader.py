@@ -88,6 +88,10 @@ def batches(loader: DataLoader) -> Iterator[Batch]:
             text = str(err)
             if not text.startswith("Caught "):
                 raise
-            last = [line for line in text.splitlines() if line.strip()][-1]
-            raise type(err)(last.split(": ", 1)[-1]) from None
+            message = [line for line in text.splitlines() if line.strip()][-1].split(": ", 1)[-1]
+            try:
+                again = type(err)(message)
+            except TypeError:  # an error type that takes other arguments
+                again = DataError(message)
+            raise again from None
         yield batch

@@ -83,12 +83,16 @@ class EMA:
             value.copy_(self.shadow[name])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Name -> tensor (float32 for floating entries), ready for safetensors; a fresh copy."""
+        """Name -> full tensor on CPU (float32 for floating entries), ready for safetensors; a fresh copy.
+
+        Sharded (FSDP2) entries are gathered one at a time, so a device never holds more than one
+        gathered tensor; every rank must call this.
+        """
         out = {}
         for name, t in self.shadow.items():
             if hasattr(t, "full_tensor"):  # FSDP2 DTensor: gather (collective on all ranks)
                 t = t.full_tensor()
-            out[name] = t.detach().contiguous().clone()
+            out[name] = t.detach().to("cpu", copy=True).contiguous()
         return out
 
     @torch.no_grad()
