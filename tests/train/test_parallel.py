@@ -111,6 +111,16 @@ def test_same_losses_and_weights_as_one_process(runs, moving, run):
                       ckpt.read_tensors(runs / "single" / "checkpoints" / final, prefix), moving, f"{run} {prefix}")
 
 
+def test_fsdp2_equals_ddp(runs, moving):
+    ddp, fsdp = read_metrics(runs / "ddp"), read_metrics(runs / "fsdp")
+    torch.testing.assert_close(torch.tensor([r["loss"] for r in fsdp]), torch.tensor([r["loss"] for r in ddp]),
+                               atol=1e-5, rtol=1e-5)
+    final = ckpt.checkpoint_name(STEPS)
+    for prefix in ("model.", "ema."):
+        _assert_close(ckpt.read_tensors(runs / "fsdp" / "checkpoints" / final, prefix),
+                      ckpt.read_tensors(runs / "ddp" / "checkpoints" / final, prefix), moving, f"fsdp vs ddp {prefix}")
+
+
 def test_sharded_checkpoints_hold_one_shard_per_rank(runs):
     shards = sorted(p.name for p in (runs / "fsdp" / "checkpoints" / "step_0000003" / "train_state").iterdir())
     assert [s for s in shards if s.endswith(".safetensors")] == [
