@@ -1,11 +1,16 @@
-"""A trained text-to-image model on disk: generator + text encoder + image space.
+"""A trained text-to-image model on disk: generator + text encoder + image space (+ an empty-prompt embedding).
 
 Checkpoint directory layout (HF style, no pickle):
     config.json            generator config (GeneratorConfig as JSON)
     model.safetensors      generator weights (EMA when written by the trainer)
     text_encoder/          text encoder spec (config.json) and, if trained, its model.safetensors
-    pipeline.json          image space, reward keys, mirokit version, resolved training config
+    pipeline.json          image space, reward keys, sampler defaults, mirokit version, training config
+    uncond_text.safetensors  optional: the embedding used for the empty prompt (official MIRO models)
     train_state/           only in training checkpoints: everything needed to resume exactly
+
+`MiroPipeline.from_pretrained` also reads the released MIRO checkpoints (a folder or hub repo with
+config.json holding `network` / `preconditioning` sections, model.safetensors with `network.*` /
+`preconditioning.*`, uncond_embedding.npy); see docs/OFFICIAL.md.
 """
 
 from __future__ import annotations
@@ -13,28 +18,39 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from mirokit.encoders.hub import one_line
 from mirokit.encoders.pixel import ImageSpace, PixelSpace, build_image_space
-from mirokit.encoders.text import TextEncoder, load_text_encoder
+from mirokit.encoders.text import TextEncoder, build_text_encoder, load_text_encoder
 from mirokit.models.generator import MiroGenerator
 
 PIPELINE_NAME = "pipeline.json"
 TEXT_ENCODER_DIR = "text_encoder"
+UNCOND_NAME = "uncond_text.safetensors"
 FORMAT_VERSION = 2
 """2: config.json's backbone is a {kind: ...} section (format 1 files are upgraded on load)"""
+OFFICIAL_FILES = ("config.json", "model.safetensors", "uncond_embedding.npy")
+OFFICIAL_TEXT_ENCODER = "google/flan-t5-xl"
+OFFICIAL_VAE = "stabilityai/sdxl-vae"
 
 
 class MiroPipeline:
-    """Holds the pieces needed to turn prompts + reward targets into images."""
+    """Holds the pieces needed to turn prompts + reward targets into images.
+
+    `uncond_text` (L, D), if set, is the embedding of the empty prompt (all L tokens valid) used by
+    the unconditional guidance branch instead of encoding "" (the official models ship one).
+    """
 
     def __init__(self, generator: MiroGenerator, text_encoder: TextEncoder, image_space: ImageSpace | None = None,
-                 extra: dict | None = None):
+                 extra: dict | None = None, uncond_text: Tensor | None = None):
         self.generator = generator
         self.text_encoder = text_encoder
         self.image_space = image_space or PixelSpace()
         self.extra = dict(extra or {})
+        self.uncond_text = None if uncond_text is None else uncond_text.float().reshape(-1, uncond_text.shape[-1])
 
     @property
     def device(self) -> torch.device:
@@ -46,10 +62,16 @@ class MiroPipeline:
         """The generator's reward keys, in order."""
         return self.generator.reward_keys
 
+    @property
+    def sampler_defaults(self) -> dict:
+        """{"steps", "guidance"} the model was released with (empty for mirokit-trained models)."""
+        return dict(self.extra.get("sampler_defaults", {}))
+
     def to(self, device: torch.device | str) -> "MiroPipeline":
-        """Move generator and text encoder to `device`; returns self."""
+        """Move generator, text encoder and image space to `device`; returns self."""
         self.generator.to(device)
         self.text_encoder.to(device)
+        self.image_space.to(device)
         return self
 
     @torch.no_grad()
@@ -58,10 +80,20 @@ class MiroPipeline:
         emb, mask = self.text_encoder(list(captions))
         return emb.to(self.device), mask.to(self.device)
 
+    @torch.no_grad()
+    def encode_uncond(self) -> tuple[Tensor, Tensor]:
+        """The empty prompt: (1, L, D) embedding and (1, L) mask (the stored one if any, else encode "")."""
+        if self.uncond_text is None:
+            return self.encode_text([""])
+        emb = self.uncond_text.to(self.device).unsqueeze(0)
+        return emb, torch.ones(emb.shape[:2], dtype=torch.bool, device=self.device)
+
     def save_pretrained(self, directory: str | Path, *, generator_state: dict | None = None,
                         text_encoder_state: dict | None = None) -> None:
         """Write the checkpoint layout above; explicit state dicts (e.g. EMA weights) are written instead of
         the live weights (which are not touched)."""
+        from safetensors.torch import save_file
+
         from mirokit import __version__
 
         directory = Path(directory)
@@ -69,21 +101,122 @@ class MiroPipeline:
         self.text_encoder.save_pretrained(directory / TEXT_ENCODER_DIR, state_dict=text_encoder_state)
         meta = {"format_version": FORMAT_VERSION, "mirokit_version": __version__,
                 "image_space": self.image_space.spec(), "reward_keys": self.reward_keys, **self.extra}
+        if self.uncond_text is not None:
+            save_file({"embedding": self.uncond_text.contiguous().cpu()}, str(directory / UNCOND_NAME))
+            meta["uncond_text"] = UNCOND_NAME
         (directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: torch.device | str = "cpu") -> "MiroPipeline":
-        """Load a checkpoint directory; a missing or incomplete one gives a one-line error."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"model directory not found: {directory}")
-        if not (directory / PIPELINE_NAME).is_file():
-            if (directory / "train_state").is_dir():
-                raise FileNotFoundError(f"{directory} is a training checkpoint of a sharded run without a model "
-                                        f"export; write one with `mirokit export {directory} --out DIR`")
-            raise FileNotFoundError(f"not a mirokit model directory: {directory} (missing {PIPELINE_NAME})")
-        meta = json.loads((directory / PIPELINE_NAME).read_text())
-        generator = MiroGenerator.from_pretrained(directory, device=device)
-        text_encoder = load_text_encoder(directory / TEXT_ENCODER_DIR).to(device).eval()
-        extra = {k: v for k, v in meta.items() if k not in ("image_space", "reward_keys")}
-        return cls(generator, text_encoder, build_image_space(meta.get("image_space") or {"kind": "pixels"}), extra)
+    def from_pretrained(cls, name_or_path: str | Path, *, variant: str | None = None,
+                        device: torch.device | str = "cpu", text_encoder: str | None = None,
+                        vae: str | None = None) -> "MiroPipeline":
+        """Load a mirokit model folder or a released MIRO checkpoint (folder or hub repo id).
+
+        variant: a subfolder (e.g. "miro-no-clip" of nicolas-dufour/miro-ablations).
+        text_encoder / vae: hub id or local folder replacing the stored T5 / VAE (for offline copies).
+        A missing or incomplete folder gives a one-line error.
+        """
+        directory = _resolve_folder(str(name_or_path), variant)
+        if _is_official(directory):
+            pipe = _load_official(directory, text_encoder=text_encoder, vae=vae)
+        else:
+            pipe = _load_mirokit(directory, text_encoder=text_encoder, vae=vae)
+        return pipe.to(device)
+
+
+def _resolve_folder(name_or_path: str, variant: str | None) -> Path:
+    """A local folder (+ variant subfolder), or a hub repo downloaded to the local cache."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and not name_or_path.startswith(("/", ".", "~")) and name_or_path.count("/") == 1:
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(name_or_path, allow_patterns=[f"{variant}/*"] if variant else None))
+        except Exception as err:  # noqa: BLE001 - network, auth and missing-repo errors alike
+            raise FileNotFoundError(f"{name_or_path} is not a local folder, and downloading it from the hub failed: "
+                                    f"{one_line(err)}") from None
+    directory = path / variant if variant else path
+    if not directory.is_dir():
+        what = f"variant {variant!r} of {name_or_path}" if variant else "model directory"
+        raise FileNotFoundError(f"{what} not found: {directory}")
+    return directory
+
+
+def _is_official(directory: Path) -> bool:
+    if (directory / PIPELINE_NAME).is_file() or not (directory / "config.json").is_file():
+        return False
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except json.JSONDecodeError:
+        return False
+    return isinstance(config, dict) and "network" in config and "preconditioning" in config
+
+
+def _load_mirokit(directory: Path, *, text_encoder: str | None, vae: str | None) -> MiroPipeline:
+    if not (directory / PIPELINE_NAME).is_file():
+        if (directory / "train_state").is_dir():
+            raise FileNotFoundError(f"{directory} is a training checkpoint of a sharded run without a model "
+                                    f"export; write one with `mirokit export {directory} --out DIR`")
+        raise FileNotFoundError(f"not a mirokit model directory: {directory} (missing {PIPELINE_NAME})")
+    meta = json.loads((directory / PIPELINE_NAME).read_text())
+    generator = MiroGenerator.from_pretrained(directory)
+    encoder = load_text_encoder(directory / TEXT_ENCODER_DIR)
+    if text_encoder is not None:
+        encoder = _replace_path(encoder.spec(), text_encoder, "text encoder", build_text_encoder)
+    space_spec = meta.get("image_space") or {"kind": "pixels"}
+    space = _replace_path(space_spec, vae, "VAE", build_image_space) if vae is not None else build_image_space(space_spec)
+    uncond = None
+    if meta.get("uncond_text"):
+        from safetensors.torch import load_file
+
+        uncond = load_file(str(directory / meta["uncond_text"]))["embedding"]
+    extra = {k: v for k, v in meta.items() if k not in ("image_space", "reward_keys", "uncond_text")}
+    return MiroPipeline(generator, encoder.eval(), space, extra, uncond)
+
+
+def _replace_path(spec: dict, name_or_path: str, what: str, build):
+    """Rebuild a component from `spec` with another `name_or_path` (one-line error if it has none)."""
+    if "name_or_path" not in spec:
+        raise ValueError(f"this model's {what} ({spec.get('kind')}) is not loaded from a path; it cannot be replaced")
+    return build({**spec, "name_or_path": str(name_or_path)})
+
+
+def _load_official(directory: Path, *, text_encoder: str | None, vae: str | None) -> MiroPipeline:
+    """A released MIRO checkpoint -> MiroPipeline (frozen FLAN-T5, SDXL-VAE latent space, stored uncond)."""
+    from safetensors.torch import load_file
+
+    from mirokit.models.official import convert_official_config, convert_official_state_dict
+
+    for name in OFFICIAL_FILES:
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"official MIRO checkpoint {directory} is missing {name}")
+    config = json.loads((directory / "config.json").read_text())
+    state = load_file(str(directory / "model.safetensors"))
+    generator = MiroGenerator(convert_official_config(config))
+    missing, unexpected = generator.load_state_dict(convert_official_state_dict(state), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{directory / 'model.safetensors'} does not match its config.json: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    pre = config.get("data_preprocessing", {})
+    if "data_preprocessing.scale" in state:
+        scale = state["data_preprocessing.scale"].float().flatten().tolist()
+        bias = state["data_preprocessing.bias"].float().flatten().tolist()
+        normalisation = {"normalisation": "explicit", "scale": scale, "bias": bias}
+    elif pre.get("channel_wise_normalisation", True):
+        normalisation = {"normalisation": "sdxl_channel_wise"}
+    else:
+        raise ValueError(f"{directory}: scalar latent normalisation without stored constants is not supported")
+    space = build_image_space({"kind": "vae", "name_or_path": vae or config.get("vae_repo", OFFICIAL_VAE),
+                               "sample": bool(pre.get("vae_sample", True)), **normalisation})
+    encoder = build_text_encoder({"kind": "hf_t5",
+                                  "name_or_path": text_encoder or config.get("text_encoder_repo", OFFICIAL_TEXT_ENCODER),
+                                  "max_length": int(config.get("max_text_len", 77))})
+    if encoder.dim != generator.config.text_dim:
+        raise ValueError(f"text encoder {encoder.config.name_or_path} gives {encoder.dim}-d tokens; the model "
+                         f"expects {generator.config.text_dim} (label_dim)")
+    uncond = torch.from_numpy(np.load(directory / "uncond_embedding.npy", allow_pickle=False).astype(np.float32))
+    defaults = config.get("sampler_defaults", {})
+    extra = {"source": {"format": "official-miro", "path": str(directory)},
+             "sampler_defaults": {"steps": int(defaults.get("num_steps", 50)),
+                                  "guidance": float(defaults.get("guidance_scale", 7.0))}}
+    return MiroPipeline(generator.eval(), encoder.eval(), space, extra, uncond)

@@ -1,4 +1,4 @@
-"""`mirokit` command line: train, sample, export, demo, score, calibrate, world, eval. Errors in user input print one line and exit 2."""
+"""`mirokit` command line: train, sample, export, convert-official, demo, score, calibrate, world, eval. Errors in user input print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ COMMANDS = {
     "train": "mirokit.cli.train",
     "sample": "mirokit.cli.sample",
     "export": "mirokit.cli.export",
+    "convert-official": "mirokit.cli.convert_official",
     "demo": "mirokit.cli.demo",
     "score": "mirokit.cli.score",
     "calibrate": "mirokit.cli.calibrate",

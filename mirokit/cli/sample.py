@@ -38,15 +38,21 @@ def add_parser(sub) -> None:
         epilog="example:\n  mirokit sample --model runs/default/model --prompt 'a red circle' "
                "--reward brightness=0.2 --num-images 4 --out samples/",
     )
-    p.add_argument("--model", required=True, help="model folder (a run's model/ or a checkpoints/step_N/)")
+    p.add_argument("--model", required=True,
+                   help="model folder (a run's model/, a checkpoints/step_N/, a released MIRO checkpoint) or hub id")
+    p.add_argument("--variant", default=None, help="subfolder of --model (e.g. miro-no-clip of nicolas-dufour/miro-ablations)")
+    p.add_argument("--text-encoder", default=None, help="hub id or local folder replacing the model's T5 encoder")
+    p.add_argument("--vae", default=None, help="hub id or local folder replacing the model's VAE")
     p.add_argument("--prompt", action="append", required=True,
                    help="text prompt; repeat the flag for several prompts")
     p.add_argument("--reward", action="append", metavar="KEY=VALUE",
                    help="positive reward target in [0,1] (repeatable; unspecified rewards get 1.0; nan = missing)")
     p.add_argument("--negative-reward", action="append", metavar="KEY=VALUE",
                    help="target of the negative (unconditional) branch (repeatable; default 0.0 for every reward)")
-    p.add_argument("--steps", type=int, default=50, help="ODE steps (default 50)")
-    p.add_argument("--guidance", type=float, default=7.0, help="joint text+reward guidance scale w (default 7)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="ODE steps (default: the model's released default, else 50)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="joint text+reward guidance scale w (default: the model's released default, else 7)")
     p.add_argument("--text-guidance", type=float, default=None,
                    help="separate text guidance scale (use with --reward-guidance; replaces --guidance)")
     p.add_argument("--reward-guidance", type=float, default=None,
@@ -67,12 +73,16 @@ def run(args) -> int:
     from mirokit.pipeline import MiroPipeline
     from mirokit.sampling import GuidanceConfig, SampleConfig, generate
 
-    if args.num_images < 1 or args.steps < 1:
-        raise ValueError("--num-images and --steps must be >= 1")
     rewards = parse_key_values(args.reward, "--reward")
     negative = parse_key_values(args.negative_reward, "--negative-reward")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    pipe = MiroPipeline.from_pretrained(args.model, device=device)
+    pipe = MiroPipeline.from_pretrained(args.model, variant=args.variant, device=device,
+                                        text_encoder=args.text_encoder, vae=args.vae)
+    defaults = pipe.sampler_defaults
+    args.steps = args.steps if args.steps is not None else defaults.get("steps", 50)
+    args.guidance = args.guidance if args.guidance is not None else defaults.get("guidance", 7.0)
+    if args.num_images < 1 or args.steps < 1:
+        raise ValueError("--num-images and --steps must be >= 1")
     guidance = GuidanceConfig(scale=args.guidance, text_scale=args.text_guidance, reward_scale=args.reward_guidance)
     cfg = SampleConfig(steps=args.steps, solver=args.solver, shift=args.shift, guidance=guidance, seed=args.seed,
                        batch_size=args.batch_size)

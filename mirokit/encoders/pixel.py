@@ -37,7 +37,20 @@ class ImageSpace(Protocol):
         """JSON description stored in checkpoints (`build_image_space(spec)` rebuilds the space)."""
         ...
 
-    def to_model(self, data: Tensor) -> Tensor:
+    @property
+    def needs_noise(self) -> bool:
+        """True if `to_model` draws random numbers (it then takes `noise` of the model-space shape)."""
+        ...
+
+    def data_shape(self, channels: int, size: int) -> tuple[int, int]:
+        """(channels, side) of a dataset sample for a model of `channels` x `size` x `size`."""
+        ...
+
+    def to(self, device: torch.device | str) -> "ImageSpace":
+        """Move any weights the space holds to `device`; returns self."""
+        ...
+
+    def to_model(self, data: Tensor, noise: Tensor | None = None) -> Tensor:
         """A batch of dataset images (B, C, H, W), on the training device -> model space (B, C', H', W')."""
         ...
 
@@ -71,7 +84,17 @@ class PixelSpace:
         """JSON description stored in checkpoints."""
         return to_dict(self.config)
 
-    def to_model(self, data: Tensor) -> Tensor:
+    needs_noise = False
+
+    def data_shape(self, channels: int, size: int) -> tuple[int, int]:
+        """Pixels: the model's own shape."""
+        return channels, size
+
+    def to(self, device: torch.device | str) -> PixelSpace:
+        """Nothing to move; returns self."""
+        return self
+
+    def to_model(self, data: Tensor, noise: Tensor | None = None) -> Tensor:
         """data: (B, C, H, W) pixels in [-1, 1] -> the same tensor (pixels are the model space)."""
         return data
 
@@ -96,12 +119,3 @@ def build_image_space(cfg: ImageSpaceConfig | dict) -> ImageSpace:
     if isinstance(cfg, dict):
         cfg = from_dict(ImageSpaceConfig, cfg, where="image_space.")
     return IMAGE_SPACES.build(cfg)
-
-
-def pil_to_tensor(image, channels: int = 3) -> Tensor:
-    """PIL image -> (C, H, W) float tensor in [0, 1]."""
-    image = image.convert("L" if channels == 1 else "RGB")
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()

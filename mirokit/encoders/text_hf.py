@@ -7,30 +7,16 @@ it follows the encoder's device on each call.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from mirokit.encoders.hub import DTYPES, load_pretrained, resolve
 from mirokit.encoders.text import TEXT_ENCODERS, TextEncoder, TextEncoderConfig, check_captions
 
 _TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def looks_local(name_or_path: str) -> bool:
-    """True if `name_or_path` is (or is clearly meant as) a local path rather than a hub id."""
-    return os.path.exists(name_or_path) or name_or_path.startswith(("/", ".", "~"))
-
-
-def _one_line(err: BaseException, limit: int = 300) -> str:
-    """A library error message folded onto one line and shortened to `limit` characters."""
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 @dataclass(kw_only=True)
 class HFTextEncoderConfig(TextEncoderConfig):
     """Which T5 encoder to load and how (kind: hf_t5)."""
@@ -66,13 +52,8 @@ class HFTextEncoder(TextEncoder):
         if not isinstance(config, HFTextEncoderConfig):
             config = HFTextEncoderConfig(name_or_path=str(config), **options)
         self.config = replace(config)
-        name_or_path = self.config.name_or_path
-        self.local = looks_local(name_or_path)
-        if self.local:
-            path = Path(name_or_path).expanduser()
-            if not path.exists():
-                raise ValueError(f"text encoder weights not found: {name_or_path}")
-            self.config.name_or_path = str(path.resolve())  # survives a change of working dir
+        # a local folder is stored as an absolute path: it survives a change of working dir
+        self.config.name_or_path, self.local = resolve(self.config.name_or_path, "text encoder")
         self.max_length = self.config.max_length
         self.trainable = False
         self._dim: int | None = None
@@ -94,10 +75,7 @@ class HFTextEncoder(TextEncoder):
 
     def _from_pretrained(self, cls, **kwargs):
         self._check_local_folder(tokenizer=False)
-        try:
-            return cls.from_pretrained(self.config.name_or_path, local_files_only=self.local, **kwargs)
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"cannot load text encoder {self.config.name_or_path}: {_one_line(err)}") from None
+        return load_pretrained(cls, self.config.name_or_path, self.local, "text encoder", **kwargs)
 
     @property
     def dim(self) -> int:

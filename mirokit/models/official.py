@@ -34,9 +34,14 @@ _RENAMES = [
 ]
 
 
+AUXILIARY_PREFIXES = ("data_preprocessing.", "postprocessing.")
+"""Official tensors that are not the generator's (the latent normalisation buffers `scale` / `bias`)."""
+
+
 def official_key_to_mirokit(key: str) -> str | None:
-    """Rename one official state-dict key (with its `network.`/`preconditioning.` prefix); None = dropped."""
-    if _DROPPED.search(key):
+    """Rename one official state-dict key (with its `network.`/`preconditioning.` prefix); None = dropped
+    (constant masks, and the auxiliary normalisation buffers, which the image space holds)."""
+    if _DROPPED.search(key) or key.startswith(AUXILIARY_PREFIXES):
         return None
     if key.startswith("preconditioning."):
         return key
@@ -66,8 +71,17 @@ def convert_official_config(config: dict) -> GeneratorConfig:
     Options our RIN does not implement (latents concatenated with conditioning tokens, no
     conditioning cross-attention, different data/latent MLP widths) raise a one-line ValueError.
     """
+    if not isinstance(config.get("network"), dict):
+        raise ValueError("not an official MIRO config (no `network` section)")
     net = dict(config["network"])
     pre = dict(config.get("preconditioning", {}))
+    missing = [k for k in ("data_size", "data_dim", "num_input_channels", "num_latents", "latents_dim", "label_dim",
+                           "num_processing_layers", "num_blocks", "patch_size", "coherence_keys") if k not in net]
+    if missing:
+        raise ValueError(f"official config: network section lacks {', '.join(missing)}")
+    if pre.get("do_normalization", True) not in (True, "noise_driven") or pre.get("logvar_mlp_layers", 0) != 0:
+        raise ValueError("only official preconditioning with do_normalization=noise_driven and logvar_mlp_layers=0 "
+                         "is supported")
     if net.get("concat_cond_token_to_latents", True) or not net.get("use_cond_rin_block", False):
         raise ValueError("only official RINs with use_cond_rin_block=true and concat_cond_token_to_latents=false "
                          "are supported")

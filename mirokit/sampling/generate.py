@@ -34,6 +34,14 @@ class SampleConfig:
             raise ValueError(f"unknown solver {self.solver!r}; known: {', '.join(SOLVERS)}")
 
 
+def pad_tokens(t: Tensor, length: int) -> Tensor:
+    """t: (B, L, ...) text embeddings or (B, L) mask -> (B, length, ...), padded with zeros / False."""
+    if t.shape[1] >= length:
+        return t
+    pad = torch.zeros((t.shape[0], length - t.shape[1], *t.shape[2:]), dtype=t.dtype, device=t.device)
+    return torch.cat([t, pad], dim=1)
+
+
 def _rewards(generator, values: dict | Tensor | None, n: int, default: float, device) -> Tensor | None:
     if not generator.reward_keys:
         if values:
@@ -50,6 +58,9 @@ def generate(pipe, prompts: list[str], *, rewards: dict[str, float | None] | Ten
              cfg: SampleConfig | None = None, progress: bool = False) -> Tensor:
     """Sample one image per prompt; returns (N, C, H, W) in model space (decode with pipe.image_space).
 
+    The unconditional branch gets `pipe.encode_uncond()` (the stored empty-prompt embedding of
+    official models, else "" encoded) and the negative targets.
+
     rewards: positive targets {key: value} (missing keys default to 1.0) or an (N, K) tensor;
     negative_rewards: targets of the guidance's negative branch (missing keys default to 0.0).
     A key the model was not trained with raises a one-line ValueError listing the known keys.
@@ -64,7 +75,7 @@ def generate(pipe, prompts: list[str], *, rewards: dict[str, float | None] | Ten
     noise = torch.randn((n, mc.image_channels, mc.image_size, mc.image_size),
                         generator=torch.Generator().manual_seed(cfg.seed))
     grid = gamma_grid(cfg.steps, cfg.shift, device)
-    empty_text, empty_mask = pipe.encode_text([""])
+    empty_text, empty_mask = pipe.encode_uncond()
     was_training = model.training
     model.eval()
     outputs = []
@@ -73,8 +84,10 @@ def generate(pipe, prompts: list[str], *, rewards: dict[str, float | None] | Ten
         stop = min(start + cfg.batch_size, n)
         b = stop - start
         text, mask = pipe.encode_text(prompts[start:stop])
-        cond = {"text": text, "text_mask": mask}
-        uncond = {"text": empty_text.expand(b, -1, -1), "text_mask": empty_mask.expand(b, -1)}
+        length = max(text.shape[1], empty_text.shape[1])  # both branches run as one batch: pad to one length
+        cond = {"text": pad_tokens(text, length), "text_mask": pad_tokens(mask, length)}
+        uncond = {"text": pad_tokens(empty_text, length).expand(b, -1, -1),
+                  "text_mask": pad_tokens(empty_mask, length).expand(b, -1)}
         text_only = dict(cond)
         if pos is not None:
             cond["rewards"] = pos[start:stop]

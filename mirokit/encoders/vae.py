@@ -1,0 +1,211 @@
+"""The VAE latent image space (kind "vae"): the generator models normalised SDXL-VAE latents.
+
+Dataset samples hold either the VAE's latent moments (`input: moments`, a (2C, h, w) tensor: the
+mean then the std, as `mirokit encode` writes them) or pixels in [-1, 1] that are encoded inside the
+training step (`input: pixels`, the on-the-fly mode for small datasets). A latent z (the mean, or
+a draw mean + std * noise with `sample: true`, as the official training does) is normalised per
+channel to x = z * scale + bias; `decode` inverts that and runs the VAE decoder.
+
+Normalisation (official MIRO: channel-wise to std 0.5):
+  sdxl_channel_wise  scale = 0.5 / std_c, bias = -mean_c * scale with the SDXL constants below;
+  stats              the same from a JSON {"mean": [...], "std": [...]} estimated on your data;
+  explicit           `scale` and `bias` given per channel (what a saved model folder stores).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mirokit.config import ConfigError, to_dict
+from mirokit.encoders.hub import DTYPES, load_pretrained, resolve
+from mirokit.encoders.pixel import IMAGE_SPACES, ImageSpaceConfig
+
+SDXL_LATENT_MEAN = (-0.3480, 0.3754, 0.0419, 2.4331)
+"""Channel means of SDXL-VAE latents (official MIRO constants)."""
+SDXL_LATENT_STD = (7.8518, 5.8465, 6.8716, 5.3140)
+"""Channel standard deviations of SDXL-VAE latents (official MIRO constants)."""
+TARGET_STD = 0.5
+"""Normalised latents have this std per channel (= sigma_data)."""
+NORMALISATIONS = ("sdxl_channel_wise", "stats", "explicit")
+INPUTS = ("moments", "pixels")
+
+
+@dataclass(kw_only=True)
+class VAESpaceConfig(ImageSpaceConfig):
+    """A diffusers AutoencoderKL latent space (kind: vae)."""
+
+    name_or_path: str = "stabilityai/sdxl-vae"
+    """VAE hub id or local folder (diffusers layout: config.json + weights)"""
+    normalisation: str = "sdxl_channel_wise"
+    """sdxl_channel_wise (official constants) | stats (from `stats`) | explicit (`scale`, `bias`)"""
+    stats: str | None = None
+    """normalisation=stats: JSON with per-channel "mean" and "std" of the latents (`mirokit encode --stats`)"""
+    scale: list[float] = field(default_factory=list)
+    """normalisation=explicit: per-channel scale (x = z * scale + bias)"""
+    bias: list[float] = field(default_factory=list)
+    """normalisation=explicit: per-channel bias"""
+    input: str = "moments"
+    """what dataset samples hold: moments ((2C, h, w): mean then std) | pixels (encoded in the training step)"""
+    sample: bool = True
+    """train on z ~ N(mean, std) drawn from the moments (official); false: on the mean"""
+    dtype: str = "float32"
+    """VAE weights dtype: float32 | bfloat16 | float16"""
+    batch_size: int = 16
+    """images per VAE encode / decode call"""
+
+    def __post_init__(self):
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"unknown image_space.normalisation {self.normalisation!r}; known: {', '.join(NORMALISATIONS)}")
+        if self.input not in INPUTS:
+            raise ValueError(f"unknown image_space.input {self.input!r}; known: {', '.join(INPUTS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown image_space.dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        if self.normalisation == "stats" and not self.stats:
+            raise ValueError("image_space.normalisation=stats needs image_space.stats (a JSON file)")
+        if self.normalisation == "explicit" and (not self.scale or len(self.scale) != len(self.bias)):
+            raise ValueError("image_space.normalisation=explicit needs scale and bias lists of equal length")
+
+
+def read_latent_stats(path: str | Path) -> tuple[list[float], list[float]]:
+    """(mean, std) per channel from a stats JSON; a missing or malformed file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"latent statistics file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+        mean, std = [float(v) for v in data["mean"]], [float(v) for v in data["std"]]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: not a latent statistics file ({type(err).__name__}: {err})") from None
+    if len(mean) != len(std) or not all(s > 0 for s in std):
+        raise ConfigError(f"{path}: mean and std must have one positive std per channel")
+    return mean, std
+
+
+def normalisation_of(cfg: VAESpaceConfig) -> tuple[list[float], list[float]]:
+    """(scale, bias) per channel for a config (x = z * scale + bias)."""
+    if cfg.normalisation == "explicit":
+        return list(cfg.scale), list(cfg.bias)
+    mean, std = (SDXL_LATENT_MEAN, SDXL_LATENT_STD) if cfg.normalisation == "sdxl_channel_wise" \
+        else read_latent_stats(cfg.stats)
+    scale = [TARGET_STD / s for s in std]
+    return scale, [-m * k for m, k in zip(mean, scale)]
+
+
+@IMAGE_SPACES.register("vae", config=VAESpaceConfig, description="normalised VAE latents (diffusers AutoencoderKL)")
+class VAESpace:
+    """Normalised latents of a frozen VAE; the VAE loads on first use and follows `.to(device)`."""
+
+    def __init__(self, config: VAESpaceConfig | None = None):
+        config = config or VAESpaceConfig()
+        name, self.local = resolve(config.name_or_path, "VAE")
+        scale, bias = normalisation_of(config)
+        # stored resolved: a saved model keeps its constants even if the stats file goes away
+        self.config = replace(config, name_or_path=name, normalisation="explicit", stats=None, scale=scale, bias=bias)
+        self.scale = torch.tensor(scale, dtype=torch.float32).view(1, -1, 1, 1)
+        self.bias = torch.tensor(bias, dtype=torch.float32).view(1, -1, 1, 1)
+        self.device = torch.device("cpu")
+        self._vae = None
+
+    @property
+    def kind(self) -> str:
+        """The registered kind ("vae")."""
+        return self.config.kind
+
+    @property
+    def channels(self) -> int:
+        """Latent channels C."""
+        return self.scale.shape[1]
+
+    @property
+    def needs_noise(self) -> bool:
+        """True when `to_model` draws latents from their moments (it then needs `noise`)."""
+        return self.config.sample
+
+    def spec(self) -> dict:
+        """JSON description stored in checkpoints (explicit constants)."""
+        return to_dict(self.config)
+
+    def to(self, device: torch.device | str) -> VAESpace:
+        """Move the VAE (when loaded, and from then on) to `device`; returns self."""
+        self.device = torch.device(device)
+        if self._vae is not None:
+            self._vae.to(self.device)
+        return self
+
+    @property
+    def vae(self):
+        """The frozen diffusers AutoencoderKL (loaded on first access)."""
+        if self._vae is None:
+            from diffusers import AutoencoderKL
+
+            vae = load_pretrained(AutoencoderKL, self.config.name_or_path, self.local, "VAE",
+                                  torch_dtype=DTYPES[self.config.dtype], low_cpu_mem_usage=False)
+            if vae.config.latent_channels != self.channels:
+                raise ValueError(f"VAE {self.config.name_or_path} has {vae.config.latent_channels} latent channels; "
+                                 f"the normalisation has {self.channels}")
+            self._vae = vae.eval().requires_grad_(False).to(self.device)
+        return self._vae
+
+    def downsample(self) -> int:
+        """Pixels per latent along each side (8 for the SDXL VAE), from the VAE's config."""
+        if self._vae is not None:
+            blocks = self._vae.config.block_out_channels
+        elif self.local and (Path(self.config.name_or_path) / "config.json").is_file():
+            blocks = json.loads((Path(self.config.name_or_path) / "config.json").read_text())["block_out_channels"]
+        else:
+            blocks = self.vae.config.block_out_channels
+        return 2 ** (len(blocks) - 1)
+
+    def data_shape(self, channels: int, size: int) -> tuple[int, int]:
+        """(channels, side) of what a dataset sample holds for a model of `channels` x `size` x `size`."""
+        if self.config.input == "moments":
+            return 2 * channels, size
+        return 3, size * self.downsample()
+
+    @torch.no_grad()
+    def encode_moments(self, pixels: Tensor) -> Tensor:
+        """pixels: (B, 3, H, W) in [-1, 1] -> latent moments (B, 2C, H/f, W/f) float32 (mean then std)."""
+        out = []
+        for start in range(0, pixels.shape[0], self.config.batch_size):
+            chunk = pixels[start:start + self.config.batch_size].to(self.device, self.vae.dtype)
+            dist = self.vae.encode(chunk).latent_dist
+            out.append(torch.cat([dist.mean, dist.std], dim=1).float())
+        return torch.cat(out)
+
+    def to_model(self, data: Tensor, noise: Tensor | None = None) -> Tensor:
+        """data: (B, 2C, h, w) moments or (B, 3, H, W) pixels -> normalised latents (B, C, h, w);
+        `noise` (B, C, h, w) standard normal is required when `needs_noise`."""
+        moments = self.encode_moments(data) if self.config.input == "pixels" else data.float()
+        if moments.shape[1] != 2 * self.channels:
+            raise ValueError(f"latent moments have {moments.shape[1]} channels, expected {2 * self.channels} "
+                             f"(mean and std of {self.channels})")
+        mean, std = moments.chunk(2, dim=1)
+        if self.config.sample:
+            if noise is None:
+                raise ValueError("image space vae with sample=true needs noise to draw latents")
+            mean = mean + std * noise.to(mean)
+        return mean * self.scale.to(mean.device) + self.bias.to(mean.device)
+
+    @torch.no_grad()
+    def decode(self, x: Tensor) -> Tensor:
+        """x: (B, C, h, w) model space -> (B, 3, H, W) images in [0, 1]."""
+        out = []
+        for start in range(0, x.shape[0], self.config.batch_size):
+            z = (x[start:start + self.config.batch_size].float().to(self.device) - self.bias.to(self.device)) \
+                / self.scale.to(self.device)
+            image = self.vae.decode(z.to(self.vae.dtype)).sample.float()
+            out.append((image * 0.5 + 0.5).clamp(0, 1))
+        return torch.cat(out)
+
+    def to_pil(self, x: Tensor) -> list:
+        """x: model space -> list of B RGB PIL images (values truncated to uint8 as the official code does)."""
+        from PIL import Image
+
+        arr = (self.decode(x) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
