@@ -13,6 +13,7 @@ COMMANDS = {
     "sample": "mirokit.cli.sample",
     "export": "mirokit.cli.export",
     "convert-official": "mirokit.cli.convert_official",
+    "vae": "mirokit.cli.vae",
     "demo": "mirokit.cli.demo",
     "score": "mirokit.cli.score",
     "calibrate": "mirokit.cli.calibrate",

@@ -43,7 +43,8 @@ class ImageSpace(Protocol):
         ...
 
     def data_shape(self, channels: int, size: int) -> tuple[int, int]:
-        """(channels, side) of a dataset sample for a model of `channels` x `size` x `size`."""
+        """(channels, side) of a dataset sample for a model of `channels` x `size` x `size`; a model this
+        space cannot serve (e.g. the wrong number of latent channels) is a one-line ValueError."""
         ...
 
     def to(self, device: torch.device | str) -> "ImageSpace":

@@ -87,6 +87,39 @@ def read_latent_stats(path: str | Path) -> tuple[list[float], list[float]]:
     return mean, std
 
 
+class LatentStats:
+    """Running per-channel mean and std of VAE latents (the means of the moments), in float64."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum: Tensor | None = None
+        self.sum_sq: Tensor | None = None
+
+    def update(self, moments: Tensor) -> None:
+        """moments: (B, 2C, h, w) -> accumulate the statistics of their means (B, C, h, w)."""
+        mean = moments.double().chunk(2, dim=1)[0].transpose(0, 1).reshape(moments.shape[1] // 2, -1)
+        s, sq = mean.sum(1).cpu(), mean.pow(2).sum(1).cpu()
+        self.sum = s if self.sum is None else self.sum + s
+        self.sum_sq = sq if self.sum_sq is None else self.sum_sq + sq
+        self.count += mean.shape[1]
+
+    def result(self) -> tuple[list[float], list[float]]:
+        """(mean, std) per channel."""
+        if not self.count:
+            raise ValueError("no latents were seen: cannot estimate statistics")
+        mean = self.sum / self.count
+        std = (self.sum_sq / self.count - mean.pow(2)).clamp(min=1e-12).sqrt()
+        return mean.tolist(), std.tolist()
+
+    def save(self, path: str | Path) -> Path:
+        """Write {"mean", "std", "count"} as JSON (the `stats` file of `normalisation: stats`)."""
+        mean, std = self.result()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"mean": mean, "std": std, "count": self.count}, indent=2))
+        return path
+
+
 def normalisation_of(cfg: VAESpaceConfig) -> tuple[list[float], list[float]]:
     """(scale, bias) per channel for a config (x = z * scale + bias)."""
     if cfg.normalisation == "explicit":
@@ -164,6 +197,9 @@ class VAESpace:
 
     def data_shape(self, channels: int, size: int) -> tuple[int, int]:
         """(channels, side) of what a dataset sample holds for a model of `channels` x `size` x `size`."""
+        if channels != self.channels:
+            raise ValueError(f"model.image_channels is {channels} but the VAE latent space has {self.channels} "
+                             f"channels")
         if self.config.input == "moments":
             return 2 * channels, size
         return 3, size * self.downsample()

@@ -87,12 +87,13 @@ class Trainer:
         self.text_encoder = build_text_encoder(cfg.text_encoder)
         cfg = replace(cfg, model=replace(cfg.model, text_dim=self.text_encoder.dim))
         self.cfg = cfg
-        self.image_space = build_image_space(cfg.image_space)
+        self.image_space = build_image_space(cfg.image_space).to(self.dist.device)
         self.generator = MiroGenerator(cfg.model)
         self.module = TrainModule(self.generator, self.text_encoder)
         self.text_encoder.to(self.dist.device)
+        data_channels, data_size = self.image_space.data_shape(cfg.model.image_channels, cfg.model.image_size)
         self.dataset = check_dataset(dataset) if dataset is not None else build_dataset(
-            cfg.data, image_size=cfg.model.image_size, channels=cfg.model.image_channels)
+            cfg.data, image_size=data_size, channels=data_channels)
         self.order = EpochShuffle(len(self.dataset), tc.seed)
         # Parallelize first: FSDP2 replaces the parameters, so optimizer and EMA come after.
         self.model = parallelize(
@@ -175,12 +176,19 @@ class Trainer:
         rewards_all[lo:hi] = batch.rewards
         captions_all, rewards_all = drop_conditions(
             captions_all, rewards_all, text_p=tc.text_dropout, reward_p=tc.reward_dropout, generator=gen)
-        draw = draw_flow_noise((tc.batch_size, mc.image_channels, mc.image_size, mc.image_size), self.cfg.flow, gen)
+        shape = (tc.batch_size, mc.image_channels, mc.image_size, mc.image_size)
+        draw = draw_flow_noise(shape, self.cfg.flow, gen)
+        # drawn after the flow's numbers, so pixel runs keep their stream
+        latent_noise = torch.randn(shape, generator=gen)[lo:hi] if self.image_space.needs_noise else None
         lr = self.cfg.optim.lr * lr_factor(self.step, self.cfg.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         device = self.dist.device
-        images = self.image_space.to_model(batch.images.to(device, non_blocking=True))
+        images = self.image_space.to_model(batch.images.to(device, non_blocking=True),
+                                           None if latent_noise is None else latent_noise.to(device))
+        if tuple(images.shape[1:]) != shape[1:]:
+            raise ValueError(f"the image space gives samples of shape {tuple(images.shape[1:])}, the model "
+                             f"expects {shape[1:]} (model.image_channels, model.image_size)")
         totals: dict[str, float] = {}
         for micro in range(tc.grad_accum):
             a, b = lo + micro * self.micro_batch, lo + (micro + 1) * self.micro_batch
