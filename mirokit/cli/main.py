@@ -1,4 +1,5 @@
-"""`mirokit` command line: train, sample, export, convert-official, demo, score, calibrate, world, eval. Errors in user input print one line and exit 2."""
+"""`mirokit` command line: train, sample, export, convert-official, vae, demo, score, encode, calibrate, world,
+eval. Errors in user input print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ COMMANDS = {
     "vae": "mirokit.cli.vae",
     "demo": "mirokit.cli.demo",
     "score": "mirokit.cli.score",
+    "encode": "mirokit.cli.encode",
     "calibrate": "mirokit.cli.calibrate",
     "world": "mirokit.cli.world",
     "eval": "mirokit.cli.eval",

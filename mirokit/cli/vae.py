@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  mirokit vae init --out runs/tiny_vae && mirokit train --config cpu_latent",
     )
-    vsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    vsub = p.add_subparsers(dest="action", metavar="ACTION", required=True, help="init")
     init = vsub.add_parser("init", help="write a tiny random VAE and its latent statistics")
     init.add_argument("--out", required=True, help="folder to write")
     init.add_argument("--channels", default="16,32", help="block widths, comma-separated (default 16,32: x2 down)")

@@ -33,19 +33,20 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def load_image(path: str | Path, *, image_size: int, channels: int = 3) -> Tensor:
-    """Read an image file into a (C, image_size, image_size) float32 tensor in [-1, 1].
+def load_image(path, *, image_size: int, channels: int = 3, name: str | None = None) -> Tensor:
+    """Read an image (a path or a file-like object of its bytes) into a (C, image_size, image_size)
+    float32 tensor in [-1, 1].
 
     The image is converted to RGB (C=3) or L (C=1), transparent pixels are composited on white,
     the shorter side is resized to `image_size` (bicubic) and the centre is cropped.
-    Raises `DataError` naming the file if it cannot be decoded.
+    Raises `DataError` naming the file (or `name`) if it cannot be decoded.
     """
     try:
         with Image.open(path) as im:
             im.load()
             im = _to_mode(im, "RGB" if channels == 3 else "L")
     except _IMAGE_ERRORS as err:
-        raise DataError(f"cannot read image {path}: {_first_line(err)}") from None
+        raise DataError(f"cannot read image {name or path}: {_first_line(err)}") from None
     im = _resize_center_crop(im, image_size)
     array = np.asarray(im, dtype=np.float32)
     if array.ndim == 2:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mirokit.data.batch import Batch, DataError, collate
 from mirokit.data.sampler import EpochShuffle
@@ -36,9 +36,9 @@ class LoaderConfig:
             raise ValueError("loader.num_workers must be >= 0 and loader.prefetch_factor >= 1")
 
 
-class StepBatchSampler(Sampler[list[int]]):
-    """For each step in [start_step, end_step): the dataset indices of rows [lo, hi) of that step's
-    global batch (a pure function of (seed, step))."""
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """For each step in [start_step, end_step): (stream position, dataset index) of rows [lo, hi) of that
+    step's global batch (a pure function of (seed, step))."""
 
     def __init__(self, order: EpochShuffle, *, global_batch: int, rows: tuple[int, int], start_step: int,
                  end_step: int):
@@ -55,10 +55,30 @@ class StepBatchSampler(Sampler[list[int]]):
         """Number of steps (batches) left."""
         return self.end_step - self.start_step
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         lo, hi = self.rows
         for step in range(self.start_step, self.end_step):
-            yield self.order.indices(step * self.global_batch + lo, hi - lo)
+            start = step * self.global_batch + lo
+            yield list(enumerate(self.order.indices(start, hi - lo), start=start))
+
+
+class DrawnSamples(Dataset):
+    """The loader's view of a dataset: item (position, index) -> `dataset.draw(index, generator)` with a
+    generator seeded by (seed, position) when the dataset draws randomness, else `dataset[index]`."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+        self.draws = callable(getattr(dataset, "draw", None))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]):
+        position, index = item
+        if not self.draws:
+            return self.dataset[index]
+        return self.dataset.draw(index, torch.Generator().manual_seed(self.seed * 1_000_003 + position))
 
 
 def build_loader(dataset, sampler: StepBatchSampler, reward_keys: list[str], cfg: LoaderConfig,
@@ -66,7 +86,7 @@ def build_loader(dataset, sampler: StepBatchSampler, reward_keys: list[str], cfg
     """A DataLoader yielding one `Batch` per step: images (b, C, H, W), b captions, rewards (b, K)."""
     workers = cfg.num_workers
     pin = device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+    return DataLoader(DrawnSamples(dataset, sampler.order.seed), batch_sampler=sampler, num_workers=workers,
                       collate_fn=functools.partial(collate, reward_keys=list(reward_keys)),
                       pin_memory=pin and torch.cuda.is_available(),
                       prefetch_factor=cfg.prefetch_factor if workers > 0 else None)

@@ -43,9 +43,13 @@ class Sample(NamedTuple):
     """the caption"""
     scores: dict[str, float]
     """{reward key: calibrated value in [0, 1], or NaN = missing}"""
+    text: Tensor | None = None
+    """(L, D) precomputed text-encoder states of the caption's valid tokens (None: encode the caption)"""
+    skipped: int = 0
+    """unreadable samples this one replaces (counted in the run's metrics)"""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DatasetInfo:
     """What a training dataset declares about itself."""
 
@@ -53,11 +57,18 @@ class DatasetInfo:
     """reward keys its samples carry"""
     calibration: Calibration | None = None
     """how its raw reward scores were mapped to [0, 1]; saved as calibration.json with the model"""
+    uncond_text: Tensor | None = None
+    """(L, D) text states of the empty prompt, for datasets with precomputed text (caption dropout uses it)"""
 
 
 @runtime_checkable
 class TrainDataset(Protocol):
-    """A map-style dataset of `Sample`s that declares its `DatasetInfo`."""
+    """A map-style dataset of `Sample`s that declares its `DatasetInfo`.
+
+    A dataset may also define `draw(index, generator) -> Sample` to use randomness (e.g. pick one of
+    several captions); the loader then calls it with a generator seeded by (seed, stream position),
+    so the choice is the same with any number of ranks and workers and after a resume.
+    """
 
     info: DatasetInfo
 

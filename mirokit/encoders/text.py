@@ -35,6 +35,14 @@ class TextEncoderConfig(KindConfig):
     registry: ClassVar[Any] = TEXT_ENCODERS
 
 
+def pad_tokens(t: Tensor, length: int) -> Tensor:
+    """t: (B, L, ...) text states or (B, L) mask -> (B, length, ...), padded at the end with zeros / False."""
+    if t.shape[1] >= length:
+        return t
+    pad = torch.zeros((t.shape[0], length - t.shape[1], *t.shape[2:]), dtype=t.dtype, device=t.device)
+    return torch.cat([t, pad], dim=1)
+
+
 def check_captions(captions: object) -> list[str]:
     """Validate a caption list; a non-list or non-string item raises a ValueError naming it."""
     if isinstance(captions, str) or not isinstance(captions, (list, tuple)):

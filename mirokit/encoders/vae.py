@@ -103,6 +103,17 @@ class LatentStats:
         self.sum_sq = sq if self.sum_sq is None else self.sum_sq + sq
         self.count += mean.shape[1]
 
+    def sums(self) -> dict:
+        """{"count", "sum", "sum_sq"}: what `add_sums` takes (to merge statistics of several parts)."""
+        return {"count": self.count, "sum": self.sum.tolist(), "sum_sq": self.sum_sq.tolist()}
+
+    def add_sums(self, sums: dict) -> None:
+        """Merge the `sums()` of another part."""
+        s, sq = torch.tensor(sums["sum"], dtype=torch.float64), torch.tensor(sums["sum_sq"], dtype=torch.float64)
+        self.sum = s if self.sum is None else self.sum + s
+        self.sum_sq = sq if self.sum_sq is None else self.sum_sq + sq
+        self.count += int(sums["count"])
+
     def result(self) -> tuple[list[float], list[float]]:
         """(mean, std) per channel."""
         if not self.count:

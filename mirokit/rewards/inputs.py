@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from mirokit.tars import caption_of, expand_braces, iter_samples
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CHUNK_ROWS = 10_000
@@ -48,55 +49,11 @@ class InputUnit:
             yield from _iter_parquet(self.path, self.start, self.stop)
 
 
-def expand_braces(pattern: str) -> list[str]:
-    """Brace patterns as img2dataset writes them: "a-{000..003}.tar", "{x,y}.tar" (nested allowed)."""
-    m = re.search(r"\{([^{}]*)\}", pattern)
-    if not m:
-        return [pattern]
-    head, tail, body = pattern[:m.start()], pattern[m.end():], m.group(1)
-    rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if rng:
-        lo, hi = rng.group(1), rng.group(2)
-        width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
-        options = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
-    else:
-        options = body.split(",")
-    return [p for opt in options for p in expand_braces(head + opt + tail)]
-
-
 def iter_tar(path: str) -> Iterator[RawSample]:
     """Group a webdataset tar's members by key ({key}.jpg/.png/.webp + .txt + .json); unreadable members become errors."""
-    groups: dict[str, dict] = {}
-    order: list[str] = []
-    try:
-        with tarfile.open(path, "r") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                base = Path(member.name).name
-                key, _, ext = base.partition(".")
-                key = str(Path(member.name).parent / key) if Path(member.name).parent != Path(".") else key
-                if key not in groups:
-                    groups[key] = {}
-                    order.append(key)
-                try:
-                    groups[key][ext.lower()] = tar.extractfile(member).read()
-                except (tarfile.TarError, OSError) as err:
-                    groups[key]["_error"] = f"unreadable tar member {member.name}: {err}"
-    except (tarfile.TarError, OSError, EOFError) as err:
-        # A truncated/corrupt archive: keep what was read, report the rest as one error row.
-        order.append(f"{Path(path).name}#corrupt")
-        groups[order[-1]] = {"_error": f"corrupt tar {path}: {err}"}
-    for key in order:
-        parts = groups[key]
+    for key, parts, error in iter_samples(path):
         image = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
-        caption = parts["txt"].decode("utf-8", "replace").strip() if "txt" in parts else None
-        if caption is None and "json" in parts:
-            try:
-                caption = json.loads(parts["json"]).get("caption")
-            except (ValueError, AttributeError):
-                pass
-        error = parts.get("_error", "")
+        caption = caption_of(parts)
         if not error and image is None:
             error = "no image member"
         if not error and not caption:

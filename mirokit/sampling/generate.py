@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mirokit.encoders.text import pad_tokens
 from mirokit.sampling.guidance import GuidanceConfig, guided_velocity
 from mirokit.sampling.solvers import SOLVERS, gamma_grid, solve
 
@@ -32,14 +33,6 @@ class SampleConfig:
     def __post_init__(self):
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; known: {', '.join(SOLVERS)}")
-
-
-def pad_tokens(t: Tensor, length: int) -> Tensor:
-    """t: (B, L, ...) text embeddings or (B, L) mask -> (B, length, ...), padded with zeros / False."""
-    if t.shape[1] >= length:
-        return t
-    pad = torch.zeros((t.shape[0], length - t.shape[1], *t.shape[2:]), dtype=t.dtype, device=t.device)
-    return torch.cat([t, pad], dim=1)
 
 
 def _rewards(generator, values: dict | Tensor | None, n: int, default: float, device) -> Tensor | None:

@@ -7,8 +7,9 @@ from torch import Tensor
 
 
 def drop_conditions(captions: list[str], rewards: Tensor, *, text_p: float, reward_p: float,
-                    generator: torch.Generator) -> tuple[list[str], Tensor]:
-    """captions: B strings; rewards: (B, K) with NaN = missing. Returns dropped copies.
+                    generator: torch.Generator) -> tuple[list[str], Tensor, Tensor]:
+    """captions: B strings; rewards: (B, K) with NaN = missing. Returns dropped copies and the (B,) bool
+    mask of the samples whose caption was dropped.
 
     Text dropout replaces a caption by "" and marks all its rewards missing (the unconditional
     branch). Reward dropout marks each reward missing independently with probability reward_p,
@@ -24,4 +25,4 @@ def drop_conditions(captions: list[str], rewards: Tensor, *, text_p: float, rewa
     drop = drop_reward.to(rewards.device) | drop_text.to(rewards.device).unsqueeze(1)
     rewards = torch.where(drop, torch.full_like(rewards, float("nan")), rewards)
     captions = ["" if d else c for c, d in zip(captions, drop_text.tolist())]
-    return captions, rewards
+    return captions, rewards, drop_text

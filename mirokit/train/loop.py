@@ -19,19 +19,20 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from mirokit.config import from_dict, to_dict
 from mirokit.data.batch import Batch
 from mirokit.data.loader import StepBatchSampler, batches, build_loader
 from mirokit.data.sampler import EpochShuffle
-from mirokit.data.source import TrainDataset, build_dataset, check_dataset
+from mirokit.data.source import DatasetInfo, TrainDataset, build_dataset, check_dataset
 from mirokit.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from mirokit.encoders.pixel import build_image_space
-from mirokit.encoders.text import build_text_encoder
+from mirokit.encoders.text import build_text_encoder, pad_tokens
 from mirokit.flow.loss import draw_flow_noise, flow_matching_loss
 from mirokit.models.generator import MiroGenerator
-from mirokit.pipeline import MiroPipeline
+from mirokit.pipeline import UNCOND_NAME, MiroPipeline
 from mirokit.train.checkpoint import Checkpointer, checkpoint_name, latest_checkpoint, read_state, read_tensors
 from mirokit.train.conditions import drop_conditions
 from mirokit.train.config import RunConfig
@@ -57,14 +58,36 @@ def split_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
 
 
 def write_model(directory: Path, cfg: RunConfig, module: TrainModule, text_encoder, ema_state: dict,
-                step: int, calibration=None) -> None:
-    """Write a loadable model folder (pipeline layout) from full EMA tensors of `module`'s parameters."""
+                step: int, info: DatasetInfo) -> None:
+    """Write a loadable model folder (pipeline layout) from full EMA tensors of `module`'s parameters; the
+    data's calibration and empty-prompt text states travel with it."""
     pipe = MiroPipeline(module.generator, text_encoder, build_image_space(cfg.image_space),
-                        extra={"training": to_dict(cfg), "step": step})
+                        extra={"training": to_dict(cfg), "step": step}, uncond_text=info.uncond_text)
     te_state = split_prefix(ema_state, "text_encoder") if module.text_encoder is not None else None
     pipe.save_pretrained(directory, generator_state=split_prefix(ema_state, "generator"), text_encoder_state=te_state)
-    if calibration is not None:  # the reward calibration travels with the checkpoint
-        calibration.save(Path(directory) / "calibration.json")
+    save_dataset_info(directory, info)
+
+
+def save_dataset_info(directory: Path, info: DatasetInfo) -> None:
+    """calibration.json and uncond_text.safetensors of the data, if it has them, into `directory`."""
+    if info.calibration is not None:
+        info.calibration.save(Path(directory) / "calibration.json")
+    if info.uncond_text is not None:
+        from safetensors.torch import save_file
+
+        save_file({"embedding": info.uncond_text.contiguous().cpu()}, str(Path(directory) / UNCOND_NAME))
+
+
+def load_dataset_info(directory: Path) -> DatasetInfo:
+    """The DatasetInfo parts saved by `save_dataset_info` (reward keys not included)."""
+    from safetensors.torch import load_file
+
+    from mirokit.data.calibration import Calibration
+
+    directory = Path(directory)
+    calibration = Calibration.load(directory / "calibration.json") if (directory / "calibration.json").is_file() else None
+    uncond = load_file(str(directory / UNCOND_NAME))["embedding"] if (directory / UNCOND_NAME).is_file() else None
+    return DatasetInfo(calibration=calibration, uncond_text=uncond)
 
 
 class Trainer:
@@ -107,9 +130,12 @@ class Trainer:
         self.checkpointer = Checkpointer(self.out_dir, model=self.model, optimizer=self.optimizer, ema=self.ema,
                                          dist=self.dist, keep=tc.keep_checkpoints)
         self.step = 0
+        self.data_skipped = 0  # unreadable samples replaced so far (this rank)
         latest = latest_checkpoint(self.out_dir)
         if latest is not None:
-            self.step = int(self.checkpointer.load(latest)["step"])
+            resumed = self.checkpointer.load(latest)
+            self.step = int(resumed["step"])
+            self.data_skipped = int(resumed.get("data_skipped", 0)) if self.dist.is_main else 0
             if self.dist.is_main:
                 print(f"resuming from {latest} at step {self.step}")
         self.metrics = MetricsLogger(self.out_dir, enabled=self.dist.is_main)
@@ -130,22 +156,20 @@ class Trainer:
         """Write a loadable model folder with the EMA weights (every rank calls this: FSDP2 gathers)."""
         ema_state = self.ema.state_dict()
         if self.dist.is_main:
-            write_model(directory, self.cfg, self.module, self.text_encoder, ema_state, self.step,
-                        self.dataset.info.calibration)
+            write_model(directory, self.cfg, self.module, self.text_encoder, ema_state, self.step, self.dataset.info)
 
     def save(self) -> Path:
         """Checkpoint the current step (every rank writes its shard); unsharded runs also export the EMA model."""
-        calibration = self.dataset.info.calibration
-
         def export(directory: Path) -> None:
             if self.sharded:  # no full gather for intermediate checkpoints; `mirokit export` makes one
-                if calibration is not None:
-                    calibration.save(directory / "calibration.json")
+                save_dataset_info(directory, self.dataset.info)
             else:
                 write_model(directory, self.cfg, self.module, self.text_encoder, self.ema.state_dict(), self.step,
-                            calibration)
+                            self.dataset.info)
 
-        state = {"images_seen": self.step * self.cfg.train.batch_size, "config": to_dict(self.cfg)}
+        skipped = all_reduce_mean(torch.tensor([float(self.data_skipped)], device=self.dist.device)).item()
+        state = {"images_seen": self.step * self.cfg.train.batch_size, "config": to_dict(self.cfg),
+                 "data_skipped": int(round(skipped * self.dist.world_size))}
         return self.checkpointer.save(self.step, state, export)
 
     # -- one step ---------------------------------------------------------------------------
@@ -174,7 +198,7 @@ class Trainer:
         captions_all[lo:hi] = batch.captions
         rewards_all = torch.zeros(tc.batch_size, len(mc.reward_keys))
         rewards_all[lo:hi] = batch.rewards
-        captions_all, rewards_all = drop_conditions(
+        captions_all, rewards_all, dropped = drop_conditions(
             captions_all, rewards_all, text_p=tc.text_dropout, reward_p=tc.reward_dropout, generator=gen)
         shape = (tc.batch_size, mc.image_channels, mc.image_size, mc.image_size)
         draw = draw_flow_noise(shape, self.cfg.flow, gen)
@@ -189,11 +213,15 @@ class Trainer:
         if tuple(images.shape[1:]) != shape[1:]:
             raise ValueError(f"the image space gives samples of shape {tuple(images.shape[1:])}, the model "
                              f"expects {shape[1:]} (model.image_channels, model.image_size)")
+        text_all = self._precomputed_text(batch, dropped[lo:hi]) if batch.text is not None else None
         totals: dict[str, float] = {}
+        self.data_skipped += batch.skipped
         for micro in range(tc.grad_accum):
             a, b = lo + micro * self.micro_batch, lo + (micro + 1) * self.micro_batch
             conditions = {"rewards": rewards_all[a:b].to(device) if mc.reward_keys else None}
-            if self.module.text_encoder is not None:
+            if text_all is not None:
+                conditions.update(text=text_all[0][a - lo:b - lo].to(device), text_mask=text_all[1][a - lo:b - lo].to(device))
+            elif self.module.text_encoder is not None:
                 conditions["captions"] = captions_all[a:b]
             else:
                 with torch.no_grad():
@@ -215,6 +243,24 @@ class Trainer:
         self.step += 1
         totals.update(lr=lr, grad_norm=float(full_tensor(grad_norm)))
         return totals
+
+    def _precomputed_text(self, batch: Batch, dropped: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch's precomputed text states (b, L, D) and mask (b, L), with dropped captions replaced by
+        the dataset's empty-prompt states (what the unconditional branch sees when sampling)."""
+        uncond = self.dataset.info.uncond_text
+        if uncond is None:
+            raise ValueError("the dataset carries precomputed text states but no empty-prompt states "
+                             "(uncond_text); caption dropout needs them")
+        if batch.text.shape[-1] != self.cfg.model.text_dim:
+            raise ValueError(f"the dataset's text states are {batch.text.shape[-1]}-d; the text encoder "
+                             f"({self.cfg.text_encoder.kind}) gives {self.cfg.model.text_dim}")
+        length = max(batch.text.shape[1], uncond.shape[0])
+        text, mask = pad_tokens(batch.text, length), pad_tokens(batch.text_mask, length)
+        empty = pad_tokens(uncond.unsqueeze(0), length)[0]
+        empty_mask = torch.arange(length) < uncond.shape[0]
+        text = torch.where(dropped.view(-1, 1, 1), empty, text)
+        mask = torch.where(dropped.view(-1, 1), empty_mask, mask)
+        return text, mask
 
     # -- the loop ---------------------------------------------------------------------------
     def loader(self):
@@ -251,6 +297,8 @@ class Trainer:
                 stats.update(throughput_stats(window_steps * tc.batch_size, elapsed, self.dist.world_size,
                                               self.flops_per_image, self.peak_tflops))
                 stats["data_wait"] = waited / max(elapsed, 1e-9)
+                skipped = all_reduce_mean(torch.tensor([float(self.data_skipped)], device=self.dist.device)).item()
+                stats["data_skipped"] = round(skipped * self.dist.world_size)
                 stats["images_seen"] = self.step * tc.batch_size
                 self.metrics.log(self.step, stats)
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", mse=f"{stats['mse']:.4f}")
@@ -279,12 +327,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     text_encoder = build_text_encoder(cfg.text_encoder)
     module = TrainModule(MiroGenerator(cfg.model), text_encoder)
     ema_state = read_tensors(checkpoint, "ema.")
-    calibration = None
-    if (checkpoint / "calibration.json").is_file():
-        from mirokit.data.calibration import Calibration
-
-        calibration = Calibration.load(checkpoint / "calibration.json")
-    write_model(out, cfg, module, text_encoder, ema_state, int(meta["step"]), calibration)
+    write_model(out, cfg, module, text_encoder, ema_state, int(meta["step"]), load_dataset_info(checkpoint))
     return out
 
 

@@ -74,7 +74,7 @@ def test_valid_lines_load_and_each_bad_line_is_reported(folder):
 def test_pixels_are_resized_center_cropped_and_scaled(folder):
     _write(folder / "d.jsonl", GOOD)
     data = JsonlImageDataset(folder / "d.jsonl", image_size=8)
-    stripes, _, _ = data[0]  # 12x8 -> crop columns 2..9: 2 red, 4 green, 2 blue
+    stripes = data[0].image  # 12x8 -> crop columns 2..9: 2 red, 4 green, 2 blue
     assert stripes.dtype == torch.float32 and stripes.shape == (3, 8, 8)
     assert torch.equal(stripes[:, 0, 0], torch.tensor([1.0, -1.0, -1.0]))
     assert torch.equal(stripes[:, 0, 4], torch.tensor([-1.0, 1.0, -1.0]))

@@ -20,7 +20,8 @@ def test_sampler_is_the_shuffle_stream_sliced_per_rank():
     order = EpochShuffle(20, 3)
     rank1 = StepBatchSampler(order, global_batch=8, rows=(4, 8), start_step=2, end_step=5)
     assert len(rank1) == 3
-    assert list(rank1) == [order.indices(s * 8 + 4, 4) for s in range(2, 5)]
+    assert [[i for _, i in b] for b in rank1] == [order.indices(s * 8 + 4, 4) for s in range(2, 5)]
+    assert [p for p, _ in next(iter(rank1))] == [20, 21, 22, 23]  # stream positions of step 2, rows 4-8
     with pytest.raises(ValueError, match="not inside a global batch"):
         StepBatchSampler(order, global_batch=8, rows=(4, 9), start_step=0, end_step=1)
 

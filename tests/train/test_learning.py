@@ -20,7 +20,7 @@ def _write_eight_images(folder):
     toy = ToyShapesDataset(400, image_size=16, seed=3)
     seen, lines = set(), []
     for i in range(len(toy)):
-        image, caption, _ = toy[i]
+        image, caption = toy[i][:2]
         if caption in seen:
             continue
         seen.add(caption)

@@ -24,7 +24,7 @@ def test_same_seed_same_samples_and_index_independence():
 
 def test_items_images_and_metadata():
     ds = WorldDataset(50, WorldConfig(image_size=48))
-    image, caption, scores = ds[5]
+    image, caption, scores = ds[5][:3]
     assert image.shape == (3, 48, 48) and image.dtype == torch.float32 and scores == {}
     assert -1.0 <= image.min() and image.max() <= 1.0 and caption == ds.captions[5]
     meta = ds.metadata(5)

@@ -1,0 +1,69 @@
+"""`mirokit encode`: scored shards -> encoded shards (VAE latent moments, T5 states, raw scores)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "encode", help="precompute VAE latents and T5 text states for scored shards",
+        description="Reads tar shards with images, captions and raw scores (as `mirokit score --enrich` writes "
+                    "them), runs the VAE encoder (latent mean and std) and the T5 encoder (states of the valid "
+                    "tokens of every caption) and writes OUT/<shard>.tar in the format of the `shards` data source, "
+                    "plus OUT/encoding.json, OUT/uncond_text.safetensors (T5 states of the empty prompt) and "
+                    "OUT/latent_stats.json (per-channel latent statistics). Restarting skips finished shards; "
+                    "--shard-index/--num-shards and torchrun ranks split the shards. Unreadable images and "
+                    "missing captions are left out and counted.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mirokit encode 'scores/enriched/{00000..00099}.tar' --reward clip_score "
+               "--reward aesthetic_score --caption synthetic --out encoded/\n"
+               "  torchrun --nproc_per_node 8 -m mirokit.cli.main encode scores/enriched/ --reward clip_score "
+               "--vae /models/sdxl-vae --text-encoder /models/flan-t5-xl --out encoded/",
+    )
+    p.add_argument("inputs", nargs="+", help="scored tar shards: paths, brace patterns or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--reward", action="append", default=[], metavar="KEY", help="score field to keep (repeatable)")
+    p.add_argument("--caption", action="append", default=[], metavar="NAME",
+                   help="extra caption to encode: {key}.NAME.txt with scores NAME_<reward> (repeatable)")
+    p.add_argument("--vae", default="stabilityai/sdxl-vae", help="VAE hub id or folder (default stabilityai/sdxl-vae)")
+    p.add_argument("--text-encoder", default="google/flan-t5-xl", help="T5 hub id or folder (default google/flan-t5-xl)")
+    p.add_argument("--max-length", type=int, default=128, help="T5 tokens per caption before trimming (default 128)")
+    p.add_argument("--image-size", type=int, default=256, help="resize + centre-crop images to this (default 256)")
+    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16",
+                   help="storage dtype of latents and text states (default float16)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per VAE / T5 call (default 32)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--shard-index", type=int, default=0, help="which part of the shards this job takes (default 0)")
+    p.add_argument("--num-shards", type=int, default=1, help="into how many parts the shards are split (default 1)")
+    p.add_argument("--no-stats", action="store_true", help="do not write latent_stats.json")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mirokit.distributed import barrier, cleanup, init_distributed
+    from mirokit.encoders.encode_job import EncodeJobConfig, finish_encoding, run_encode_job
+    from mirokit.tars import shard_list
+
+    dist = init_distributed("auto" if args.device == "auto" else ("cpu" if args.device == "cpu" else "cuda"))
+    device = str(dist.device) if args.device == "auto" else args.device
+    if args.batch_size < 1 or args.image_size < 8 or args.max_length < 1:
+        raise ValueError("--batch-size, --max-length must be >= 1 and --image-size >= 8")
+    cfg = EncodeJobConfig(
+        inputs=args.inputs, out_dir=args.out, rewards=args.reward, vae=args.vae, text_encoder=args.text_encoder,
+        max_length=args.max_length, captions=args.caption, image_size=args.image_size, dtype=args.dtype,
+        batch_size=args.batch_size, device=device, shard_index=args.shard_index * dist.world_size + dist.rank,
+        num_shards=args.num_shards * dist.world_size, stats=not args.no_stats, progress=dist.is_main)
+    try:
+        manifest = run_encode_job(cfg, is_main=dist.is_main)
+        barrier()
+        if dist.is_main:
+            encoding = finish_encoding(cfg, [p for spec in cfg.inputs for p in shard_list(spec)])
+    finally:
+        cleanup()
+    if dist.is_main:
+        left = manifest["left_out"]
+        print(f"encoded {manifest['samples']} samples in {len(manifest['units'])} shard(s) of this job "
+              f"({manifest['skipped_done']} already done); left out {sum(left.values())}"
+              + (f" ({left})" if left else "") + f"; {encoding['samples']} samples in {args.out} in all")
+    return 0

@@ -1,0 +1,233 @@
+"""Encoded training shards: the format `mirokit encode` writes and the `shards` data source reads.
+
+Each sample of a shard is three members (safetensors and JSON: no pickle):
+    {key}.json               {"key", "captions": [{"name", "text", "scores": {reward: raw score}}, ...], ...}
+    {key}.latent.safetensors "mean", "std": (C, h, w) the VAE latent distribution of the image
+    {key}.text.safetensors   "caption_0", "caption_1", ...: (L_i, D) text-encoder states of each caption's
+                             valid tokens (trimmed to its mask)
+and the folder holds `encoding.json` (what encoded it: VAE, text encoder, shapes, counts),
+`uncond_text.safetensors` (the text encoder's states of "": the empty prompt of classifier-free
+guidance) and `mirokit-index.json` (samples per shard; written on first read).
+
+The reader is random access (an index of member offsets per shard, read with one seek per member),
+so it runs on the core DataLoader with the (seed, step) order: exact resume, any number of ranks
+and workers. Raw scores are calibrated on read with `data.calibration`. A sample that cannot be read
+is logged, replaced by the next readable one (deterministically) and counted in `Batch.skipped`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from mirokit.data.batch import DataError
+from mirokit.data.calibration import Calibration
+from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
+from mirokit.tars import index_members, shard_list
+
+log = logging.getLogger(__name__)
+
+ENCODING_FILE = "encoding.json"
+UNCOND_FILE = "uncond_text.safetensors"
+INDEX_FILE = "mirokit-index.json"
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def sample_members(meta: dict, mean: Tensor, std: Tensor, texts: list[Tensor], dtype: str = "float16") -> dict[str, bytes]:
+    """The members of one encoded sample: meta (with its "captions" list), latent moments (C, h, w) and one
+    (L_i, D) text tensor per caption, stored in `dtype`."""
+    if len(texts) != len(meta["captions"]):
+        raise ValueError(f"{len(meta['captions'])} captions but {len(texts)} text embeddings")
+    store = DTYPES[dtype]
+    latent = {"mean": mean.to(store).contiguous().cpu(), "std": std.to(store).contiguous().cpu()}
+    text = {f"caption_{i}": t.to(store).contiguous().cpu() for i, t in enumerate(texts)}
+    return {"json": json.dumps(meta).encode(), "latent.safetensors": save_tensors(latent),
+            "text.safetensors": save_tensors(text)}
+
+
+def decode_members(parts: dict[str, bytes], where: str) -> tuple[dict, Tensor, list[Tensor]]:
+    """(meta, moments (2C, h, w) float32, texts [(L_i, D) float32]) of one sample; DataError naming it."""
+    missing = [m for m in ("json", "latent.safetensors", "text.safetensors") if m not in parts]
+    if missing:
+        raise DataError(f"{where}: missing member(s) {', '.join(missing)}")
+    try:
+        meta = json.loads(parts["json"])
+        latent = load_tensors(parts["latent.safetensors"])
+        text = load_tensors(parts["text.safetensors"])
+        moments = torch.cat([latent["mean"], latent["std"]], dim=0).float()
+        texts = [text[f"caption_{i}"].float() for i in range(len(meta["captions"]))]
+    except Exception as err:  # noqa: BLE001 - JSON, safetensors and key errors alike name the sample
+        raise DataError(f"{where}: unreadable sample ({type(err).__name__}: {str(err)[:120]})") from None
+    if not torch.isfinite(moments).all():
+        raise DataError(f"{where}: latent moments are not finite")
+    return meta, moments, texts
+
+
+class _OpenShard:
+    """A shard's member table and open file handle (one per process: DataLoader workers open their own)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.members = index_members(path)
+        self.file = open(path, "rb")  # noqa: SIM115 - closed by the LRU cache
+
+    def read(self, j: int) -> tuple[str, dict[str, bytes]]:
+        key, table = self.members[j]
+        parts = {}
+        for ext, (offset, size) in table.items():
+            self.file.seek(offset)
+            parts[ext] = self.file.read(size)
+        return key, parts
+
+
+def load_index(paths: list[Path], folder: Path | None) -> list[int]:
+    """Samples per shard, from `folder/mirokit-index.json` when it matches the shards (same paths, sizes and
+    modification times), else counted from the tar headers (and written there if the folder is writable)."""
+    stamp = [[str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for p in paths]
+    index_file = folder / INDEX_FILE if folder is not None else None
+    if index_file is not None and index_file.is_file():
+        try:
+            cached = json.loads(index_file.read_text())
+            if cached.get("shards") == stamp:
+                return [int(n) for n in cached["samples"]]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass
+    counts = [len(index_members(p)) for p in paths]
+    if index_file is not None:
+        try:
+            tmp = index_file.with_name(f".{INDEX_FILE}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps({"shards": stamp, "samples": counts}))
+            os.replace(tmp, index_file)
+        except OSError:
+            pass  # a read-only dataset folder: count again next time
+    return counts
+
+
+class EncodedShards(Dataset):
+    """Random-access dataset over encoded shards; `self[i]` is a `Sample` with latent moments (2C, h, w),
+    a caption, its calibrated scores and its (L, D) text states.
+
+    Args:
+        spec: folder of shards (with encoding.json) or a (brace) pattern of .tar files.
+        calibration: maps raw scores to [0, 1]; None means the stored scores are already calibrated.
+        caption_mix: probability that `draw` picks one of the other captions of a sample (uniformly).
+        max_skips: unreadable samples tried in a row before giving up with an error.
+        open_shards: shards kept open per process.
+    """
+
+    def __init__(self, spec: str | Path, *, calibration: Calibration | None = None, caption_mix: float = 0.0,
+                 max_skips: int = 16, open_shards: int = 8):
+        if not 0.0 <= caption_mix <= 1.0:
+            raise ValueError(f"data.caption_mix must be in [0, 1], got {caption_mix}")
+        self.paths = shard_list(spec)
+        folder = Path(spec) if Path(spec).is_dir() else None
+        self.counts = load_index(self.paths, folder)
+        self.starts = np.cumsum([0, *self.counts])
+        if self.starts[-1] == 0:
+            raise DataError(f"{spec}: the shards hold no samples")
+        self.calibration = calibration
+        self.caption_mix = caption_mix
+        self.max_skips = max_skips
+        self.open_shards = open_shards
+        self.encoding = json.loads((folder / ENCODING_FILE).read_text()) if folder and (folder / ENCODING_FILE).is_file() else {}
+        uncond = None
+        if folder is not None and (folder / UNCOND_FILE).is_file():
+            uncond = load_tensors((folder / UNCOND_FILE).read_bytes())["embedding"].float()
+        keys = calibration.keys if calibration is not None else self.encoding.get("reward_keys", [])
+        self.info = DatasetInfo(reward_keys=tuple(keys), calibration=calibration, uncond_text=uncond)
+        self._open: OrderedDict[int, _OpenShard] = OrderedDict()
+
+    def __len__(self) -> int:
+        """Number of samples over all shards."""
+        return int(self.starts[-1])
+
+    def __getstate__(self):  # DataLoader workers reopen their own files
+        state = dict(self.__dict__)
+        state["_open"] = OrderedDict()
+        return state
+
+    def _shard(self, s: int) -> _OpenShard:
+        shard = self._open.get(s)
+        if shard is None:
+            shard = self._open[s] = _OpenShard(self.paths[s])
+            if len(self._open) > self.open_shards:
+                self._open.popitem(last=False)[1].file.close()
+        self._open.move_to_end(s)
+        return shard
+
+    def _read(self, index: int) -> tuple[dict, Tensor, list[Tensor]]:
+        s = int(np.searchsorted(self.starts, index, side="right") - 1)
+        shard = self._shard(s)
+        key, parts = shard.read(index - int(self.starts[s]))
+        return decode_members(parts, f"{self.paths[s].name}:{key}")
+
+    def _scores(self, raw: dict) -> dict[str, float]:
+        values = {k: (math.nan if v is None else float(v)) for k, v in raw.items()
+                  if isinstance(v, (int, float)) or v is None}
+        if self.calibration is None:
+            return values
+        return {k: float(self.calibration.apply(k, np.asarray([values.get(k, math.nan)]))[0])
+                for k in self.calibration.keys}
+
+    def draw(self, index: int, generator: torch.Generator | None = None) -> Sample:
+        """Sample `index` (or the next readable one); with a generator, one of its other captions is used
+        with probability caption_mix."""
+        for skipped in range(self.max_skips + 1):
+            i = (index + skipped) % len(self)
+            try:
+                meta, moments, texts = self._read(i)
+            except (DataError, OSError) as err:
+                log.warning("skipping %s", err)
+                last = err
+                continue
+            captions = meta["captions"]
+            choice = 0
+            if generator is not None and len(captions) > 1:
+                draw = torch.rand(2, generator=generator)
+                if draw[0].item() < self.caption_mix:
+                    choice = 1 + int(draw[1].item() * (len(captions) - 1))
+            caption = captions[choice]
+            return Sample(moments, caption["text"], self._scores(caption.get("scores", {})), texts[choice], skipped)
+        raise DataError(f"{self.max_skips + 1} unreadable samples in a row from index {index}; last: {last}")
+
+    def __getitem__(self, index: int) -> Sample:
+        """Sample `index` with its first caption."""
+        return self.draw(index)
+
+
+@dataclass(kw_only=True)
+class ShardsDataConfig(DataConfig):
+    """Encoded shards written by `mirokit encode` (latent moments, text states, raw scores)."""
+
+    path: str
+    """folder of encoded shards (or a brace pattern of .tar files)"""
+    calibration: str | None = None
+    """calibration JSON (`mirokit calibrate fit`) applied to the raw scores; none: scores are already in [0, 1]"""
+    caption_mix: float = 0.5
+    """probability of training a sample on one of its other captions (e.g. synthetic) at a step (official 0.5)"""
+    max_skips: int = 16
+    """unreadable samples skipped in a row before the run stops"""
+
+
+@DATA_SOURCES.register("shards", config=ShardsDataConfig, description="encoded shards from `mirokit encode`")
+def shards_source(cfg: ShardsDataConfig, *, image_size: int, channels: int) -> EncodedShards:
+    """Encoded shards whose latent moments must be (channels, image_size, image_size)."""
+    calibration = Calibration.load(cfg.calibration) if cfg.calibration else None
+    dataset = EncodedShards(cfg.path, calibration=calibration, caption_mix=cfg.caption_mix, max_skips=cfg.max_skips)
+    shape = dataset.encoding.get("moments_shape")
+    if shape is not None and tuple(shape) != (channels, image_size, image_size):
+        raise ValueError(f"{cfg.path} holds latent moments of shape {tuple(shape)}; this run expects "
+                         f"{(channels, image_size, image_size)} (model.image_channels/image_size, image_space)")
+    return dataset

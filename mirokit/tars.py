@@ -1,0 +1,142 @@
+"""webdataset tar shards: members grouped by sample key, random access by index, atomic writing.
+
+A shard holds samples as members `{key}.{ext}` (`0001.jpg`, `0001.txt`, `0001.json`,
+`0001.latent.safetensors`, ...): the key is the member name up to its first dot, the extension the
+rest. Used by the scoring job (reading), the encoding job (reading and writing) and the training
+reader of encoded shards (random access).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Brace patterns as img2dataset writes them: "a-{000..003}.tar", "{x,y}.tar" (nested allowed)."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    head, tail, body = pattern[:m.start()], pattern[m.end():], m.group(1)
+    rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if rng:
+        lo, hi = rng.group(1), rng.group(2)
+        width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
+        options = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
+    else:
+        options = body.split(",")
+    return [p for opt in options for p in expand_braces(head + opt + tail)]
+
+
+def shard_list(spec: str | Path) -> list[Path]:
+    """The .tar shards named by `spec`: a folder (its *.tar, sorted) or a (brace) pattern of files."""
+    path = Path(spec)
+    if path.is_dir():
+        paths = sorted(path.glob("*.tar"))
+        if not paths:
+            raise FileNotFoundError(f"no .tar shards in {path}")
+        return paths
+    paths = [Path(p) for p in expand_braces(str(spec))]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"shard not found: {missing[0]}")
+    return paths
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """"dir/0001.latent.safetensors" -> ("dir/0001", "latent.safetensors")."""
+    path = Path(name)
+    key, _, ext = path.name.partition(".")
+    parent = path.parent
+    return (str(parent / key) if parent != Path(".") else key), ext.lower()
+
+
+def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], str]]:
+    """(key, {ext: bytes}, error) per sample, in shard order. A member that cannot be read sets the
+    sample's error; a truncated or corrupt archive yields what was read, then one `#corrupt` entry."""
+    groups: dict[str, dict[str, bytes]] = {}
+    errors: dict[str, str] = {}
+    order: list[str] = []
+    try:
+        with tarfile.open(path, "r") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, ext = split_member(member.name)
+                if key not in groups:
+                    groups[key] = {}
+                    order.append(key)
+                try:
+                    groups[key][ext] = tar.extractfile(member).read()
+                except (tarfile.TarError, OSError) as err:
+                    errors[key] = f"unreadable tar member {member.name}: {err}"
+    except (tarfile.TarError, OSError, EOFError) as err:
+        order.append(f"{Path(path).name}#corrupt")
+        groups[order[-1]] = {}
+        errors[order[-1]] = f"corrupt tar {path}: {err}"
+    for key in order:
+        yield key, groups[key], errors.get(key, "")
+
+
+def caption_of(parts: dict[str, bytes], name: str = "") -> str | None:
+    """A sample's caption: `{key}.txt` (or `{key}.NAME.txt` for a named caption such as "synthetic"), else
+    the .json's "caption" (or "NAME_caption") field; None if absent."""
+    ext, field = (f"{name}.txt", f"{name}_caption") if name else ("txt", "caption")
+    if ext in parts:
+        return parts[ext].decode("utf-8", "replace").strip()
+    if "json" in parts:
+        try:
+            value = json.loads(parts["json"]).get(field)
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+    return None
+
+
+def index_members(path: str | Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """[(key, {ext: (data offset, size)})] of a shard, in order, without reading member data."""
+    out: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    position: dict[str, int] = {}
+    with tarfile.open(path, "r") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, ext = split_member(member.name)
+            if key not in position:
+                position[key] = len(out)
+                out.append((key, {}))
+            out[position[key]][1][ext] = (member.offset_data, member.size)
+    return out
+
+
+class ShardWriter:
+    """Write samples into a tar at `path` atomically: a hidden temporary file renamed on `close()`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tar = tarfile.open(self.tmp, "w")
+
+    def write(self, key: str, parts: dict[str, bytes]) -> None:
+        """Add members `{key}.{ext}` for every (ext, bytes) of `parts`."""
+        for ext, data in parts.items():
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size = len(data)
+            self.tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> Path:
+        """Finish the archive and move it into place; returns its path."""
+        self.tar.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file (nothing is written at `path`)."""
+        self.tar.close()
+        self.tmp.unlink(missing_ok=True)
