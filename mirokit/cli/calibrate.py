@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", help="parquet files (or folders of them) from `mirokit score`")
     p.add_argument("--reward", action="append", default=None, metavar="KEY",
                    help="reward column(s) to use (default: every float column except key/caption/error)")
+    p.add_argument("--caption", action="append", default=[], metavar="NAME",
+                   help="fit: pool the NAME_<reward> columns (scores of a named caption, e.g. synthetic) into "
+                        "<reward>'s bins, one calibration for every caption (repeatable)")
     p.add_argument("--calibration", help="apply: the calibration JSON written by fit")
     p.add_argument("--out", required=True, help="fit: output JSON path; apply: output folder")
     p.set_defaults(func=run)
@@ -60,14 +63,20 @@ def run(args) -> int:
     files = _files(args.inputs)
     if args.action == "fit":
         accumulators: dict[str, RewardAccumulator] = {}
+        prefixes = tuple(f"{name}_" for name in args.caption)
         for path in files:
             pf = pq.ParquetFile(path)
             keys = _reward_columns(pf.schema_arrow, args.reward, path)
+            if args.reward is None:  # named-caption columns are pooled, not calibrated on their own
+                keys = [k for k in keys if not k.startswith(prefixes)]
+            pooled = {k: [p + k for p in prefixes if p + k in pf.schema_arrow.names] for k in keys}
             for key in keys:
                 accumulators.setdefault(key, RewardAccumulator(key))
-            for batch in pf.iter_batches(columns=keys, batch_size=65536):
+            columns = [*keys, *(c for cols in pooled.values() for c in cols)]
+            for batch in pf.iter_batches(columns=columns, batch_size=65536):
                 for key in keys:
-                    accumulators[key].add(batch.column(key).to_numpy(zero_copy_only=False))
+                    for column in [key, *pooled[key]]:
+                        accumulators[key].add(batch.column(column).to_numpy(zero_copy_only=False))
         if not accumulators:
             raise ValueError("no reward columns found")
         cal = Calibration({k: a.finish() for k, a in accumulators.items()})

@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--shard-index", type=int, default=0, help="which part of the units this job takes (default 0)")
     p.add_argument("--num-shards", type=int, default=1, help="into how many parts the units are split (default 1)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--caption", action="append", default=[], metavar="NAME",
+                   help="also score the named caption {key}.NAME.txt (or the NAME_caption field), e.g. synthetic: "
+                        "columns / JSON keys NAME_<reward> (repeatable)")
     p.add_argument("--enrich", action="store_true",
                    help="also write OUT/enriched/<shard>.tar with the scores added to each sample's .json")
     p.add_argument("--chunk-rows", type=int, default=10_000, help="rows per unit for .jsonl/.parquet inputs")
@@ -71,7 +74,7 @@ def run(args) -> int:
         inputs=args.inputs, out_dir=args.out, rewards=args.reward, reward_options=parse_options(args.option),
         batch_size=args.batch_size, num_workers=args.num_workers,
         shard_index=args.shard_index * dist.world_size + dist.rank, num_shards=args.num_shards * dist.world_size,
-        device=device, enrich=args.enrich, chunk_rows=args.chunk_rows, progress=dist.is_main,
+        device=device, enrich=args.enrich, captions=args.caption, chunk_rows=args.chunk_rows, progress=dist.is_main,
     )
     try:
         manifest = run_score_job(cfg)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from mirokit.tars import caption_of, expand_braces, iter_samples
+from mirokit.tars import caption_of, expand_braces, iter_samples, shard_list
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CHUNK_ROWS = 10_000
@@ -27,6 +27,8 @@ class RawSample:
     image: bytes | None
     caption: str | None
     error: str = ""
+    extras: dict[str, str] = field(default_factory=dict)
+    """named captions ({key}.NAME.txt members, NAME_caption fields), e.g. {"synthetic": "..."}"""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ def iter_tar(path: str) -> Iterator[RawSample]:
             error = "no image member"
         if not error and not caption:
             error = "missing caption"
-        yield RawSample(key, image, caption, error)
+        names = [ext[:-4] for ext in parts if ext.endswith(".txt")]
+        yield RawSample(key, image, caption, error, {n: c for n in names if (c := caption_of(parts, n))})
 
 
 def _iter_jsonl(path: str, start: int, stop: int) -> Iterator[RawSample]:
@@ -93,7 +96,8 @@ def _from_row(key: str, row: dict, root: Path) -> RawSample:
         return RawSample(key, None, caption, f"image not found: {image_path}")
     if not isinstance(caption, str) or not caption.strip():
         return RawSample(key, data, None, "missing caption")
-    return RawSample(key, data, caption)
+    extras = {k[:-len("_caption")]: v for k, v in row.items() if k.endswith("_caption") and isinstance(v, str) and v}
+    return RawSample(key, data, caption, extras=extras)
 
 
 def _iter_parquet(path: str, start: int, stop: int) -> Iterator[RawSample]:
@@ -119,10 +123,12 @@ def _count_rows(path: str, kind: str) -> int:
 
 
 def plan_units(inputs: list[str], chunk_rows: int = CHUNK_ROWS) -> list[InputUnit]:
-    """Expand input patterns into ordered units; a missing input is a one-line error."""
+    """Expand input patterns (files, brace patterns, folders of .tar shards) into ordered units; a missing
+    input is a one-line error."""
     units: list[InputUnit] = []
     for pattern in inputs:
-        for path in expand_braces(pattern):
+        paths = [str(p) for p in shard_list(pattern)] if Path(pattern).is_dir() else expand_braces(pattern)
+        for path in paths:
             p = Path(path)
             if not p.is_file():
                 raise FileNotFoundError(f"input not found: {path}")

@@ -41,22 +41,24 @@ class ScoreJobConfig:
     num_shards: int = 1
     device: str = "cpu"
     enrich: bool = False
+    captions: list[str] = field(default_factory=list)
+    """named captions to score too ({key}.NAME.txt / NAME_caption): columns and JSON keys NAME_<reward>"""
     chunk_rows: int = 10_000
     progress: bool = True
 
 
 def decode(sample: RawSample):
-    """RawSample -> (key, caption, PIL RGB image or None, error)."""
+    """RawSample -> (key, caption, PIL RGB image or None, error, named captions)."""
     from PIL import Image
 
     if sample.error or sample.image is None:
-        return sample.key, sample.caption or "", None, sample.error or "no image"
+        return sample.key, sample.caption or "", None, sample.error or "no image", sample.extras
     try:
         image = Image.open(io.BytesIO(sample.image))
         image.load()
-        return sample.key, sample.caption, image.convert("RGB"), ""
+        return sample.key, sample.caption, image.convert("RGB"), "", sample.extras
     except Exception as err:  # PIL raises many types for corrupt data
-        return sample.key, sample.caption or "", None, f"corrupt image: {type(err).__name__}"
+        return sample.key, sample.caption or "", None, f"corrupt image: {type(err).__name__}", sample.extras
 
 
 def _unit_stream(units: list[tuple[int, InputUnit]], batch_size: int):
@@ -174,6 +176,7 @@ def run_score_job(cfg: ScoreJobConfig) -> dict:
         for stale in (out / "enriched").glob(f".{unit.name}.*.tmp-*") if cfg.enrich else []:
             stale.unlink()
     scorers = {k: build_scorer(k, **dict(cfg.reward_options.get(k, {})), **_device_opt(k, cfg)) for k in cfg.rewards}
+    columns = [*cfg.rewards, *(f"{name}_{k}" for name in cfg.captions for k in cfg.rewards)]
     loader = tud.DataLoader(_unit_stream(todo, cfg.batch_size), batch_size=None, num_workers=cfg.num_workers,
                             collate_fn=_identity)
     pending: dict[int, list[dict]] = {}
@@ -185,19 +188,22 @@ def run_score_job(cfg: ScoreJobConfig) -> dict:
             unit = by_index[index]
             rows = pending.pop(index, [])
             if cfg.enrich and unit.kind == "tar":
-                _enrich(unit, rows, cfg.rewards, out / "enriched" / f"{unit.name}.tar")
-            _write_table(rows, cfg.rewards, output(unit))
+                _enrich(unit, rows, columns, out / "enriched" / f"{unit.name}.tar")
+            _write_table(rows, columns, output(unit))
             continue
-        ok = [j for j, (_, _, img, err) in enumerate(batch) if img is not None and not err]
-        values = {k: np.full(len(batch), np.nan, dtype=np.float32) for k in cfg.rewards}
-        if ok:
-            images = [batch[j][2] for j in ok]
-            captions = [batch[j][1] for j in ok]
+        ok = [j for j, (_, _, img, err, _) in enumerate(batch) if img is not None and not err]
+        values = {k: np.full(len(batch), np.nan, dtype=np.float32) for k in columns}
+        for name in ["", *cfg.captions]:  # the caption, then each named caption (rows that have it)
+            rows_ok = [j for j in ok if not name or name in batch[j][4]]
+            if not rows_ok:
+                continue
+            images = [batch[j][2] for j in rows_ok]
+            captions = [batch[j][4][name] if name else batch[j][1] for j in rows_ok]
             for k, scorer in scorers.items():
-                values[k][ok] = scorer.score(images, captions)
+                values[f"{name}_{k}" if name else k][rows_ok] = scorer.score(images, captions)
         rows = pending.setdefault(index, [])
-        for j, (key, caption, _, err) in enumerate(batch):
-            rows.append({"key": key, "caption": caption or "", "error": err, **{k: values[k][j] for k in cfg.rewards}})
+        for j, (key, caption, _, err, _) in enumerate(batch):
+            rows.append({"key": key, "caption": caption or "", "error": err, **{k: values[k][j] for k in columns}})
         scored_now += len(ok)
         bar.update(len(batch))
         bar.set_postfix(img_s=f"{scored_now / max(time.perf_counter() - start, 1e-9):.1f}")
