@@ -16,6 +16,7 @@ from mirokit.encoders.text_tokens import TokenTextEncoderConfig
 from mirokit.flow.loss import FlowLossConfig
 from mirokit.models.generator import GeneratorConfig
 from mirokit.train.optim import OptimConfig
+from mirokit.train.validation import ValidationConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -101,6 +102,8 @@ class RunConfig:
     """optimizer and schedule"""
     flow: FlowLossConfig = field(default_factory=FlowLossConfig)
     """flow-matching loss settings"""
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    """sample grids from the EMA weights during training"""
 
 
 BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -141,6 +141,11 @@ class Trainer:
         self.metrics = MetricsLogger(self.out_dir, enabled=self.dist.is_main)
         if latest is not None:
             self.metrics.truncate_after(self.step)
+        for targets in cfg.validation.targets if cfg.validation.enabled else []:
+            unknown = [k for k in targets if k not in cfg.model.reward_keys]
+            if unknown:
+                raise ValueError(f"validation.targets: unknown reward key {unknown[0]!r}; the model has "
+                                 f"{', '.join(cfg.model.reward_keys) or 'none'}")
         forward = self.generator.flops_per_image(self.text_encoder.max_length)
         self.flops_per_image = train_flops_per_image(forward, cfg.flow.self_cond_prob)
         self.peak_tflops = device_peak_tflops(self.dist.device, tc.peak_tflops)
@@ -262,6 +267,13 @@ class Trainer:
         mask = torch.where(dropped.view(-1, 1), empty_mask, mask)
         return text, mask
 
+    def validate(self) -> Path | None:
+        """Write the validation grid of the current step (every rank calls this; rank 0 samples)."""
+        from mirokit.train.validation import ema_pipeline, validate
+
+        pipe = ema_pipeline(self)
+        return None if pipe is None else validate(self.cfg.validation, pipe, self.step, self.out_dir, self.metrics)
+
     # -- the loop ---------------------------------------------------------------------------
     def loader(self):
         """A DataLoader over this rank's rows of the steps still to run."""
@@ -305,6 +317,8 @@ class Trainer:
                 window_start, window_steps, waited = time.perf_counter(), 0, 0.0
             if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
                 self.save()
+            if self.cfg.validation.enabled and self.step % self.cfg.validation.every == 0:
+                self.validate()
             ready = time.perf_counter()
         bar.close()
         latest = latest_checkpoint(self.out_dir)

@@ -74,6 +74,11 @@ class MetricsLogger:
                 if math.isfinite(value):
                     self._writer.add_scalar(key, value, int(step))
 
+    def log_image(self, step: int, name: str, image) -> None:
+        """Add an (H, W, 3) uint8 image to TensorBoard under `name` (the PNG itself is the caller's to save)."""
+        if self._writer is not None:
+            self._writer.add_image(name, image, int(step), dataformats="HWC")
+
     def truncate_after(self, step: int) -> None:
         """Drop JSONL lines with step > `step` (and a torn last line); hide later TB events.
 

@@ -1,0 +1,94 @@
+"""Validation during training: fixed prompts x reward targets sampled from the EMA weights, as one grid.
+
+Every `validation.every` steps the EMA weights (gathered from the shards under FSDP2: every rank
+takes part) go into a separate copy of the model on rank 0, which samples every prompt at every
+reward setting with the same noise. The grid (rows: reward settings, columns: prompts) is written to
+OUT/validation/step_NNNNNNN.png and to TensorBoard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VALIDATION_DIR = "validation"
+
+
+@dataclass(kw_only=True)
+class ValidationConfig:
+    """Sample grids during training (off unless `every` > 0 and prompts are given)."""
+
+    every: int = 0
+    """steps between grids (0 = no validation)"""
+    prompts: list[str] = field(default_factory=list)
+    """the grid's columns"""
+    targets: list[dict] = field(default_factory=lambda: [{}])
+    """the grid's rows: reward targets ({} = every reward at 1.0; unknown keys are an error)"""
+    steps: int = 20
+    """ODE steps per sample"""
+    guidance: float = 7.0
+    """joint guidance scale"""
+    seed: int = 0
+    """noise seed (the same noise at every validation)"""
+
+    @property
+    def enabled(self) -> bool:
+        """True when grids are to be made."""
+        return self.every > 0 and bool(self.prompts)
+
+
+def make_grid(images: list, rows: int, cols: int) -> np.ndarray:
+    """rows * cols PIL images (row-major) -> one (rows*H, cols*W, 3) uint8 array."""
+    arrays = [np.asarray(im.convert("RGB")) for im in images]
+    h, w = arrays[0].shape[:2]
+    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, a in enumerate(arrays):
+        r, c = divmod(i, cols)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = a
+    return grid
+
+
+def validate(cfg: ValidationConfig, pipe, step: int, out_dir: Path, metrics) -> Path:
+    """Sample the grid with `pipe` (EMA weights), save it as PNG and to TensorBoard; returns the PNG path."""
+    from PIL import Image
+
+    from mirokit.sampling import GuidanceConfig, SampleConfig, generate
+
+    sample_cfg = SampleConfig(steps=cfg.steps, guidance=GuidanceConfig(scale=cfg.guidance), seed=cfg.seed,
+                              batch_size=max(1, len(cfg.prompts)))
+    images = []
+    for targets in cfg.targets:
+        x = generate(pipe, list(cfg.prompts), rewards=dict(targets) if pipe.reward_keys else None, cfg=sample_cfg)
+        images += pipe.image_space.to_pil(x)
+    grid = make_grid(images, len(cfg.targets), len(cfg.prompts))
+    path = Path(out_dir) / VALIDATION_DIR / f"step_{step:07d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    metrics.log_image(step, "validation", grid)
+    return path
+
+
+@torch.no_grad()
+def ema_pipeline(trainer):
+    """A MiroPipeline holding the trainer's EMA weights in unsharded copies (every rank must call this;
+    rank 0 gets the pipeline, the others None)."""
+    from mirokit.encoders.text import build_text_encoder
+    from mirokit.models.generator import MiroGenerator
+    from mirokit.pipeline import MiroPipeline
+    from mirokit.train.loop import split_prefix
+
+    state = trainer.ema.state_dict()
+    if not trainer.dist.is_main:
+        return None
+    generator = MiroGenerator(trainer.cfg.model)
+    generator.load_state_dict(split_prefix(state, "generator"))
+    text_encoder = trainer.text_encoder
+    if trainer.module.text_encoder is not None:  # trained: its EMA weights too
+        text_encoder = build_text_encoder(trainer.cfg.text_encoder)
+        text_encoder.load_state_dict(split_prefix(state, "text_encoder"))
+    pipe = MiroPipeline(generator.eval(), text_encoder.eval(), trainer.image_space,
+                        uncond_text=trainer.dataset.info.uncond_text)
+    return pipe.to(trainer.dist.device)
