@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16",
                    help="storage dtype of latents and text states (default float16)")
     p.add_argument("--batch-size", type=int, default=32, help="images per VAE / T5 call (default 32)")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="decoding worker processes (default: 2 on CUDA; 0 on CPU, where they compete with the models)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--shard-index", type=int, default=0, help="which part of the shards this job takes (default 0)")
     p.add_argument("--num-shards", type=int, default=1, help="into how many parts the shards are split (default 1)")
@@ -52,7 +54,8 @@ def run(args) -> int:
     cfg = EncodeJobConfig(
         inputs=args.inputs, out_dir=args.out, rewards=args.reward, vae=args.vae, text_encoder=args.text_encoder,
         max_length=args.max_length, captions=args.caption, image_size=args.image_size, dtype=args.dtype,
-        batch_size=args.batch_size, device=device, shard_index=args.shard_index * dist.world_size + dist.rank,
+        batch_size=args.batch_size, device=device,
+        num_workers=args.num_workers if args.num_workers is not None else (2 if device.startswith("cuda") else 0), shard_index=args.shard_index * dist.world_size + dist.rank,
         num_shards=args.num_shards * dist.world_size, stats=not args.no_stats, progress=dist.is_main)
     try:
         manifest = run_encode_job(cfg, is_main=dist.is_main)

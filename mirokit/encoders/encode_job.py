@@ -55,6 +55,8 @@ class EncodeJobConfig:
     """storage dtype of latents and text states: float16 | bfloat16 | float32"""
     batch_size: int = 32
     """images per VAE / T5 call"""
+    num_workers: int = 2
+    """processes that read and decode the input shards while the encoders run"""
     device: str = "cpu"
     """where the VAE and T5 run (bfloat16 weights on CUDA)"""
     shard_index: int = 0
@@ -112,47 +114,66 @@ def _score(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def encode_unit(path: Path, out: Path, encoders: Encoders, cfg: EncodeJobConfig, bar) -> dict:
-    """Encode one input tar into `out` (atomically); returns its report."""
-    writer = ShardWriter(out)
-    report = {"samples": 0, "left_out": {}}
-    stats = LatentStats()
-    pending: list[tuple[torch.Tensor, dict]] = []
+def _decoded_units(units: list[Path], cfg: EncodeJobConfig):
+    """An IterableDataset of (unit index, [(pixels, meta) or (None, reason)] | None): worker w decodes units
+    w, w+W, ... whole and in order, in batches of `cfg.batch_size` readable samples; None ends a unit."""
+    import torch.utils.data as tud
 
-    def flush() -> None:
-        pixels = torch.stack([p for p, _ in pending])
-        moments = encoders.vae.encode_moments(pixels).cpu()
-        stats.update(moments)
-        report["moments_shape"] = list(moments.shape[1:])
-        states = encoders.texts([c["text"] for _, meta in pending for c in meta["captions"]])
+    class _Units(tud.IterableDataset):
+        def __iter__(self):
+            info = tud.get_worker_info()
+            wid, nw = (info.id, info.num_workers) if info else (0, 1)
+            for u in range(wid, len(units), nw):
+                batch, readable = [], 0
+                for key, parts, error in iter_samples(units[u]):
+                    item = _read_sample(key, parts, error, cfg)
+                    batch.append(item)
+                    readable += item[0] is not None
+                    if readable == cfg.batch_size:
+                        yield u, batch
+                        batch, readable = [], 0
+                if batch:
+                    yield u, batch
+                yield u, None
+
+    return _Units()
+
+
+class _UnitWriter:
+    """The output of one unit: the shard being written, its latent statistics and its report."""
+
+    def __init__(self, out: Path):
+        self.writer = ShardWriter(out)
+        self.stats = LatentStats()
+        self.report: dict = {"samples": 0, "left_out": {}}
+
+    def add(self, items: list, encoders: Encoders, dtype: str) -> int:
+        """Encode and write a batch of decoded items; returns how many were written."""
+        good = [(p, meta) for p, meta in items if p is not None]
+        for p, reason in items:
+            if p is None:
+                self.report["left_out"][reason] = self.report["left_out"].get(reason, 0) + 1
+        if not good:
+            return 0
+        moments = encoders.vae.encode_moments(torch.stack([p for p, _ in good])).cpu()
+        self.stats.update(moments)
+        self.report["moments_shape"] = list(moments.shape[1:])
+        states = encoders.texts([c["text"] for _, meta in good for c in meta["captions"]])
         first = 0
-        for (_, meta), m in zip(pending, moments):
+        for (_, meta), m in zip(good, moments):
             texts = states[first:first + len(meta["captions"])]
             first += len(meta["captions"])
             mean, std = m.chunk(2, dim=0)
-            writer.write(meta["key"], sample_members(meta, mean, std, texts, cfg.dtype))
-        report["samples"] += len(pending)
-        bar.update(len(pending))
-        pending.clear()
+            self.writer.write(meta["key"], sample_members(meta, mean, std, texts, dtype))
+        self.report["samples"] += len(good)
+        return len(good)
 
-    try:
-        for key, parts, error in iter_samples(path):
-            pixels, meta = _read_sample(key, parts, error, cfg)
-            if pixels is None:
-                report["left_out"][meta] = report["left_out"].get(meta, 0) + 1
-                continue
-            pending.append((pixels, meta))
-            if len(pending) == cfg.batch_size:
-                flush()
-        if pending:
-            flush()
-    except BaseException:
-        writer.abort()
-        raise
-    if stats.count:
-        report["latent_sums"] = stats.sums()
-    writer.close()
-    return report
+    def close(self) -> dict:
+        """Move the shard into place; returns the report (with the statistics' sums)."""
+        if self.stats.count:
+            self.report["latent_sums"] = self.stats.sums()
+        self.writer.close()
+        return self.report
 
 
 def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
@@ -168,6 +189,7 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     encoders = Encoders(cfg)
+    encoders.vae.vae, encoders.text.load()  # load both now: a missing model fails before any work
     if is_main:
         empty = encoders.texts([""])[0]
         from safetensors.torch import save_file
@@ -175,11 +197,26 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
         save_file({"embedding": empty.contiguous()}, str(out / UNCOND_FILE))
     mine = [p for i, p in enumerate(paths) if i % cfg.num_shards == cfg.shard_index]
     todo = [p for p in mine if not (out / p.name).is_file()]
+    for path in todo:  # leftovers of a killed run (these shards are ours alone)
+        for stale in out.glob(f".{path.name}.tmp-*"):
+            stale.unlink()
+    import torch.utils.data as tud
+
+    loader = tud.DataLoader(_decoded_units(todo, cfg), batch_size=None, num_workers=min(cfg.num_workers, len(todo)),
+                            collate_fn=_identity)
     start, bar = time.perf_counter(), tqdm(desc="encoding", unit="img", disable=not cfg.progress, dynamic_ncols=True)
-    for path in todo:
-        report = encode_unit(path, out / path.name, encoders, cfg, bar)
-        _write_json(out / f".{path.stem}.report.json", report)
-    bar.close()
+    writers: dict[int, _UnitWriter] = {}
+    try:
+        for u, items in loader:
+            writer = writers.get(u) or writers.setdefault(u, _UnitWriter(out / todo[u].name))
+            if items is None:
+                _write_json(out / f".{todo[u].stem}.report.json", writers.pop(u).close())
+                continue
+            bar.update(writer.add(items, encoders, cfg.dtype))
+    finally:
+        for writer in writers.values():  # interrupted: nothing half-written stays
+            writer.writer.abort()
+        bar.close()
     reports = {p.name: json.loads((out / f".{p.stem}.report.json").read_text()) for p in mine
                if (out / f".{p.stem}.report.json").is_file()}
     left_out: dict[str, int] = {}
@@ -210,6 +247,10 @@ def finish_encoding(cfg: EncodeJobConfig, paths: list[Path]) -> dict:
                 "samples": sum(r["samples"] for r in reports), "shards": len(reports)}
     _write_json(out / ENCODING_FILE, encoding)
     return encoding
+
+
+def _identity(item):
+    return item
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -221,7 +221,8 @@ class VAESpace:
         out = []
         for start in range(0, pixels.shape[0], self.config.batch_size):
             chunk = pixels[start:start + self.config.batch_size].to(self.device, self.vae.dtype)
-            dist = self.vae.encode(chunk).latent_dist
+            # channels_last: oneDNN's convolutions on CPU run ~25% faster on it (and cuDNN's in bf16)
+            dist = self.vae.encode(chunk.contiguous(memory_format=torch.channels_last)).latent_dist
             out.append(torch.cat([dist.mean, dist.std], dim=1).float())
         return torch.cat(out)
 
@@ -246,7 +247,7 @@ class VAESpace:
         for start in range(0, x.shape[0], self.config.batch_size):
             z = (x[start:start + self.config.batch_size].float().to(self.device) - self.bias.to(self.device)) \
                 / self.scale.to(self.device)
-            image = self.vae.decode(z.to(self.vae.dtype)).sample.float()
+            image = self.vae.decode(z.to(self.vae.dtype).contiguous(memory_format=torch.channels_last)).sample.float()
             out.append((image * 0.5 + 0.5).clamp(0, 1))
         return torch.cat(out)
 
