@@ -56,6 +56,14 @@ def split_member(name: str) -> tuple[str, str]:
     return (str(parent / key) if parent != Path(".") else key), ext.lower()
 
 
+def _files(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
+    """(member, sample key, extension) of every regular file of an open archive, in order."""
+    for member in tar:
+        if member.isfile():
+            key, ext = split_member(member.name)
+            yield member, key, ext
+
+
 def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], str]]:
     """(key, {ext: bytes}, error) per sample, in shard order. A member that cannot be read sets the
     sample's error; a truncated or corrupt archive yields what was read, then one `#corrupt` entry."""
@@ -64,10 +72,7 @@ def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], str]
     order: list[str] = []
     try:
         with tarfile.open(path, "r") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, ext = split_member(member.name)
+            for member, key, ext in _files(tar):
                 if key not in groups:
                     groups[key] = {}
                     order.append(key)
@@ -103,10 +108,7 @@ def index_members(path: str | Path) -> list[tuple[str, dict[str, tuple[int, int]
     out: list[tuple[str, dict[str, tuple[int, int]]]] = []
     position: dict[str, int] = {}
     with tarfile.open(path, "r") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, ext = split_member(member.name)
+        for member, key, ext in _files(tar):
             if key not in position:
                 position[key] = len(out)
                 out.append((key, {}))
