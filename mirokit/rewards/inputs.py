@@ -8,7 +8,6 @@ A unit yields `RawSample(key, image_bytes, caption, error)`; decoding happens la
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
