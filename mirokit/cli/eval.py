@@ -1,8 +1,12 @@
-"""`mirokit eval shapes FOLDER --out results.json`: ShapesEval (GenEval's rules with the shapes detector)."""
+"""`mirokit eval BENCHMARK ...`: ShapesEval here; every other benchmark adds its sub-parser from its own module."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+
+SUBCOMMANDS: tuple[str, ...] = ()
+"""modules with an `add_parser(esub)` that adds one `mirokit eval` sub-command each"""
 
 
 def add_parser(sub) -> None:
@@ -13,7 +17,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  mirokit world render --out gt/ && mirokit eval shapes gt/ --out gt_results.json",
     )
-    esub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True, help="shapes")
+    esub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True, help="what to evaluate")
     s = esub.add_parser(
         "shapes", help="ShapesEval: detect shapes from pixels, apply GenEval's rules",
         description="Detects shapes in every sample (pixels only), applies GenEval's rules (include clauses "
@@ -31,6 +35,8 @@ def add_parser(sub) -> None:
                    help="GenEval's position threshold (fraction of the summed box sizes, default 0.1)")
     s.add_argument("--max-objects", type=int, default=16, help="detections kept per class (default 16)")
     s.set_defaults(func=run_shapes)
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).add_parser(esub)
 
 
 def run_shapes(args) -> int:
