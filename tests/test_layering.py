@@ -93,6 +93,7 @@ def test_no_cycle_between_packages():
     ("rewards", {"models", "train", "world"}),
     ("sampling", {"train", "data", "cli", "world"}),
     ("data", {"train", "cli", "models", "world"}),
+    ("evaluate", {"train", "data", "cli", "world", "models", "flow"}),
 ])
 def test_arrows_point_one_way(unit, forbidden):
     assert not _graph().get(unit, set()) & forbidden, (unit, _graph()[unit] & forbidden)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-SUBCOMMANDS: tuple[str, ...] = ()
+SUBCOMMANDS: tuple[str, ...] = ("mirokit.cli.eval_rewards", "mirokit.cli.eval_best_of_n", "mirokit.cli.eval_sweep",
+                               "mirokit.cli.eval_tune_targets", "mirokit.cli.eval_geneval")
 """modules with an `add_parser(esub)` that adds one `mirokit eval` sub-command each"""
 
 

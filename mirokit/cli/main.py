@@ -14,6 +14,7 @@ COMMANDS = {
     "sample": "mirokit.cli.sample",
     "export": "mirokit.cli.export",
     "convert-official": "mirokit.cli.convert_official",
+    "convert-geneval-detector": "mirokit.cli.convert_geneval",
     "vae": "mirokit.cli.vae",
     "demo": "mirokit.cli.demo",
     "score": "mirokit.cli.score",
@@ -21,6 +22,7 @@ COMMANDS = {
     "calibrate": "mirokit.cli.calibrate",
     "world": "mirokit.cli.world",
     "eval": "mirokit.cli.eval",
+    "generate": "mirokit.cli.generate",
 }
 
 

@@ -21,6 +21,20 @@ def _plt():
     return plt
 
 
+def save_axes(fig, ax, path: Path, *, xlabel: str, ylabel: str, title: str = "") -> Path:
+    """Label one-axes figure `fig` (legend, grid), write it to `path` as PNG and close it; returns path."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def plot_grids(images_by_model: dict[str, list], captions: list[str], path: Path, *, columns: int = 8) -> Path:
     """One row block per model, the same prompts in the same order: images_by_model[name] = PIL images."""
     plt = _plt()
@@ -61,18 +75,9 @@ def plot_curves(series: dict[str, tuple[list[float], list[float]]], path: Path, 
     fig, ax = plt.subplots(figsize=(5.2, 3.2))
     for name, (xs, ys) in series.items():
         ax.plot(xs, ys, label=name, marker="." if len(xs) < 30 else None)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
     if log_y:
         ax.set_yscale("log")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_axes(fig, ax, path, xlabel=xlabel, ylabel=ylabel, title=title)
 
 
 def plot_panels(panels: dict[str, tuple[list[float], list[float]]], path: Path, *, xlabel: str, ylabel: str) -> Path:

@@ -48,7 +48,7 @@ def _rewards(generator, values: dict | Tensor | None, n: int, default: float, de
 @torch.no_grad()
 def generate(pipe, prompts: list[str], *, rewards: dict[str, float | None] | Tensor | None = None,
              negative_rewards: dict[str, float | None] | Tensor | None = None,
-             cfg: SampleConfig | None = None, progress: bool = False) -> Tensor:
+             cfg: SampleConfig | None = None, progress: bool = False, noise: Tensor | None = None) -> Tensor:
     """Sample one image per prompt; returns (N, C, H, W) in model space (decode with pipe.image_space).
 
     The unconditional branch gets `pipe.encode_uncond()` (the stored empty-prompt embedding of
@@ -56,6 +56,8 @@ def generate(pipe, prompts: list[str], *, rewards: dict[str, float | None] | Ten
 
     rewards: positive targets {key: value} (missing keys default to 1.0) or an (N, K) tensor;
     negative_rewards: targets of the guidance's negative branch (missing keys default to 0.0).
+    noise: (N, C, H, W) starting noise (e.g. drawn per image from (seed, prompt, image) by the caller);
+    default: one draw of N images from cfg.seed.
     A key the model was not trained with raises a one-line ValueError listing the known keys.
     """
     cfg = cfg or SampleConfig()
@@ -65,8 +67,11 @@ def generate(pipe, prompts: list[str], *, rewards: dict[str, float | None] | Ten
     pos = _rewards(model, rewards, n, 1.0, device)
     neg = _rewards(model, negative_rewards, n, 0.0, device)
     mc = model.config
-    noise = torch.randn((n, mc.image_channels, mc.image_size, mc.image_size),
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    shape = (n, mc.image_channels, mc.image_size, mc.image_size)
+    if noise is None:
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed))
+    elif tuple(noise.shape) != shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape}")
     grid = gamma_grid(cfg.steps, cfg.shift, device)
     empty_text, empty_mask = pipe.encode_uncond()
     was_training = model.training

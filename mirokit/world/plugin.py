@@ -1,9 +1,10 @@
 """The shapes world as a mirokit plugin: importing this registers its components.
 
 - reward scorers `world_alignment`, `world_quality`, `world_composition` (mirokit.world.rewards);
-- the data source `world` (mirokit.world.source).
+- the data source `world` (mirokit.world.source);
+- the prompt-set metric `shapes` (mirokit.world.metrics).
 
 Declared in pyproject.toml as the `mirokit.plugins` entry point `world`; no core package imports it.
 """
 
-from mirokit.world import rewards, source  # noqa: F401  (imported for their registrations)
+from mirokit.world import metrics, rewards, source  # noqa: F401  (imported for their registrations)

@@ -4,9 +4,11 @@ Three scorers, registered in mirokit.rewards.registry, each `score(images, capti
 - `world_alignment` (VQAScore's analogue): the fraction of the caption's GenEval clauses (objects
   with count / colour / position, and exclusions) that ShapesDetector's detections satisfy under
   GenEval's rules; NaN for a caption that names no shape it can parse.
-- `world_quality` (the aesthetic score's analogue): edge sharpness relative to contrast, colour
-  purity (how close objects come to their palette colour: contrast loss), vividness, minus a pixel
-  noise estimate. Blur, pixel noise, JPEG and low contrast all lower it; where objects sit does not.
+- `world_quality` (the aesthetic score's analogue): edge sharpness relative to contrast and colour
+  purity (how close objects come to their palette colour: contrast loss), minus a pixel noise estimate.
+  Blur, pixel noise, JPEG and low contrast all lower it; where objects sit, and which colour they are,
+  does not (an optional vividness term, off by default, would pay for colours far from the grey
+  background: white and black, whatever the prompt asked for, a reward a generator learns to hack).
 - `world_composition` (a preference model's analogue): objects whole (not cut by the border),
   well separated (not touching or overlapping, room between them and to the border) and not tiny.
   A sharp image with a cut object scores high quality but low composition.
@@ -126,12 +128,14 @@ class WorldQuality:
     lower when blurred); purity = 90th percentile of object pixels' palette coverage (1 for pure
     colours, the contrast factor after a contrast loss); vividness = that top distance / 255; and
     noise = median distance between the image and its median-filtered copy (0-255 RGB units).
-    Clean hard-edged renders score about 2 + vividness; each degradation lowers a term.
+    Clean hard-edged renders score about 2; each degradation lowers a term. vividness_weight is 0 by
+    default: vividness is highest for white and black objects on the grey background, so a model
+    conditioned on it learns to trade the prompt's colour for it.
     """
 
     key = "world_quality"
 
-    def __init__(self, *, noise_scale: float = 15.0, vividness_weight: float = 0.25):
+    def __init__(self, *, noise_scale: float = 15.0, vividness_weight: float = 0.0):
         if noise_scale <= 0 or vividness_weight < 0:
             raise ValueError("world_quality: noise_scale must be > 0 and vividness_weight >= 0")
         self.noise_scale = noise_scale

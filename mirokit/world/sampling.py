@@ -15,6 +15,7 @@ from mirokit.world.scenes import Scene, WorldObject, claim_holds
 from mirokit.world.vocab import COLOURS, RELATIONS, SHAPES
 
 _COLOUR_NAMES = tuple(COLOURS)
+LAYOUTS = ("free", "grid")
 _ROUND = ("circle", "ring")
 
 
@@ -32,6 +33,14 @@ class WorldConfig:
     """object radius range for scenes with 3-4 objects"""
     max_rotation: float = 0.0
     """objects are rotated uniformly in [-max_rotation, max_rotation] radians (0: upright shapes)"""
+    layout: str = "free"
+    """free: objects anywhere (rejection-sampled, radii from size_range / crowded_size_range); grid: at most one
+    object per cell of a grid_cells x grid_cells grid, radii from size_range (the demo's world: where things
+    are is easier to learn, and GenEval's six tasks keep their meaning)"""
+    grid_cells: int = 2
+    """grid layout: cells per side"""
+    grid_jitter: float = 0.03
+    """grid layout: an object's centre lies up to this far from its cell's centre, per axis (fraction of the side)"""
     min_gap: float = 0.04
     """minimum gap between object boxes in clean scenes (fraction of the side)"""
     edge_margin: float = 0.03
@@ -79,6 +88,17 @@ class WorldConfig:
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high, got {getattr(self, name)}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; known: {', '.join(LAYOUTS)}")
+        if self.layout == "grid":
+            cells = self.grid_cells
+            if isinstance(cells, bool) or not isinstance(cells, int) or cells * cells < len(self.object_count_probs):
+                raise ValueError(f"grid_cells must be an int with grid_cells**2 >= {len(self.object_count_probs)} "
+                                 f"(the most objects per scene), got {cells!r}")
+            stretch = 1.0 if self.max_rotation == 0 else math.sqrt(2)
+            if self.grid_jitter < 0 or self.size_range[1] * stretch + self.grid_jitter + self.min_gap / 2 > 0.5 / cells:
+                raise ValueError(f"grid layout: size_range[1] + grid_jitter + min_gap / 2 must fit in half a cell "
+                                 f"({0.5 / cells:.3f} of the side)")
         if self.size_range[1] > 0.3 or self.crowded_size_range[1] > 0.3:
             raise ValueError("object radii above 0.3 of the side cannot hold several objects")
         for name, value in vars(self).items():
@@ -164,6 +184,45 @@ def _place(rng, cfg, specs, placed, size_range, tries: int = 40) -> list[WorldOb
     return out
 
 
+def _in_cells(rng: np.random.Generator, cfg: WorldConfig, specs, cells: list[int]) -> list[WorldObject]:
+    """Grid layout: (shape, colour) specs placed one per cell (index = row * grid_cells + column)."""
+    g, jitter = cfg.grid_cells, cfg.grid_jitter
+    out = []
+    for (shape, colour), cell in zip(specs, cells):
+        rotation = _uniform(rng, -cfg.max_rotation, cfg.max_rotation) if cfg.max_rotation else 0.0
+        size = _uniform(rng, *cfg.size_range)
+        cx = (cell % g + 0.5) / g + _uniform(rng, -jitter, jitter)
+        cy = (cell // g + 0.5) / g + _uniform(rng, -jitter, jitter)
+        out.append(WorldObject(shape, colour, cx, cy, size, rotation))
+    return out
+
+
+def _cells_for(rng: np.random.Generator, cfg: WorldConfig, sizes: list[int], pairs) -> list[list[int]] | None:
+    """Grid layout: one cell per object of each include group (`sizes` objects each); a positioned pair
+    (group i, (relation, group t)) sits in one row (left/right) or one column (above/below), in order."""
+    g = cfg.grid_cells
+    free = [int(c) for c in rng.permutation(g * g)]
+    cells: list[list[int] | None] = [None] * len(sizes)
+    for i, (relation, t) in pairs:
+        lane = int(rng.integers(g))
+        a, b = sorted(int(k) for k in rng.choice(g, 2, replace=False))
+        if relation in ("right of", "below"):
+            a, b = b, a
+        horizontal = relation in ("left of", "right of")
+        cell_a, cell_b = (lane * g + a, lane * g + b) if horizontal else (a * g + lane, b * g + lane)
+        if cell_a not in free or cell_b not in free:
+            return None
+        free.remove(cell_a)
+        free.remove(cell_b)
+        cells[i], cells[t] = [cell_a], [cell_b]
+    for i, n in enumerate(sizes):
+        if cells[i] is None:
+            if len(free) < n:
+                return None
+            cells[i], free = free[:n], free[n:]
+    return cells
+
+
 def sample_scene(rng: np.random.Generator, cfg: WorldConfig, *, num_objects: int | None = None) -> Scene:
     """A clean random scene: `num_objects` (default: drawn from cfg.object_count_probs) shapes with
     uniform class and colour, non-overlapping and fully inside the image."""
@@ -176,6 +235,9 @@ def sample_scene(rng: np.random.Generator, cfg: WorldConfig, *, num_objects: int
     if not 1 <= num_objects <= 4:
         raise ValueError(f"num_objects must be in 1..4, got {num_objects}")
     specs = [(_choice(rng, SHAPES), _choice(rng, _COLOUR_NAMES)) for _ in range(num_objects)]
+    if cfg.layout == "grid":
+        cells = [int(c) for c in rng.permutation(cfg.grid_cells ** 2)[:num_objects]]
+        return Scene(objects=tuple(_in_cells(rng, cfg, specs, cells)), **sample_background(rng, cfg))
     low, high = _size_range(cfg, num_objects)
     objects = None
     for attempt in range(20):  # shrink the size range if the layout keeps failing (very rare)
@@ -255,6 +317,16 @@ def scene_for_metadata(item: dict, rng: np.random.Generator, cfg: WorldConfig | 
     if len(paired) != 2 * len(pairs):
         raise ValueError(f"metadata item {prompt!r}: an object takes part in several positions")
     for _ in range(200):
+        if cfg.layout == "grid":
+            cells = _cells_for(rng, cfg, [len(group) for group in specs], pairs)
+            if cells is None:
+                continue
+            flat = [(spec, cell) for group, group_cells in zip(specs, cells) for spec, cell in zip(group, group_cells)]
+            objects = _in_cells(rng, cfg, [spec for spec, _ in flat], [cell for _, cell in flat])
+            scene = Scene(objects=tuple(objects[k] for k in rng.permutation(total)), **sample_background(rng, cfg))
+            if claim_holds(scene, item, strict=True):
+                return scene
+            continue
         placed: list[WorldObject] = []
         for i, (relation, target) in pairs:
             a, b = _place_pair(rng, cfg, specs[i][0], specs[target][0], relation, size_range)

@@ -113,3 +113,33 @@ def test_scene_for_metadata_rejects_bad_items_in_one_line():
 def test_scene_dict_round_trip():
     scene = sample_scene(np.random.default_rng(3), WorldConfig(texture_prob=1.0))
     assert scene_from_dict(scene_to_dict(scene)) == scene
+
+
+def test_grid_layout_puts_at_most_one_object_per_cell():
+    cfg = WorldConfig(layout="grid", grid_cells=2, size_range=(0.15, 0.19), grid_jitter=0.03, seed=3)
+    rng = np.random.default_rng(0)
+    counts = Counter()
+    for _ in range(300):
+        scene = sample_scene(rng, cfg)
+        cells = [(int(o.cx * 2), int(o.cy * 2)) for o in scene.objects]
+        assert len(set(cells)) == len(cells)
+        for o, (col, row) in zip(scene.objects, cells):
+            assert abs(o.cx - (col + 0.5) / 2) <= 0.03 + 1e-9 and abs(o.cy - (row + 0.5) / 2) <= 0.03 + 1e-9
+            assert 0.15 <= o.size <= 0.19 and o.cx - extent(o) > 0 and o.cx + extent(o) < 1
+        counts[len(scene.objects)] += 1
+    assert set(counts) == {1, 2, 3, 4}  # the count distribution still spans GenEval's counts
+
+
+def test_grid_layout_scenes_for_metadata_and_validation():
+    cfg = WorldConfig(layout="grid", size_range=(0.15, 0.19))
+    rng = np.random.default_rng(1)
+    for item in load_shapes_eval()[::7]:
+        scene = scene_for_metadata(item, rng, cfg)
+        assert claim_holds(scene, item, strict=True), item["prompt"]
+        assert len({(int(o.cx * 2), int(o.cy * 2)) for o in scene.objects}) == len(scene.objects)
+    with pytest.raises(ValueError, match="unknown layout"):
+        WorldConfig(layout="hex")
+    with pytest.raises(ValueError, match="half a cell"):
+        WorldConfig(layout="grid", size_range=(0.2, 0.24))
+    with pytest.raises(ValueError, match="grid_cells"):
+        WorldConfig(layout="grid", grid_cells=1)

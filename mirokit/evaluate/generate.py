@@ -1,0 +1,132 @@
+"""Generate GenEval's folder layout for a prompt file, resumable and split over shards/ranks.
+
+    OUT/settings.json                  the model and every sampling setting (a resume must match them)
+    OUT/00000/metadata.jsonl           the prompt's record, one JSON line (as GenEval's generator writes it)
+    OUT/00000/samples/0000.png ...     images_per_prompt images
+
+Image j of prompt i starts from noise seeded by (seed, i, j), whatever the sharding, batch size or
+resume. The images (i, j) in order are cut into batches of `batch_size`; batch k belongs to shard
+k % num_shards (so the shards split the prompts into interleaved runs). A batch is always computed whole,
+so for a given batch size an image is bit-identical whether drawn sharded, resumed or in one go (another
+batch size changes only the floating-point rounding of the batched network). Every file is written to a
+temporary name and renamed, so an existing PNG is a finished image: a rerun skips the batches whose
+images all exist (an unreadable PNG is drawn again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+SETTINGS_NAME = "settings.json"
+SHARD_KEYS = ("shard_index", "num_shards", "device", "batch_size", "world_size", "mirokit_version")
+"""settings that may differ between the runs filling one folder (they do not change any image)"""
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _finished(path: Path) -> bool:
+    """True if `path` is a readable image (a crash leaves only temporary files, but a copy may be corrupt)."""
+    if not path.is_file():
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # noqa: BLE001 - any decoding problem means "draw it again"
+        return False
+
+
+def check_settings(out: Path, settings: dict) -> None:
+    """Write OUT/settings.json, or check that an existing one was made with the same image-defining settings
+    (a one-line error naming the first difference)."""
+    path = out / SETTINGS_NAME
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); remove it or use another --out") from None
+        for key in sorted(set(old) | set(settings)):
+            if key not in SHARD_KEYS and old.get(key) != settings.get(key):
+                raise ValueError(f"{out} was generated with {key}={old.get(key)!r}, not {settings.get(key)!r}; "
+                                 f"resume with the same settings or use another --out")
+        return
+    _atomic_write(path, json.dumps(settings, indent=2) + "\n")
+
+
+def shard_batches(pairs: list, batch_size: int, shard_index: int, num_shards: int) -> list[list]:
+    """This shard's batches: `pairs` cut into runs of `batch_size`, batch k to shard k % num_shards."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
+    if batch_size < 1:
+        raise ValueError("--batch-size must be >= 1")
+    batches = [pairs[k:k + batch_size] for k in range(0, len(pairs), batch_size)]
+    return batches[shard_index::num_shards]
+
+
+def generate_geneval(pipe, records: list[dict], out: str | Path, *, images_per_prompt: int = 4, rewards=None,
+                     negative=None, cfg=None, shard_index: int = 0, num_shards: int = 1,
+                     settings: dict | None = None, progress: bool = True) -> dict:
+    """Fill OUT with this shard's images of `records` (GenEval-schema dicts with "prompt").
+
+    rewards / negative: {key: value} targets; cfg: SampleConfig (its seed seeds every image's noise);
+    settings: recorded in OUT/settings.json and checked on resume. Returns {"prompts" (touched by this
+    shard), "written", "skipped" (already there), "redrawn" (unreadable files replaced), "out"}.
+    """
+    from PIL import Image
+
+    from mirokit.evaluate.samples import render
+    from mirokit.sampling import SampleConfig
+
+    cfg = cfg or SampleConfig()
+    if images_per_prompt < 1:
+        raise ValueError("--images-per-prompt must be >= 1")
+    if images_per_prompt > 10000 or len(records) > 100000:
+        raise ValueError("GenEval's layout numbers images with 4 digits and prompts with 5")
+    for targets, default in ((rewards, 1.0), (negative, 0.0)):  # unknown keys: a one-line error before any work
+        pipe.generator.rewards_tensor(dict(targets or {}), 1, default)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_settings(out, dict(settings or {}, images_per_prompt=images_per_prompt, seed=cfg.seed))
+    pairs = [(i, j) for i in range(len(records)) for j in range(images_per_prompt)]
+    mine = shard_batches(pairs, cfg.batch_size, shard_index, num_shards)
+    prompts = sorted({i for batch in mine for i, _ in batch})
+    for i in prompts:
+        folder = out / f"{i:05d}"
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        line = json.dumps(records[i]) + "\n"
+        meta = folder / "metadata.jsonl"
+        if not meta.is_file() or meta.read_text() != line:
+            _atomic_write(meta, line)
+    todo, skipped, redrawn = [], 0, 0
+    for batch in mine:
+        paths = [out / f"{i:05d}" / "samples" / f"{j:04d}.png" for i, j in batch]
+        missing = [k for k, path in enumerate(paths) if not _finished(path)]
+        if missing:
+            redrawn += sum(paths[k].exists() for k in missing)
+            todo.append((batch, missing))
+        skipped += len(batch) - len(missing)
+    bar = tqdm(total=sum(len(m) for _, m in todo), desc=f"generating (shard {shard_index + 1}/{num_shards})",
+               unit="img", disable=not progress or not todo, dynamic_ncols=True)
+    for batch, missing in todo:
+        images = render(pipe, [records[i]["prompt"] for i, _ in batch], batch, rewards=rewards, negative=negative,
+                        cfg=cfg)
+        for k in missing:  # the batch is computed whole (bit-identical images); only the missing ones are written
+            i, j = batch[k]
+            path = out / f"{i:05d}" / "samples" / f"{j:04d}.png"
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+            Image.fromarray(images[k]).save(tmp)
+            os.replace(tmp, path)
+        bar.update(len(missing))
+    bar.close()
+    return {"prompts": len(prompts), "written": sum(len(m) for _, m in todo), "skipped": skipped,
+            "redrawn": redrawn, "out": str(out)}
