@@ -20,3 +20,16 @@ def test_miro_official_is_the_paper_setup():
     model_cfg.text_dim = 2048  # FLAN-T5-XL's width (the config reads it from the encoder)
     params = sum(p.numel() for p in MiroGenerator(model_cfg).parameters())
     assert 3.4e8 < params < 3.8e8, params
+
+
+def test_demo_world_config_trains_on_the_demo_world():
+    from dataclasses import fields
+
+    from mirokit.world.sampling import demo_world_config
+
+    cfg = load_run_config("demo_world")
+    expected = demo_world_config(cfg.data.seed)
+    for f in fields(expected):
+        ours, theirs = getattr(cfg.data.world, f.name), getattr(expected, f.name)
+        assert (tuple(ours) if isinstance(ours, list) else ours) == theirs, f.name
+    assert cfg.image_space.kind == "world_ae" and cfg.model.image_channels == 4

@@ -9,19 +9,10 @@ import html
 import json
 from pathlib import Path
 
-from mirokit.evaluate.report import _table, plot_bars
+from mirokit.evaluate.report import html_page, html_table, plot_bars
 
-_STYLE = ("<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
-          "th{background:#eee}td:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}"
-          ".fails{display:flex;flex-wrap:wrap;gap:12px}.fails figure{width:260px;margin:0}"
-          "figcaption{font-size:0.8em;color:#444;white-space:pre-wrap}</style>")
+_CSS = ".fails{display:flex;flex-wrap:wrap;gap:12px}.fails figure{width:260px;margin:0}figcaption{white-space:pre-wrap}"
 _PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324")
-
-
-def _page(title: str, body: list[str]) -> str:
-    return "\n".join([f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-                      _STYLE, "</head><body>", *body, "</body></html>"])
 
 
 def draw_detections(image_path: Path, details: dict, path: Path, *, max_side: int = 256,
@@ -72,7 +63,7 @@ def write_geneval_report(out: str | Path, summary: dict, records: list[dict], ro
     body.append(f"<p>{images['evaluated']} images evaluated, {images['errors']} unreadable; "
                 f"{prompts['evaluated']} prompts, {prompts['skipped']} prompt folders skipped. "
                 f"Image accuracy {summary['image_accuracy']}, prompt accuracy {summary['prompt_accuracy']}.</p>")
-    body.append(_table(tag_rows(summary), ["tag", "accuracy", "correct", "images"]))
+    body.append(html_table(["tag", "accuracy", "correct", "images"], tag_rows(summary)))
     if figure is not None:
         body.append(f"<img src='{html.escape(figure.name)}' alt='accuracy per tag'>")
     if summary.get("problems"):
@@ -97,7 +88,7 @@ def write_geneval_report(out: str | Path, summary: dict, records: list[dict], ro
     if settings:
         body.append(f"<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=1))}</pre>")
     page = Path(f"{stem}.html")
-    page.write_text(_page(f"{title} results", body))
+    page.write_text(html_page(f"{title} results", body, css=_CSS))
     return page
 
 
@@ -112,9 +103,9 @@ def write_conversion_report(out_dir: str | Path, report: dict) -> Path:
                                                             ["key layout", report["layout"]]]
     body = ["<h1>GenEval detector: mmdet checkpoint -> transformers</h1>",
             f"<p>Source {html.escape(str(report.get('source')))} (sha256 {html.escape(str(report.get('sha256')))}).</p>",
-            _table([[str(k), str(v)] for k, v in rows], ["item", "value"]),
+            html_table(["item", "value"], [[str(k), str(v)] for k, v in rows]),
             f"<img src='{figure.name}' alt='parameters per component'>",
             f"<h2>mirokit_geneval.json</h2><pre>{html.escape(json.dumps(report, indent=1))}</pre>"]
     page = out_dir / "conversion.html"
-    page.write_text(_page("GenEval detector conversion", body))
+    page.write_text(html_page("GenEval detector conversion", body))
     return page

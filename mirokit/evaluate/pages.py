@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 
-from mirokit.evaluate.report import _plt, save_axes
+from mirokit.evaluate.report import _plt, html_page, html_table, save_axes
 
 
 def _err(cis: list[dict]) -> np.ndarray:
@@ -157,29 +157,15 @@ def text_table(header: list[str], rows: list[list]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
-def _html_table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def write_page(out_dir: Path, title: str, *, intro: list[str] = (), tables: list[tuple[str, list, list]] = (),
                figures: dict[str, str] | None = None, notes: list[str] = (), summary: dict | None = None,
                name: str = "report.html") -> Path:
     """OUT/report.html: a title, intro paragraphs, tables [(heading, header, rows)], figures {caption: file
     relative to out_dir}, notes and the summary JSON. Returns the path."""
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1040px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:0.6em 0 1.4em}td,th{border:1px solid #bbb;padding:3px 8px;"
-        "text-align:right}th{background:#eee}td:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}"
-        "figure{margin:1.4em 0}figcaption{font-size:0.9em;color:#555}pre{font-size:0.8em;background:#f6f6f6;"
-        "padding:0.6em;overflow-x:auto}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
+    parts = [f"<h1>{html.escape(title)}</h1>"]
     parts += [f"<p>{html.escape(p)}</p>" for p in intro]
     for heading, header, rows in tables:
-        parts += [f"<h2>{html.escape(heading)}</h2>", _html_table(header, rows)]
+        parts += [f"<h2>{html.escape(heading)}</h2>", html_table(header, rows)]
     for caption, file in (figures or {}).items():
         parts.append(f"<figure><img src='{html.escape(file)}' alt='{html.escape(caption)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -187,9 +173,8 @@ def write_page(out_dir: Path, title: str, *, intro: list[str] = (), tables: list
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if summary is not None:
         parts.append(f"<h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=1))}</pre>")
-    parts.append("</body></html>")
     path = Path(out_dir) / name
-    path.write_text("\n".join(parts))
+    path.write_text(html_page(title, parts))
     return path
 
 

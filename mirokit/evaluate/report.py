@@ -1,4 +1,4 @@
-"""Figures (PNG, matplotlib) and a self-contained HTML report comparing trained models.
+"""Figures (PNG, matplotlib) and the HTML building blocks (table, page) of every mirokit report.
 
 Everything here takes plain numbers and images; nothing trains or samples.
 """
@@ -6,7 +6,6 @@ Everything here takes plain numbers and images; nothing trains or samples.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import numpy as np
@@ -118,43 +117,25 @@ def plot_bars(values: dict[str, dict[str, float]], path: Path, *, title: str = "
     return path
 
 
-def _table(rows: list[list], header: list[str]) -> str:
-    def cell(v):
-        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;margin:0.6em 0 1.4em}td,th{border:1px solid #bbb;padding:3px 8px;"
+         "text-align:right}th{background:#eee}td:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}"
+         "figure{margin:1.4em 0}figcaption{font-size:0.9em;color:#555}pre{font-size:0.8em;background:#f6f6f6;"
+         "padding:0.6em;overflow-x:auto}")
+"""the CSS of every mirokit HTML page"""
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+
+def html_table(header: list[str], rows: list[list], digits: int = 3) -> str:
+    """An HTML table; floats are shown with `digits` decimals, everything else as escaped text."""
+    def cell(v):
+        return f"{v:.{digits}f}" if isinstance(v, float) else html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_report(out_dir: Path, summary: dict, figures: dict[str, str], notes: list[str]) -> Path:
-    """Write OUT/report.html: ShapesEval and reward tables from `summary`, the figures, and notes.
-
-    summary: {"seconds": s, "models": {name: {"shapes_eval": {...}, "rewards": {...}}}};
-    figures: {caption: file name relative to out_dir}.
-    """
-    models = summary["models"]
-    tags = list(next(iter(models.values()))["shapes_eval"])
-    eval_rows = [[name] + [m["shapes_eval"][t] for t in tags] for name, m in models.items()]
-    reward_keys = list(next(iter(models.values()))["rewards"])
-    reward_rows = [[name] + [m["rewards"][k] for k in reward_keys] for name, m in models.items()]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>mirokit demo report</title>",
-        "<style>body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
-        "th{background:#eee}td:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}"
-        "figure{margin:1.5em 0}figcaption{font-size:0.9em;color:#555}</style></head><body>",
-        "<h1>MIRO vs baseline on the shapes world</h1>",
-        f"<p>Total time {summary['seconds']:.0f} s. Everything below was computed in this run.</p>",
-        "<h2>ShapesEval (GenEval rules, pixel detector)</h2>", _table(eval_rows, ["model"] + tags),
-        "<h2>Mean built-in rewards of the samples (raw scores)</h2>", _table(reward_rows, ["model"] + reward_keys),
-    ]
-    for caption, name in figures.items():
-        parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(caption)}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    if notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    parts.append(f"<h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=1))}</pre></body></html>")
-    path = Path(out_dir) / "report.html"
-    path.write_text("\n".join(parts))
-    return path
+def html_page(title: str, body: list[str], *, css: str = "") -> str:
+    """A self-contained HTML document: `title`, mirokit's STYLE plus `css`, and the HTML blocks of `body`."""
+    return "\n".join([f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+                      f"<style>{STYLE}{css}</style></head><body>", *body, "</body></html>"])

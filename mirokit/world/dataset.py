@@ -111,6 +111,7 @@ class WorldDataset(Dataset):
         self._score_keys: list[str] = []
         self._scores = torch.empty((num_samples, 0), dtype=torch.float32)
         self._calibration: Calibration | None = None
+        self._latents: Tensor | None = None
 
     @property
     def info(self) -> DatasetInfo:
@@ -177,10 +178,19 @@ class WorldDataset(Dataset):
         """Images for `indices` (B,): -> (B, 3, H, W) float32 in [-1, 1]."""
         return self.pixels(indices).float().div_(127.5).sub_(1.0)
 
+    def set_latents(self, latents: Tensor) -> None:
+        """Serve `latents[i]` (N, C, h, w), e.g. the world autoencoder's encoding of sample i, as the image of
+        sample i (for a latent image space); the captions, scores and metadata stay the world's."""
+        if latents.ndim != 4 or latents.shape[0] != self.num_samples:
+            raise DataError(f"set_latents: expected ({self.num_samples}, C, h, w) latents, got {tuple(latents.shape)}")
+        self.captions  # noqa: B018 - the captions of every sample, without rendering
+        self._latents = latents.float()
+
     def __getitem__(self, index: int) -> Sample:
-        """Sample `index`: (image (3, H, W) float32 in [-1, 1], caption, {reward key: value or NaN})."""
+        """Sample `index`: (image (3, H, W) float32 in [-1, 1], or its latent (C, h, w) after set_latents;
+        caption; {reward key: value or NaN})."""
         index = self._check_index(int(index))
-        image = self.images([index])[0]
+        image = self.images([index])[0] if self._latents is None else self._latents[index]
         scores = dict(zip(self._score_keys, self._scores[index].tolist()))
         return Sample(image, self._captions[index], scores)
 

@@ -1,7 +1,8 @@
 """The shapes-world experiment shared by `mirokit demo` and bench/convergence.py.
 
-world data -> built-in rewards (raw) -> calibration -> train variants (baseline, MIRO, filtered,
-specialists) -> sample ShapesEval prompts -> ShapesEval accuracy + mean rewards of the samples.
+demo world (mirokit.world.sampling.demo_world_config) -> built-in rewards (raw) -> calibration -> latents of
+the world autoencoder -> train variants (baseline, MIRO, ...) side by side -> sample ShapesEval prompts ->
+ShapesEval, mean rewards and colour fidelity, each with a 95% interval (mirokit.evaluate.stats).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mirokit.world.source import WORLD_REWARDS, score_images
+from mirokit.world.source import WORLD_REWARDS, score_images  # noqa: F401 - score_images: the demo and bench use it from here
 
 
 @dataclass(kw_only=True)
@@ -22,62 +23,73 @@ class ExperimentConfig:
     """Budget and settings of one shapes-world comparison."""
 
     out_dir: str = "demo_out"
-    num_samples: int = 12000
-    image_size: int = 32
+    """output folder (runs/ holds the training runs)"""
+    num_samples: int = 8000
+    """world samples generated and scored"""
     seed: int = 0
+    """seed of the world, the weights and the sampling noise"""
     steps: int = 1000
+    """training steps per model"""
     batch_size: int = 32
-    eval_prompts: int = 120
-    sample_steps: int = 20
-    guidance: float = 1.5
+    """training batch size"""
+    sample_steps: int = 10
+    """ODE steps when sampling"""
+    solver: str = "dpm++2m"
+    """ODE solver when sampling (dpm++2m at 10 steps matched Euler at 20 on the demo's models)"""
+    guidance: float = 3.0
+    """joint guidance scale w"""
     config: str = "demo_world"
+    """run config of every model (file or built-in name)"""
     overrides: list[str] = field(default_factory=list)
+    """extra `key=value` overrides for every model"""
+    workers: int = 2
+    """processes scoring the world"""
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
+    return (images.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def build_world(exp: ExperimentConfig, progress: bool = True):
-    """Noisy world dataset with calibrated built-in rewards attached (calibration in `dataset.info`)."""
-    from mirokit.world.sampling import WorldConfig
+    """The demo world with calibrated built-in rewards attached (calibration in `dataset.info`); the rewards
+    are computed by `exp.workers` processes."""
+    from mirokit.world.sampling import demo_world_config
     from mirokit.world.source import scored_world
 
-    return scored_world(exp.num_samples, WorldConfig(image_size=exp.image_size, seed=exp.seed), progress=progress)[0]
+    return scored_world(exp.num_samples, demo_world_config(exp.seed), progress=progress, workers=exp.workers)[0]
+
+
+def encode_world(dataset, out_dir: Path) -> tuple[Path, list[str]]:
+    """Encode every world image with the shipped autoencoder -> (OUT/world_latents.safetensors, the config
+    overrides that make a run train on them: data.latents and the image space's per-channel normalisation)."""
+    from safetensors.torch import save_file
+
+    from mirokit.world.ae_space import WorldAESpace
+
+    space = WorldAESpace()
+    latents = space.encode(dataset.images(list(range(len(dataset)))))
+    normed = space.with_normalisation(latents)
+    path = Path(out_dir) / "world_latents.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"latents": latents.contiguous()}, str(path))
+    scale = "[" + ",".join(f"{v:.6g}" for v in normed.config.scale) + "]"
+    bias = "[" + ",".join(f"{v:.6g}" for v in normed.config.bias) + "]"
+    return path, [f"data.latents={path}", f"image_space.scale={scale}", f"image_space.bias={bias}",
+                  f"image_space.fingerprint={normed.config.fingerprint}"]
 
 
 def variant_overrides(name: str, reward_keys: list[str], exp: ExperimentConfig) -> list[str]:
     """Config overrides of one variant: its run folder, reward keys and the shared budget."""
     keys = "[" + ",".join(reward_keys) + "]"
-    return [f"out_dir={Path(exp.out_dir) / 'runs' / name}", f"model.reward_keys={keys}",
-            f"model.image_size={exp.image_size}", f"train.steps={exp.steps}", f"optim.total_steps={exp.steps}",
-            f"train.batch_size={exp.batch_size}", f"train.seed={exp.seed}", *exp.overrides]
+    return [f"out_dir={Path(exp.out_dir) / 'runs' / name}", f"model.reward_keys={keys}", f"train.steps={exp.steps}",
+            f"optim.total_steps={exp.steps}", f"train.batch_size={exp.batch_size}", f"train.seed={exp.seed}",
+            f"data.seed={exp.seed}", f"data.num_samples={exp.num_samples}", *exp.overrides]
 
 
-def train_variant(name: str, dataset, reward_keys: list[str], exp: ExperimentConfig, *, subset=None,
-                  extra: list[str] | None = None) -> Path:
-    """Train one model variant in this process into OUT/runs/NAME; returns its exported model folder."""
-    from mirokit.data.source import SubsetDataset
-    from mirokit.train.config import load_run_config
-    from mirokit.train.loop import train
-
-    data = dataset if subset is None else SubsetDataset(dataset, subset)
-    cfg = load_run_config(exp.config, [*variant_overrides(name, reward_keys, exp), *(extra or [])])
-    return train(cfg, dataset=data)
-
-
-def train_in_parallel(variants: dict[str, list[str]], exp: ExperimentConfig, dataset, *, threads_each: int = 1,
-                      progress: bool = True, extra: dict[str, list[str]] | None = None) -> dict[str, Path]:
-    """Train variants side by side as `mirokit train` processes on `dataset`'s world (regenerated from its
-    seed; the calibrated scores are passed as a parquet file, not recomputed). One thread per process uses
-    a small CPU better than two threads in one process. Logs: OUT/runs/NAME.log; returns {name: model}."""
-    import os
-    import subprocess
-    import sys
-
-    from mirokit.train.config import resolve_config
-    from mirokit.train.metrics import read_metrics
+def data_overrides(exp: ExperimentConfig, dataset, latent_overrides: list[str]) -> list[str]:
+    """Overrides pointing a run at `dataset`'s world: its calibrated scores (parquet), calibration and latents
+    (written once to OUT/runs/, so the runs neither rescore nor re-encode)."""
     from mirokit.world.source import save_scores
 
     root = Path(exp.out_dir) / "runs"
@@ -85,19 +97,57 @@ def train_in_parallel(variants: dict[str, list[str]], exp: ExperimentConfig, dat
     scores, calibration = root / "world_scores.parquet", root / "calibration.json"
     save_scores(dataset, scores)
     dataset.info.calibration.save(calibration)
+    return [f"data.scores={scores}", f"data.calibration={calibration}", *latent_overrides]
+
+
+def probe_images_per_second(exp: ExperimentConfig, data: list[str], steps: int = 24) -> tuple[float, Path]:
+    """Train the MIRO variant for `steps` steps in this process on one thread (what each side-by-side run
+    gets) -> (training images per second after warm-up, the probe's exported model)."""
+    from mirokit.train.config import load_run_config
+    from mirokit.train.loop import train
+    from mirokit.train.metrics import read_metrics
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    probe = ExperimentConfig(**{**vars(exp), "steps": steps, "out_dir": str(Path(exp.out_dir) / "probe")})
+    cfg = load_run_config(exp.config, [*variant_overrides("miro", WORLD_REWARDS, probe), *data,
+                                       "train.progress=false", "train.log_every=4", "train.checkpoint_every=0"])
+    try:
+        model = train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    rows = read_metrics(Path(cfg.out_dir) / "metrics.jsonl")
+    late = [r["images_per_s"] for r in rows if r["step"] > steps // 2 and r.get("images_per_s")]
+    return float(np.median(late)), model
+
+
+def train_in_parallel(variants: dict[str, list[str]], exp: ExperimentConfig, data: list[str], *,
+                      threads_each: int = 1, progress: bool = True, extra: dict[str, list[str]] | None = None
+                      ) -> dict[str, Path]:
+    """Train variants {name: reward keys} side by side as `mirokit train` processes on the world given by
+    `data` (see data_overrides). One thread per process uses a small CPU better than two threads in one
+    process. Logs: OUT/runs/NAME.log; returns {name: exported model folder}."""
+    import os
+    import subprocess
+    import sys
+
+    from mirokit.train.config import resolve_config
+    from mirokit.train.metrics import read_metrics
+
+    root = Path(exp.out_dir) / "runs"
+    root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads_each), MKL_NUM_THREADS=str(threads_each))
     procs = {}
     for name, keys in variants.items():
         cmd = [sys.executable, "-m", "mirokit.cli.main", "train", "--config", resolve_config(exp.config),
-               *variant_overrides(name, keys, exp), "data.kind=world", f"data.num_samples={exp.num_samples}",
-               f"data.seed={exp.seed}", f"data.scores={scores}", f"data.calibration={calibration}",
-               f"train.threads={threads_each}", "train.progress=false", *(extra or {}).get(name, [])]
+               *variant_overrides(name, keys, exp), *data, f"train.threads={threads_each}", "train.progress=false",
+               *(extra or {}).get(name, [])]
         log = open(root / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log)
     bar = tqdm(total=exp.steps * len(procs), desc="training " + " + ".join(procs), unit="step",
                disable=not progress, dynamic_ncols=True)
     while any(p.poll() is None for p, _ in procs.values()):
-        time.sleep(2)
+        time.sleep(1)
         done = 0
         for name in procs:
             path = root / name / "metrics.jsonl"
@@ -106,47 +156,89 @@ def train_in_parallel(variants: dict[str, list[str]], exp: ExperimentConfig, dat
         bar.update(done - bar.n)
     bar.update(bar.total - bar.n)
     bar.close()
-    failed = []
-    for name, (p, log) in procs.items():
+    for _, log in procs.values():
         log.close()
-        if p.returncode != 0:
-            failed.append(name)
+    failed = [name for name, (p, _) in procs.items() if p.returncode != 0]
     if failed:
         tail = (root / f"{failed[0]}.log").read_text().strip().splitlines()[-1:]
         raise RuntimeError(f"training {failed[0]} failed (see {root / failed[0]}.log): {' '.join(tail)}")
     return {name: root / name / "model" for name in procs}
 
 
-def sample_prompts(model_dir, prompts: list[str], exp: ExperimentConfig, *,
-                   rewards: dict | None = None, negative: dict | None = None, seed: int | None = None) -> np.ndarray:
+def sample_prompts(model, prompts: list[str], exp: ExperimentConfig, *, rewards: dict | None = None,
+                   negative: dict | None = None, seed: int | None = None) -> np.ndarray:
     """Sample one image per prompt from a model folder or a loaded MiroPipeline -> (N, H, W, 3) uint8.
-    Reward-free models ignore the targets."""
+    Image i starts from the noise of (seed, i); reward-free models ignore the targets; a target None is
+    "missing" (the negative branch {key: None} is the trained unconditional: empty prompt, no rewards)."""
     from mirokit.pipeline import MiroPipeline
     from mirokit.sampling import GuidanceConfig, SampleConfig, generate
 
-    # a folder is loaded here; callers sampling one model many times pass the loaded pipeline
-    pipe = model_dir if isinstance(model_dir, MiroPipeline) else MiroPipeline.from_pretrained(model_dir)
+    pipe = model if isinstance(model, MiroPipeline) else MiroPipeline.from_pretrained(model)
     keys = set(pipe.reward_keys)
     pos = {k: v for k, v in (rewards or {}).items() if k in keys}
     neg = {k: v for k, v in (negative or {}).items() if k in keys}
-    cfg = SampleConfig(steps=exp.sample_steps, guidance=GuidanceConfig(scale=exp.guidance),
-                       seed=exp.seed if seed is None else seed, batch_size=64)
-    return to_uint8(generate(pipe, prompts, rewards=pos, negative_rewards=neg, cfg=cfg))
+    cfg = SampleConfig(steps=exp.sample_steps, solver=exp.solver, guidance=GuidanceConfig(scale=exp.guidance),
+                       seed=exp.seed if seed is None else seed, batch_size=128)
+    return to_uint8(pipe.image_space.decode(generate(pipe, prompts, rewards=pos, negative_rewards=neg, cfg=cfg)))
 
 
-def evaluate_samples(images_u8: np.ndarray, metadata: list[dict]) -> tuple[dict, list[dict]]:
-    """ShapesEval on in-memory samples: (summary {overall, per tag}, per-image results)."""
-    from mirokit.evaluate.geneval_rules import evaluate_detections, summarize
+def evaluate_samples(images_u8: np.ndarray, metadata: list[dict]) -> list[dict]:
+    """Per image: {"tag", "prompt", "correct" (ShapesEval), "colour_ok" (every colour clause whose objects
+    were found has the asked colour; None without such a clause), "class_ok" (single-object prompts: the
+    asked class was detected; None otherwise), "reason"}."""
+    from mirokit.evaluate.geneval_rules import check_clauses, evaluate_detections, filter_detections
     from mirokit.world.detector import ShapesDetector
+    from mirokit.world.rewards import index_detections
 
-    results = []
+    out = []
     for dets, meta in zip(ShapesDetector().detect_batch(images_u8), metadata):
         correct, reason = evaluate_detections(dets, meta)
-        results.append({"tag": meta["tag"], "prompt": meta["prompt"], "correct": correct, "reason": reason})
-    return summarize(results), results
+        colour_ok = None
+        coloured = [req for req in meta.get("include", []) if "color" in req]
+        if coloured:
+            kept = filter_detections(index_detections(dets), meta["tag"])
+            found = [req for req in coloured if len(kept.get(req["class"], [])) >= req["count"]]
+            if found:
+                verdicts = check_clauses(kept, {**meta, "include": [{k: v for k, v in r.items() if k != "position"}
+                                                                    for r in found]})
+                colour_ok = all(ok for ok, _ in verdicts)
+        class_ok = (any(d.cls == meta["include"][0]["class"] for d in dets) if meta["tag"] == "single_object"
+                    else None)
+        out.append({"tag": meta["tag"], "prompt": meta["prompt"], "correct": bool(correct), "colour_ok": colour_ok,
+                    "class_ok": class_ok, "reason": reason})
+    return out
 
 
-def mean_rewards(images_u8: np.ndarray, captions: list[str]) -> dict[str, float]:
-    """Mean raw built-in rewards of samples given their prompts."""
-    raw = score_images(images_u8, captions, WORLD_REWARDS)
-    return {k: float(np.nanmean(v)) for k, v in raw.items()}
+def column(records: list[dict], key: str) -> np.ndarray:
+    """(N,) float64 of one field of evaluate_samples records (None -> NaN)."""
+    return np.asarray([np.nan if r[key] is None else float(r[key]) for r in records], dtype=np.float64)
+
+
+def summarize_samples(records: list[dict], prompt_ids: list[int]) -> dict:
+    """ShapesEval overall (mean of per-tag accuracies, stratified interval clustered by prompt), per-tag
+    accuracy, colour fidelity and single-object class accuracy (t-intervals over prompts) of
+    evaluate_samples records."""
+    from mirokit.evaluate.stats import mean_ci, stratified_mean_ci
+
+    tags = [r["tag"] for r in records]
+    correct = column(records, "correct")
+    per_tag = {t: float(np.mean([c for c, g in zip(correct, tags) if g == t])) for t in dict.fromkeys(tags)}
+    return {"shapes_eval": stratified_mean_ci(correct, tags, prompt_ids), "per_tag": per_tag,
+            "colour_fidelity": mean_ci(column(records, "colour_ok"), prompt_ids),
+            "single_object_class": mean_ci(column(records, "class_ok"), prompt_ids)}
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, prompt_ids: list[int], tags: list[str] | None = None) -> dict:
+    """a - b for (N,) values of the same images (NaN pairs left out), averaged per prompt; an interval over
+    prompts, stratified by the prompts' `tags` (per image) when given (for ShapesEval's mean of per-tag means)."""
+    from mirokit.evaluate.stats import mean_ci, stratified_mean_ci
+
+    by_prompt: dict[int, list[float]] = {}
+    tag_of: dict[int, str] = {}
+    for k, pid in enumerate(prompt_ids):
+        if np.isfinite(a[k]) and np.isfinite(b[k]):
+            by_prompt.setdefault(pid, []).append(float(a[k] - b[k]))
+            tag_of[pid] = tags[k] if tags else ""
+    ids = sorted(by_prompt)
+    diffs = [float(np.mean(by_prompt[i])) for i in ids]
+    return stratified_mean_ci(diffs, [tag_of[i] for i in ids]) if tags else mean_ci(diffs)

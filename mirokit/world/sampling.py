@@ -343,3 +343,16 @@ def scene_for_metadata(item: dict, rng: np.random.Generator, cfg: WorldConfig | 
                 if claim_holds(scene, item, strict=True):
                     return scene
     raise ValueError(f"metadata item {prompt!r}: could not build a scene satisfying it")
+
+
+def demo_world_config(seed: int = 0) -> WorldConfig:
+    """The world of `mirokit demo`: 32x32 images, at most one object per cell of a 2x2 grid (where things are
+    is quick to learn; GenEval's six tasks keep their meaning), plain backgrounds, and heavy web-like noise:
+    about 40% of captions wrong (colour, count, relation, a missing object), 10% of scenes with an object cut
+    by the border, and each image degraded with probability 0.2 per kind (blur, JPEG, low contrast). No pixel
+    noise: the world autoencoder (like any VAE) does not reproduce it, so its latents could not express the
+    low quality scores it earns."""
+    return WorldConfig(seed=seed, layout="grid", grid_cells=2, size_range=(0.15, 0.19), grid_jitter=0.03,
+                       texture_prob=0.0, wrong_colour_rate=0.1, count_off_rate=0.1, swap_relation_rate=0.1,
+                       missing_object_rate=0.1, cut_border_rate=0.1, blur_rate=0.2, pixel_noise_rate=0.0,
+                       jpeg_rate=0.2, low_contrast_rate=0.2)

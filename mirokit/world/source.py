@@ -19,31 +19,45 @@ from mirokit.world.sampling import WorldConfig
 WORLD_REWARDS = ["world_alignment", "world_quality", "world_composition"]
 
 
-def score_images(images_u8: np.ndarray, captions: list[str], keys: list[str], *, batch: int = 512,
-                 progress: bool = False) -> dict[str, np.ndarray]:
-    """Raw scores of (N, H, W, 3) uint8 images with registered scorers: {key: (N,) float32}."""
-    from PIL import Image
-
+def _score_chunk(images_u8: np.ndarray, captions: list[str], keys: list[str]) -> dict[str, np.ndarray]:
     from mirokit.rewards import build_scorer
 
-    scorers = {k: build_scorer(k) for k in keys}
-    out: dict[str, list] = {k: [] for k in keys}
-    for start in tqdm(range(0, len(captions), batch), desc="scoring", disable=not progress, leave=False):
-        pils = [Image.fromarray(a) for a in images_u8[start:start + batch]]
-        caps = list(captions[start:start + batch])
-        for k, scorer in scorers.items():
-            out[k].append(scorer.score(pils, caps))
-    return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in out.items()}
+    return {k: build_scorer(k).score(list(images_u8), list(captions)) for k in keys}
+
+
+def score_images(images_u8: np.ndarray, captions: list[str], keys: list[str], *, batch: int = 512,
+                 progress: bool = False, workers: int = 1) -> dict[str, np.ndarray]:
+    """Raw scores of (N, H, W, 3) uint8 images with registered scorers: {key: (N,) float32}; `workers` > 1
+    scores batches in that many processes (the world's scorers are numpy: one core each)."""
+    starts = range(0, len(captions), batch)
+    parts = [(images_u8[s:s + batch], list(captions[s:s + batch]), keys) for s in starts]
+    bar = tqdm(total=len(parts), desc="scoring", disable=not progress, leave=False)
+    if workers > 1 and len(parts) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = []
+            for result in pool.map(_score_chunk, *zip(*parts)):
+                results.append(result)
+                bar.update(1)
+    else:
+        results = []
+        for part in parts:
+            results.append(_score_chunk(*part))
+            bar.update(1)
+    bar.close()
+    return {k: np.concatenate([r[k] for r in results]) if results else np.zeros(0, np.float32) for k in keys}
 
 
 def scored_world(num_samples: int, world_cfg: WorldConfig | None = None, *, keys: list[str] | None = None,
-                 progress: bool = False) -> tuple[WorldDataset, dict[str, np.ndarray]]:
+                 progress: bool = False, workers: int = 1) -> tuple[WorldDataset, dict[str, np.ndarray]]:
     """A WorldDataset whose samples carry calibrated built-in rewards (calibration in `dataset.info`),
-    and the raw scores {key: (N,) float32}."""
+    and the raw scores {key: (N,) float32} (computed by `workers` processes)."""
     keys = list(keys or WORLD_REWARDS)
     dataset = WorldDataset(num_samples, world_cfg)
     pixels = dataset.pixels(list(range(len(dataset)))).permute(0, 2, 3, 1).numpy()
-    raw = score_images(pixels, list(dataset.captions), keys, progress=progress)
+    raw = score_images(pixels, list(dataset.captions), keys, progress=progress, workers=workers)
     calibration = Calibration.fit(raw)
     dataset.set_scores(keys, calibration.apply_all(raw, keys), calibration=calibration)
     return dataset, raw
@@ -91,14 +105,31 @@ class WorldDataConfig(DataConfig):
     scoring at start-up; written by `mirokit demo` as OUT/runs/world_scores.parquet"""
     calibration: str | None = None
     """calibration JSON to attach to the checkpoint when `scores` is given"""
+    latents: str | None = None
+    """safetensors file whose tensor "latents" (N, C, h, w) replaces the pixels of sample i (the world
+    autoencoder's encodings, for image_space.kind world_ae with input latents; written by `mirokit demo`)"""
 
 
 @DATA_SOURCES.register("world", config=WorldDataConfig, description="the noisy shapes world (plugin)")
 def world_source(cfg: WorldDataConfig, *, image_size: int, channels: int) -> WorldDataset:
-    """The scored world at `image_size` (RGB only)."""
-    if channels != 3:
+    """The scored world at `image_size` (RGB), or its precomputed latents (`latents`)."""
+    if cfg.latents:
+        from safetensors.torch import load_file
+
+        if not Path(cfg.latents).is_file():
+            raise FileNotFoundError(f"latents file not found: {cfg.latents}")
+        latents = load_file(cfg.latents)["latents"]
+        if latents.shape[1] != channels or latents.shape[-1] != image_size:
+            raise ValueError(f"{cfg.latents} holds {tuple(latents.shape[1:])} latents; the image space expects "
+                             f"({channels}, {image_size}, {image_size})")
+        image_size = cfg.world.image_size  # the world renders (and is scored) at its own size
+    elif channels != 3:
         raise ValueError(f"the shapes world is RGB; model.image_channels is {channels}")
     world_cfg = replace(cfg.world, image_size=image_size, seed=cfg.seed)
     if cfg.scores:
-        return world_with_scores(cfg.num_samples, world_cfg, cfg.scores, cfg.calibration)
-    return scored_world(cfg.num_samples, world_cfg, progress=True)[0]
+        dataset = world_with_scores(cfg.num_samples, world_cfg, cfg.scores, cfg.calibration)
+    else:
+        dataset = scored_world(cfg.num_samples, world_cfg, progress=True)[0]
+    if cfg.latents:
+        dataset.set_latents(latents)
+    return dataset

@@ -91,15 +91,21 @@ def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
 def test_demo_smoke(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
-                 "--eval-prompts", "12", "--control-prompts", "2", "--sample-steps", "2", "train.progress=false"]) == 0
+                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "train.progress=false"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["seconds"] > 0 and set(summary["models"]) == {"baseline", "miro"}
+    assert summary["seconds"] > 0 and set(summary["models"]) == {"baseline", "miro", "miro, away from all-0"}
     for model in summary["models"].values():
-        assert 0.0 <= model["shapes_eval"]["overall"] <= 1.0 and len(model["shapes_eval"]) > 1
+        ci = model["shapes_eval"]
+        assert 0.0 <= ci["mean"] <= 1.0 and ci["low"] <= ci["mean"] <= ci["high"]
+        assert len(model["per_tag"]) == 6  # every task keeps its share of the 24 prompts
         assert set(model["rewards"]) == {"world_alignment", "world_quality", "world_composition"}
-    assert set(summary["controllability"]) == {"world_alignment", "world_quality", "world_composition"}
+    diff = summary["miro_minus_baseline"]
+    assert {"shapes_eval", "colour_fidelity", "single_object_class", "world_quality"} <= set(diff)
+    for key, control in summary["controllability"].items():
+        assert len(control["measured"]) == 5 and (control["spearman"] is None or -1 <= control["spearman"] <= 1)
+    assert summary["plan"]["steps"] == 2
     html = (out / "report.html").read_text()
-    for name in ("grids.png", "loss.png", "shapes_eval.png", "rewards.png", "control.png"):
+    for name in ("grids.png", "loss.png", "shapes_eval.png", "metrics.png", "control.png"):
         assert (out / "figures" / name).stat().st_size > 1000 and f"figures/{name}" in html
     cal = json.loads((out / "calibration.json").read_text())
     assert set(cal["rewards"]) == {"world_alignment", "world_quality", "world_composition"}

@@ -20,7 +20,7 @@ def world_models(tmp_path_factory) -> dict[str, Path]:
     if not _MODELS:
         root = tmp_path_factory.mktemp("world_models")
         for name, keys in (("miro", "[world_alignment,world_quality,world_composition]"), ("baseline", "[]")):
-            assert main(["train", "--config", "demo_world", *TINY_UNET, f"out_dir={root / name}",
+            assert main(["train", "--config", "demo_world", *TINY_UNET, "image_space={kind: pixels}", f"out_dir={root / name}",
                          f"model.reward_keys={keys}", "train.steps=30", "optim.total_steps=30", "optim.warmup_steps=3",
                          "train.batch_size=16", "data.num_samples=128", "train.progress=false", "train.threads=1",
                          "train.log_every=10"]) == 0

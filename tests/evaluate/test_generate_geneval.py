@@ -126,14 +126,8 @@ def test_a_preset_sets_the_targets_and_flags_override_it(model, prompts, tmp_pat
     assert settings["guidance"] == 2.0 and settings["steps"] == 2 and settings["preset"] == str(preset)
 
 
-def test_default_prompts_are_genevals_553_or_a_clear_error():
+def test_default_prompts_are_genevals_553():
     from mirokit.cli.generate import default_geneval_prompts
 
-    try:
-        from mirokit.evaluate.geneval_folder import load_geneval_prompts  # noqa: F401  (the GenEval port's loader)
-    except ImportError:
-        with pytest.raises(FileNotFoundError, match="pass --prompts"):
-            default_geneval_prompts()
-    else:
-        records = default_geneval_prompts()
-        assert len(records) == 553 and {"prompt", "tag", "include"} <= set(records[0])
+    records = default_geneval_prompts()
+    assert len(records) == 553 and {"prompt", "tag", "include"} <= set(records[0])

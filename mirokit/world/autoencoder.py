@@ -1,0 +1,170 @@
+"""The shapes world's autoencoder and its latent image space (kind `world_ae`).
+
+MIRO trains on SDXL-VAE latents; the demo does the same on the shapes world with a small convolutional
+autoencoder: a 32x32 image becomes a (C, 32/f, 32/f) latent (f = 2 ** len(widths)). A trained one ships
+with mirokit (`mirokit/world/world_ae/`, made by `mirokit world autoencoder --out DIR`, see there for its
+recipe), so the demo spends its minutes on the generators, as MIRO spends none on training SDXL's VAE.
+
+Encoder: a 3x3 stem at full resolution, then per width a stride-2 4x4 conv and a residual block; a 1x1 conv to
+the latent. Decoder: the mirror (residual blocks, 4x4 transposed convs), a 3x3 conv to RGB in [-1, 1].
+Trained with L1 + MSE on reconstructions of latents perturbed by Gaussian noise (std `latent_noise`) and a
+small L2 penalty on the latents, so that nearby latents decode to nearby images (what a generator needs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from mirokit.config import ConfigError, from_dict, to_dict
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+BUILTIN = Path(__file__).with_name("world_ae")
+"""the autoencoder that ships with mirokit (`name_or_path: builtin`)"""
+
+
+@dataclass(kw_only=True)
+class WorldAEConfig:
+    """Shape of a WorldAutoencoder."""
+
+    widths: list[int] = field(default_factory=lambda: [48, 96])
+    """channels after each stride-2 level (f = 2 ** len(widths)); multiples of 8"""
+    latent_channels: int = 4
+    """latent channels C"""
+    image_size: int = 32
+    """side of the images it was trained on (any multiple of f works)"""
+
+    def __post_init__(self):
+        if not self.widths or any(w < 8 or w % 8 for w in self.widths):
+            raise ConfigError(f"widths must be multiples of 8, got {self.widths}")
+        if self.latent_channels < 1 or self.image_size % self.downsampling:
+            raise ConfigError(f"latent_channels must be >= 1 and image_size a multiple of {self.downsampling}")
+
+    @property
+    def downsampling(self) -> int:
+        """Pixels per latent along each side."""
+        return 2 ** len(self.widths)
+
+
+class _Res(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(8, ch), nn.Conv2d(ch, ch, 3, padding=1)
+        self.norm2, self.conv2 = nn.GroupNorm(8, ch), nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.silu(self.norm2(self.conv1(F.silu(self.norm1(x))))))
+
+
+class WorldAutoencoder(nn.Module):
+    """(B, 3, H, W) in [-1, 1] <-> (B, C, H/f, W/f) latents."""
+
+    def __init__(self, cfg: WorldAEConfig | None = None):
+        super().__init__()
+        self.config = cfg = cfg or WorldAEConfig()
+        w = cfg.widths
+        enc: list[nn.Module] = [nn.Conv2d(3, w[0], 3, padding=1)]
+        for prev, ch in zip([w[0], *w[:-1]], w):
+            enc += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), _Res(ch)]
+        enc += [nn.GroupNorm(8, w[-1]), nn.SiLU(), nn.Conv2d(w[-1], cfg.latent_channels, 1)]
+        self.encoder = nn.Sequential(*enc)
+        dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, w[-1], 3, padding=1), _Res(w[-1])]
+        rev = [*w[::-1], w[0]]
+        for ch, nxt in zip(rev[:-1], rev[1:]):
+            dec += [_Res(ch), nn.GroupNorm(8, ch), nn.SiLU(), nn.ConvTranspose2d(ch, nxt, 4, stride=2, padding=1)]
+        dec += [nn.GroupNorm(8, w[0]), nn.SiLU(), nn.Conv2d(w[0], 3, 3, padding=1)]
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """x: (B, 3, H, W) in [-1, 1] -> latents (B, C, H/f, W/f)."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z: (B, C, h, w) latents -> (B, 3, h*f, w*f) images, about [-1, 1] (not clamped)."""
+        return self.decoder(z)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.json + model.safetensors; returns the folder."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(directory / WEIGHTS_NAME))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = "builtin") -> "WorldAutoencoder":
+        """Load a folder written by save_pretrained ("builtin": the one shipped with mirokit); missing or
+        mismatched files are a one-line error."""
+        from safetensors.torch import load_file
+
+        directory = BUILTIN if str(name_or_path) == "builtin" else Path(name_or_path)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"world autoencoder weights not found: {directory} (missing {name})")
+        try:
+            model = cls(from_dict(WorldAEConfig, json.loads((directory / CONFIG_NAME).read_text())))
+            model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        except (json.JSONDecodeError, RuntimeError) as err:
+            raise ValueError(f"{directory}: not a world autoencoder ({str(err).splitlines()[0]})") from None
+        return model.eval().requires_grad_(False)
+
+
+def weights_fingerprint(name_or_path: str | Path = "builtin") -> str:
+    """The first 16 hex digits of the sha256 of an autoencoder folder's model.safetensors."""
+    import hashlib
+
+    directory = BUILTIN if str(name_or_path) == "builtin" else Path(name_or_path)
+    path = directory / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"world autoencoder weights not found: {directory} (missing {WEIGHTS_NAME})")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+@dataclass(kw_only=True)
+class AETrainConfig:
+    """How `train_autoencoder` trains."""
+
+    steps: int = 3000
+    """optimizer steps"""
+    batch_size: int = 64
+    """images per step"""
+    lr: float = 2e-3
+    """peak AdamW learning rate (30-step warm-up, cosine to 0)"""
+    latent_noise: float = 0.1
+    """std of the Gaussian noise added to latents before decoding"""
+    latent_penalty: float = 1e-3
+    """weight of the mean squared latent"""
+    seed: int = 0
+    """initialisation and batch-order seed"""
+
+
+def train_autoencoder(images: Tensor, cfg: WorldAEConfig, train: AETrainConfig, *,
+                      progress: bool = True) -> tuple[WorldAutoencoder, list[float]]:
+    """images: (N, 3, H, W) in [-1, 1] -> (trained autoencoder in eval mode, loss per step)."""
+    torch.manual_seed(train.seed)
+    model = WorldAutoencoder(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=0.0)
+    order = torch.Generator().manual_seed(train.seed)
+    losses = []
+    for step in tqdm(range(train.steps), desc="training the world autoencoder", disable=not progress):
+        x = images[torch.randint(0, len(images), (train.batch_size,), generator=order)]
+        z = model.encode(x)
+        rec = model.decode(z + train.latent_noise * torch.randn(z.shape, generator=order))
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + train.latent_penalty * z.pow(2).mean()
+        for group in opt.param_groups:
+            group["lr"] = train.lr * min(1.0, (step + 1) / 30) * 0.5 * (1 + math.cos(math.pi * step / train.steps))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return model.eval().requires_grad_(False), losses

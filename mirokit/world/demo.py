@@ -1,0 +1,208 @@
+"""`mirokit demo`: MIRO against a no-reward baseline on the shapes world, within a wall-clock budget.
+
+1. generate the demo world (mirokit.world.sampling.demo_world_config), score it with the three built-in
+   rewards (two processes) and calibrate each to 64 quantile bins;
+2. encode every image with the shipped world autoencoder (the demo's SDXL-VAE);
+3. measure this machine: a short one-thread training probe and a sampling probe; from them and the time
+   left, fix the number of training steps (the same for both models) so that the demo ends within budget;
+4. train the baseline (no rewards) and MIRO (all three rewards) side by side, one process and core each;
+5. sample every ShapesEval prompt from both (MIRO: all targets 1; also MIRO guided away from all-0 targets;
+   the same noise for all), evaluate with ShapesEval, the rewards, colour fidelity and single-object class
+   accuracy, each with a 95% interval and MIRO's paired difference; sweep each reward's target (control);
+6. write OUT/report.html, OUT/summary.json and OUT/figures/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mirokit.world import experiment as X
+from mirokit.world.source import WORLD_REWARDS
+
+CONTROL_TARGETS = (0.0, 0.25, 0.5, 0.75, 1.0)
+HIGH = {k: 1.0 for k in WORLD_REWARDS}
+MISSING = {k: None for k in WORLD_REWARDS}
+VARIANTS = {  # report row -> (run, positive targets, negative targets)
+    "baseline": ("baseline", {}, {}),
+    "miro": ("miro", HIGH, MISSING),
+    "miro, away from all-0": ("miro", HIGH, {k: 0.0 for k in WORLD_REWARDS}),
+}
+"""What is sampled and compared. MIRO asks for every reward at 1 with guidance against the trained
+unconditional branch (empty prompt, rewards missing); the official negative targets (all 0 with the empty
+prompt, a combination the model never trains on) are the third row."""
+
+
+@dataclass(kw_only=True)
+class DemoConfig:
+    """What `mirokit demo` runs (see its --help)."""
+
+    out_dir: str = "demo_out"
+    """output folder (replaced)"""
+    minutes: float = 7.0
+    """wall-clock budget of the whole demo; sets the training steps"""
+    steps: int | None = None
+    """training steps per model; None = as many as the budget allows"""
+    samples: int = 8000
+    """world samples generated and scored"""
+    batch_size: int = 32
+    """training batch size"""
+    eval_prompts: int = 553
+    """ShapesEval prompts sampled per model (553 = all; fewer: every k-th, so every task keeps its share)"""
+    eval_images: int = 1
+    """images per ShapesEval prompt"""
+    control_prompts: int = 64
+    """prompts per point of the controllability sweep"""
+    sample_steps: int = 10
+    """ODE steps when sampling"""
+    solver: str = "dpm++2m"
+    """ODE solver when sampling"""
+    guidance: float = 3.0
+    """joint guidance scale w"""
+    seed: int = 0
+    """seed of the world, the weights and the sampling noise"""
+    config: str = "demo_world"
+    """run config of both models"""
+    overrides: list[str] = field(default_factory=list)
+    """extra `key=value` overrides for both models"""
+    min_steps: int = 50
+    """never fewer training steps than this, whatever the budget"""
+
+
+def stage(i: int, text: str) -> None:
+    """Print the demo's progress line `[i/6] text`."""
+    print(f"[{i}/6] {text}", flush=True)
+
+
+def sampling_seconds(pipe, exp: X.ExperimentConfig, prompts: list[str]) -> tuple[float, float]:
+    """(fixed, per ODE step) seconds per sampled image (decoding included), from two timed sampling runs."""
+    times = {}
+    for steps in (1, 2, 4):  # the 1-step run is a warm-up
+        probe = X.ExperimentConfig(**{**vars(exp), "sample_steps": steps})
+        t = time.perf_counter()
+        X.sample_prompts(pipe, prompts, probe)
+        times[steps] = (time.perf_counter() - t) / len(prompts)
+    per_step = max((times[4] - times[2]) / 2, 1e-6)
+    return max(times[2] - 2 * per_step, 0.0), per_step
+
+
+def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s: float, score_s: float) -> dict:
+    """Training steps that fit: the time left minus the evaluation (every image costs `image_s` to sample
+    and `score_s` to score) and a margin for start-up and the report, at `train_img_s` per model."""
+    eval_images = len(VARIANTS) * cfg.eval_prompts * cfg.eval_images + len(WORLD_REWARDS) * len(CONTROL_TARGETS) * cfg.control_prompts
+    eval_s = eval_images * (image_s + score_s)
+    margin = 20.0 + 0.05 * cfg.minutes * 60
+    train_s = seconds_left - eval_s - margin
+    steps = max(cfg.min_steps, int(train_s * train_img_s * 0.9 / cfg.batch_size))  # 0.9: two runs share memory
+    return {"steps": steps, "train_seconds": train_s, "eval_seconds": eval_s, "eval_images": eval_images,
+            "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
+            "score_seconds_per_image": score_s, "margin_seconds": margin}
+
+
+def evaluate_models(runs: dict[str, Path], cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
+    """Sample the ShapesEval prompts for every row of VARIANTS (same noise), evaluate each, and MIRO's paired
+    differences to the baseline."""
+    from mirokit.evaluate.stats import mean_ci
+    from mirokit.pipeline import MiroPipeline
+    from mirokit.world.prompts import load_shapes_eval
+
+    prompts = load_shapes_eval()
+    chosen = np.linspace(0, len(prompts) - 1, min(cfg.eval_prompts, len(prompts))).round().astype(int)
+    meta = [prompts[i] for i in chosen for _ in range(cfg.eval_images)]
+    ids = [i // cfg.eval_images for i in range(len(meta))]
+    captions = [m["prompt"] for m in meta]
+    pipes = {name: MiroPipeline.from_pretrained(folder) for name, folder in runs.items()}
+    models, records, samples, rewards = {}, {}, {}, {}
+    for name, (run, pos, neg) in VARIANTS.items():
+        samples[name] = X.sample_prompts(pipes[run], captions, exp, rewards=pos, negative=neg)
+        records[name] = X.evaluate_samples(samples[name], meta)
+        rewards[name] = X.score_images(samples[name], captions, WORLD_REWARDS, workers=exp.workers)
+        models[name] = {**X.summarize_samples(records[name], ids),
+                        "rewards": {k: mean_ci(v, ids) for k, v in rewards[name].items()}}
+    a, b = records["miro"], records["baseline"]
+    tags = [r["tag"] for r in a]
+    diff = {"shapes_eval": X.paired_difference(X.column(a, "correct"), X.column(b, "correct"), ids, tags),
+            "colour_fidelity": X.paired_difference(X.column(a, "colour_ok"), X.column(b, "colour_ok"), ids),
+            "single_object_class": X.paired_difference(X.column(a, "class_ok"), X.column(b, "class_ok"), ids),
+            **{key: X.paired_difference(rewards["miro"][key], rewards["baseline"][key], ids) for key in WORLD_REWARDS}}
+    return {"models": models, "miro_minus_baseline": diff, "samples": samples, "captions": captions}
+
+
+def controllability(model: Path, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
+    """For each reward: its target swept over CONTROL_TARGETS (the others at 1, guidance against the
+    unconditional branch as in the comparison), that reward's mean raw score on MIRO's samples with its
+    interval (the same prompts and noise at every target), and the Spearman correlation of means and targets."""
+    from tqdm.auto import tqdm
+
+    from mirokit.evaluate.stats import mean_ci, spearman
+    from mirokit.pipeline import MiroPipeline
+    from mirokit.world.prompts import load_shapes_eval
+
+    prompts = load_shapes_eval()
+    order = np.random.default_rng(cfg.seed + 1).permutation(len(prompts))[: cfg.control_prompts]
+    captions = [prompts[i]["prompt"] for i in order]
+    pipe = MiroPipeline.from_pretrained(model)
+    out = {}
+    bar = tqdm(total=len(WORLD_REWARDS) * len(CONTROL_TARGETS), desc="controllability sweep", leave=False)
+    for key in WORLD_REWARDS:
+        cis = []
+        for target in CONTROL_TARGETS:
+            images = X.sample_prompts(pipe, captions, exp, rewards=HIGH | {key: target}, negative=MISSING,
+                                      seed=cfg.seed + 1)
+            cis.append(mean_ci(X.score_images(images, captions, [key])[key]))
+            bar.update(1)
+        means = [c["mean"] for c in cis]
+        out[key] = {"targets": list(CONTROL_TARGETS), "measured": cis, "spearman": spearman(CONTROL_TARGETS, means)}
+    bar.close()
+    return out
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run the demo into cfg.out_dir; returns the summary (also written to OUT/summary.json)."""
+    from mirokit.world.demo_report import write_demo_report
+
+    start = time.perf_counter()
+    out = Path(cfg.out_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "figures").mkdir(parents=True)
+    exp = X.ExperimentConfig(out_dir=str(out), num_samples=cfg.samples, batch_size=cfg.batch_size,
+                             sample_steps=cfg.sample_steps, solver=cfg.solver, guidance=cfg.guidance, seed=cfg.seed, config=cfg.config,
+                             overrides=list(cfg.overrides), steps=cfg.steps or 0)
+    stage(1, f"generating and scoring {cfg.samples} samples of the demo world")
+    t = time.perf_counter()
+    dataset = X.build_world(exp)
+    score_s = (time.perf_counter() - t) / cfg.samples
+    dataset.info.calibration.save(out / "calibration.json")
+    stage(2, "encoding the world with the world autoencoder")
+    latent_path, latent_overrides = X.encode_world(dataset, out / "runs")
+    data = X.data_overrides(exp, dataset, latent_overrides)
+    plan = {"steps": cfg.steps, "budget_seconds": cfg.minutes * 60}
+    if cfg.steps is None:
+        stage(3, "measuring this machine (a short training probe and a sampling probe)")
+        train_img_s, probe_model = X.probe_images_per_second(exp, data)
+        from mirokit.pipeline import MiroPipeline
+
+        fixed, per_step = sampling_seconds(MiroPipeline.from_pretrained(probe_model), exp, ["a photo of a circle"] * 64)
+        left = cfg.minutes * 60 - (time.perf_counter() - start)
+        plan.update(plan_steps(cfg, left, train_img_s, fixed + cfg.sample_steps * per_step, score_s))
+        shutil.rmtree(out / "probe", ignore_errors=True)
+    else:
+        stage(3, f"fixed budget: {cfg.steps} steps per model (no measurement)")
+    exp.steps = plan["steps"]
+    stage(4, f"training baseline (no rewards) and MIRO ({', '.join(WORLD_REWARDS)}) side by side, "
+             f"{exp.steps} steps of {cfg.batch_size} each")
+    runs = X.train_in_parallel({"baseline": [], "miro": WORLD_REWARDS}, exp, data)
+    stage(5, f"sampling {cfg.eval_prompts * cfg.eval_images} ShapesEval images per model, evaluating, sweeping "
+             f"the targets")
+    result = evaluate_models(runs, cfg, exp)
+    control = controllability(runs["miro"], cfg, exp)
+    stage(6, "writing the report")
+    summary = {"seconds": time.perf_counter() - start, "plan": plan, "models": result["models"],
+               "miro_minus_baseline": result["miro_minus_baseline"], "controllability": control,
+               "settings": asdict(cfg), "world_latents": str(latent_path)}
+    write_demo_report(out, summary, result["samples"], result["captions"], runs)
+    return summary
