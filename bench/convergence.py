@@ -88,8 +88,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print("building, scoring and encoding the world ...", flush=True)
-    dataset = X.build_world(exp)
-    _, latent_overrides = X.encode_world(dataset, out / "runs")
+    dataset, latents = X.build_world(exp)
+    _, latent_overrides = X.save_latents(latents, out / "runs")
     data = X.data_overrides(exp, dataset, latent_overrides)
     extra = {}
     if "filtered" in variants:

@@ -30,7 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
     p.add_argument("--eval-prompts", type=int, default=d.eval_prompts,
                    help="ShapesEval prompts sampled per model (553 = all; fewer: spread over the file)")
-    p.add_argument("--eval-images", type=int, default=d.eval_images, help="images per ShapesEval prompt")
+    p.add_argument("--eval-images", type=int, default=None,
+                   help="images per ShapesEval prompt (default: 2 if that evaluation fits in a quarter of the budget, "
+                        "else 1)")
     p.add_argument("--control-prompts", type=int, default=d.control_prompts,
                    help="prompts per point of the controllability sweep")
     p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps when sampling")
@@ -47,12 +49,13 @@ def run(args) -> int:
     from mirokit.world.demo_report import terminal_summary
 
     for name in ("samples", "batch_size", "eval_prompts", "eval_images", "control_prompts", "sample_steps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     if args.minutes <= 0 or (args.steps is not None and args.steps < 1):
         raise ValueError("--minutes must be > 0 and --steps >= 1")
     cfg = DemoConfig(out_dir=args.out, minutes=args.minutes, steps=args.steps, samples=args.samples,
-                     batch_size=args.batch_size, eval_prompts=args.eval_prompts, eval_images=args.eval_images, control_prompts=args.control_prompts,
+                     batch_size=args.batch_size, eval_prompts=args.eval_prompts,
+                     eval_images=args.eval_images, control_prompts=args.control_prompts,
                      sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance, seed=args.seed,
                      config=args.config, overrides=list(args.overrides))
     summary = run_demo(cfg)

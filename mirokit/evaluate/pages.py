@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 
-from mirokit.evaluate.report import _plt, html_page, html_table, save_axes
+from mirokit.evaluate.report import _plt, html_page, html_table, save_axes, save_figure
 
 
 def _err(cis: list[dict]) -> np.ndarray:
@@ -41,12 +41,7 @@ def plot_ci_panels(values: dict[str, dict[str, dict]], path: Path, *, title: str
         ax.set_xlim(-0.6, len(models) - 0.4)
         ax.set_title(metric, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)
 
 
 def plot_ci_curves(series: dict[str, tuple[list, list[dict]]], path: Path, *, xlabel: str, ylabel: str,
@@ -108,12 +103,7 @@ def plot_ci_grid(panels: dict[str, dict[str, tuple[list, list[dict]]]], path: Pa
             ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

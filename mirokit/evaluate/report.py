@@ -20,6 +20,16 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: Path, *, title: str = "") -> Path:
+    """Give `fig` a suptitle (if any), lay it out, write it to `path` as PNG and close it; returns path."""
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def save_axes(fig, ax, path: Path, *, xlabel: str, ylabel: str, title: str = "") -> Path:
     """Label one-axes figure `fig` (legend, grid), write it to `path` as PNG and close it; returns path."""
     ax.set_xlabel(xlabel)

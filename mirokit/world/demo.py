@@ -1,8 +1,9 @@
 """`mirokit demo`: MIRO against a no-reward baseline on the shapes world, within a wall-clock budget.
 
-1. generate the demo world (mirokit.world.sampling.demo_world_config), score it with the three built-in
-   rewards (two processes) and calibrate each to 64 quantile bins;
-2. encode every image with the shipped world autoencoder (the demo's SDXL-VAE);
+1. generate the demo world (mirokit.world.sampling.demo_world_config), encode it with the shipped world
+   autoencoder (the demo's SDXL-VAE), score the decoded images with the three built-in rewards (two
+   processes) and calibrate each to 64 quantile bins;
+2. write the latents and scores the training processes read;
 3. measure this machine: a short one-thread training probe and a sampling probe; from them and the time
    left, fix the number of training steps (the same for both models) so that the demo ends within budget;
 4. train the baseline (no rewards) and MIRO (all three rewards) side by side, one process and core each;
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from mirokit.world import experiment as X
+from mirokit.evaluate.pages import write_json
 from mirokit.world.source import WORLD_REWARDS
 
 CONTROL_TARGETS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -53,9 +55,10 @@ class DemoConfig:
     """training batch size"""
     eval_prompts: int = 553
     """ShapesEval prompts sampled per model (553 = all; fewer: every k-th, so every task keeps its share)"""
-    eval_images: int = 1
-    """images per ShapesEval prompt"""
-    control_prompts: int = 64
+    eval_images: int | None = None
+    """images per ShapesEval prompt; None = 2 when that evaluation takes at most a quarter of the budget
+    (halves the variance of the comparison), else 1 (and 2 with fixed --steps)"""
+    control_prompts: int = 128
     """prompts per point of the controllability sweep"""
     sample_steps: int = 10
     """ODE steps when sampling"""
@@ -73,9 +76,19 @@ class DemoConfig:
     """never fewer training steps than this, whatever the budget"""
 
 
-def stage(i: int, text: str) -> None:
-    """Print the demo's progress line `[i/6] text`."""
+STAGES = ("world", "write", "measure", "train", "evaluate", "report")
+
+
+def stage(i: int, text: str, marks: dict[str, float]) -> None:
+    """Print the demo's progress line `[i/6] text` and note when stage i started in `marks`."""
+    marks[STAGES[i - 1]] = time.perf_counter()
     print(f"[{i}/6] {text}", flush=True)
+
+
+def stage_seconds(marks: dict[str, float], end: float) -> dict[str, float]:
+    """{stage: seconds it took} from the start marks of `stage`."""
+    names = list(marks)
+    return {n: round((marks[names[k + 1]] if k + 1 < len(names) else end) - marks[n], 2) for k, n in enumerate(names)}
 
 
 def sampling_seconds(pipe, exp: X.ExperimentConfig, prompts: list[str]) -> tuple[float, float]:
@@ -90,16 +103,26 @@ def sampling_seconds(pipe, exp: X.ExperimentConfig, prompts: list[str]) -> tuple
     return max(times[2] - 2 * per_step, 0.0), per_step
 
 
+def evaluation_images(cfg: DemoConfig, per_prompt: int) -> int:
+    """Images the evaluation samples: every comparison row x prompts x `per_prompt`, plus the control sweep."""
+    return (len(VARIANTS) * cfg.eval_prompts * per_prompt
+            + len(WORLD_REWARDS) * len(CONTROL_TARGETS) * cfg.control_prompts)
+
+
 def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s: float, score_s: float) -> dict:
     """Training steps that fit: the time left minus the evaluation (every image costs `image_s` to sample
-    and `score_s` to score) and a margin for start-up and the report, at `train_img_s` per model."""
-    eval_images = len(VARIANTS) * cfg.eval_prompts * cfg.eval_images + len(WORLD_REWARDS) * len(CONTROL_TARGETS) * cfg.control_prompts
+    and `score_s` to score) and a margin for start-up and the report, at `train_img_s` per model. Also
+    picks the images per ShapesEval prompt when cfg.eval_images is None (see DemoConfig)."""
+    per_prompt = cfg.eval_images
+    if per_prompt is None:
+        per_prompt = 2 if evaluation_images(cfg, 2) * (image_s + score_s) <= 0.25 * cfg.minutes * 60 else 1
+    eval_images = evaluation_images(cfg, per_prompt)
     eval_s = eval_images * (image_s + score_s)
     margin = 20.0 + 0.05 * cfg.minutes * 60
     train_s = seconds_left - eval_s - margin
     steps = max(cfg.min_steps, int(train_s * train_img_s * 0.9 / cfg.batch_size))  # 0.9: two runs share memory
-    return {"steps": steps, "train_seconds": train_s, "eval_seconds": eval_s, "eval_images": eval_images,
-            "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
+    return {"steps": steps, "eval_images_per_prompt": per_prompt, "train_seconds": train_s, "eval_seconds": eval_s,
+            "eval_images": eval_images, "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
             "score_seconds_per_image": score_s, "margin_seconds": margin}
 
 
@@ -166,43 +189,50 @@ def run_demo(cfg: DemoConfig) -> dict:
     from mirokit.world.demo_report import write_demo_report
 
     start = time.perf_counter()
+    marks: dict[str, float] = {}
     out = Path(cfg.out_dir)
     shutil.rmtree(out, ignore_errors=True)
     (out / "figures").mkdir(parents=True)
     exp = X.ExperimentConfig(out_dir=str(out), num_samples=cfg.samples, batch_size=cfg.batch_size,
                              sample_steps=cfg.sample_steps, solver=cfg.solver, guidance=cfg.guidance, seed=cfg.seed, config=cfg.config,
                              overrides=list(cfg.overrides), steps=cfg.steps or 0)
-    stage(1, f"generating and scoring {cfg.samples} samples of the demo world")
+    stage(1, f"generating {cfg.samples} samples of the demo world, encoding them with the world autoencoder, "
+             f"scoring the decoded images", marks)
     t = time.perf_counter()
-    dataset = X.build_world(exp)
+    dataset, latents = X.build_world(exp)
     score_s = (time.perf_counter() - t) / cfg.samples
     dataset.info.calibration.save(out / "calibration.json")
-    stage(2, "encoding the world with the world autoencoder")
-    latent_path, latent_overrides = X.encode_world(dataset, out / "runs")
+    stage(2, "writing the latents and the calibrated scores for the training runs", marks)
+    latent_path, latent_overrides = X.save_latents(latents, out / "runs")
     data = X.data_overrides(exp, dataset, latent_overrides)
     plan = {"steps": cfg.steps, "budget_seconds": cfg.minutes * 60}
     if cfg.steps is None:
-        stage(3, "measuring this machine (a short training probe and a sampling probe)")
+        stage(3, "measuring this machine (a short training probe and a sampling probe)", marks)
         train_img_s, probe_model = X.probe_images_per_second(exp, data)
         from mirokit.pipeline import MiroPipeline
 
         fixed, per_step = sampling_seconds(MiroPipeline.from_pretrained(probe_model), exp, ["a photo of a circle"] * 64)
         left = cfg.minutes * 60 - (time.perf_counter() - start)
         plan.update(plan_steps(cfg, left, train_img_s, fixed + cfg.sample_steps * per_step, score_s))
+        cfg = replace(cfg, eval_images=plan["eval_images_per_prompt"])
         shutil.rmtree(out / "probe", ignore_errors=True)
     else:
-        stage(3, f"fixed budget: {cfg.steps} steps per model (no measurement)")
+        stage(3, f"fixed budget: {cfg.steps} steps per model (no measurement)", marks)
+        cfg = replace(cfg, eval_images=cfg.eval_images or 2)
     exp.steps = plan["steps"]
     stage(4, f"training baseline (no rewards) and MIRO ({', '.join(WORLD_REWARDS)}) side by side, "
-             f"{exp.steps} steps of {cfg.batch_size} each")
+             f"{exp.steps} steps of {cfg.batch_size} each", marks)
     runs = X.train_in_parallel({"baseline": [], "miro": WORLD_REWARDS}, exp, data)
     stage(5, f"sampling {cfg.eval_prompts * cfg.eval_images} ShapesEval images per model, evaluating, sweeping "
-             f"the targets")
+             f"the targets", marks)
     result = evaluate_models(runs, cfg, exp)
     control = controllability(runs["miro"], cfg, exp)
-    stage(6, "writing the report")
+    stage(6, "writing the report", marks)
     summary = {"seconds": time.perf_counter() - start, "plan": plan, "models": result["models"],
                "miro_minus_baseline": result["miro_minus_baseline"], "controllability": control,
                "settings": asdict(cfg), "world_latents": str(latent_path)}
     write_demo_report(out, summary, result["samples"], result["captions"], runs)
+    summary["stage_seconds"] = stage_seconds(marks, time.perf_counter())
+    summary["seconds"] = time.perf_counter() - start
+    write_json(out / "summary.json", summary)
     return summary

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mirokit.evaluate import report
-from mirokit.evaluate.pages import fmt_ci, plot_ci_grid, plot_ci_panels, text_table, write_json, write_page
+from mirokit.evaluate.pages import fmt_ci, plot_ci_grid, plot_ci_panels, text_table, write_page
 
 LABELS = {"shapes_eval": "ShapesEval overall", "colour_fidelity": "colour fidelity",
           "single_object_class": "single-object class found"}
@@ -103,7 +103,6 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              "accuracies); SE = how many standard errors the paired difference is from zero. Colour fidelity: "
              "of the colour clauses whose objects were found, the share with the asked colour (reward hacking "
              "would show here). The controllability sweep uses other prompts and noise than the comparison."]
-    write_json(out / "summary.json", summary)
     return write_page(out, "MIRO vs a no-reward baseline on the shapes world", intro=intro, tables=tables,
                       figures=figures, notes=notes, summary=None)
 

@@ -52,24 +52,36 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def build_world(exp: ExperimentConfig, progress: bool = True):
-    """The demo world with calibrated built-in rewards attached (calibration in `dataset.info`); the rewards
-    are computed by `exp.workers` processes."""
+    """The demo world, encoded by the shipped autoencoder, with calibrated built-in rewards attached ->
+    (dataset (calibration in `dataset.info`), latents (N, C, h, w)).
+
+    The rewards score the *decoded* latents, the images a latent model can produce: the small world
+    autoencoder is not lossless (it smooths JPEG blocks and loses some contrast), and scores of images the
+    generator cannot express would teach it targets it cannot meet (control would stop being monotonic).
+    """
+    from mirokit.data.calibration import Calibration
+    from mirokit.world.ae_space import WorldAESpace
+    from mirokit.world.dataset import WorldDataset
     from mirokit.world.sampling import demo_world_config
-    from mirokit.world.source import scored_world
 
-    return scored_world(exp.num_samples, demo_world_config(exp.seed), progress=progress, workers=exp.workers)[0]
+    dataset = WorldDataset(exp.num_samples, demo_world_config(exp.seed))
+    space = WorldAESpace()
+    latents = space.encode(dataset.images(list(range(len(dataset)))))
+    seen = np.concatenate([to_uint8(space.decode(latents[i:i + 512])) for i in range(0, len(latents), 512)])
+    raw = score_images(seen, dataset.captions, WORLD_REWARDS, progress=progress, workers=exp.workers)
+    calibration = Calibration.fit(raw)
+    dataset.set_scores(WORLD_REWARDS, calibration.apply_all(raw, WORLD_REWARDS), calibration=calibration)
+    return dataset, latents
 
 
-def encode_world(dataset, out_dir: Path) -> tuple[Path, list[str]]:
-    """Encode every world image with the shipped autoencoder -> (OUT/world_latents.safetensors, the config
-    overrides that make a run train on them: data.latents and the image space's per-channel normalisation)."""
+def save_latents(latents: torch.Tensor, out_dir: Path) -> tuple[Path, list[str]]:
+    """Write OUT/world_latents.safetensors -> (its path, the config overrides that make a run train on them:
+    data.latents and the image space's per-channel normalisation and fingerprint)."""
     from safetensors.torch import save_file
 
     from mirokit.world.ae_space import WorldAESpace
 
-    space = WorldAESpace()
-    latents = space.encode(dataset.images(list(range(len(dataset)))))
-    normed = space.with_normalisation(latents)
+    normed = WorldAESpace().with_normalisation(latents)
     path = Path(out_dir) / "world_latents.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"latents": latents.contiguous()}, str(path))

@@ -1,0 +1,23 @@
+"""The demo's budget: steps from the measured speed, never a longer demo on a faster machine."""
+
+from mirokit.world.demo import DemoConfig, evaluation_images, plan_steps
+
+
+def test_a_faster_machine_gets_more_steps_in_the_same_budget():
+    cfg = DemoConfig(minutes=7)
+    slow = plan_steps(cfg, 320.0, train_img_s=87.0, image_s=0.030, score_s=0.010)
+    fast = plan_steps(cfg, 390.0, train_img_s=314.0, image_s=0.0083, score_s=0.0028)
+    assert fast["steps"] > 3 * slow["steps"]
+    # the plan fits: training + evaluation + margin = the time that was left
+    for plan, left in ((slow, 320.0), (fast, 390.0)):
+        assert abs(plan["train_seconds"] + plan["eval_seconds"] + plan["margin_seconds"] - left) < 1e-6
+        assert plan["steps"] * cfg.batch_size <= plan["train_seconds"] * plan["train_images_per_s"]
+
+
+def test_two_images_per_prompt_only_when_the_evaluation_fits_a_quarter_of_the_budget():
+    cfg = DemoConfig(minutes=7)
+    assert plan_steps(cfg, 390.0, 314.0, 0.0083, 0.0028)["eval_images_per_prompt"] == 2
+    slow = plan_steps(cfg, 320.0, 87.0, 0.030, 0.010)
+    assert slow["eval_images_per_prompt"] == 1 and slow["eval_images"] == evaluation_images(cfg, 1)
+    assert plan_steps(DemoConfig(minutes=7, eval_images=3), 390.0, 314.0, 0.0083, 0.0028)["eval_images_per_prompt"] == 3
+    assert plan_steps(cfg, 10.0, 87.0, 0.030, 0.010)["steps"] == cfg.min_steps  # never fewer than min_steps
