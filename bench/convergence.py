@@ -44,7 +44,8 @@ def evaluate_run(name: str, keys: list[str], run_dir: Path, meta: list[dict], ex
     """ShapesEval + mean rewards (95% intervals) of every checkpoint of one run."""
     captions = [m["prompt"] for m in meta]
     ids = list(range(len(meta)))
-    high, low = {k: 1.0 for k in keys}, {k: 0.0 for k in keys}
+    # guided away from the unconditional branch (rewards missing), as the demo's "miro" row
+    high, low = {k: 1.0 for k in keys}, {k: None for k in keys}
     rows = []
     for ckpt in list_checkpoints(run_dir):
         images = X.sample_prompts(ckpt, captions, exp, rewards=high, negative=low)
@@ -76,7 +77,7 @@ def main() -> int:
     p.add_argument("--variants", default="baseline,miro,filtered,only_alignment,only_quality,only_composition")
     p.add_argument("--samples", type=int, default=8000, help="world samples")
     p.add_argument("--eval-prompts", type=int, default=276, help="ShapesEval prompts per evaluation (task-balanced)")
-    p.add_argument("--sample-steps", type=int, default=20, help="ODE steps per sample")
+    p.add_argument("--sample-steps", type=int, default=10, help="ODE steps per sample")
     p.add_argument("--guidance", type=float, default=3.0, help="joint guidance scale")
     p.add_argument("--out", default="bench_out/convergence", help="output folder")
     p.add_argument("--seed", type=int, default=0)

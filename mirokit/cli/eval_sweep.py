@@ -16,8 +16,8 @@ def add_parser(esub) -> None:
                     "shift or solver. Plots every reward's mean and the --metric against the first swept value "
                     "(one line per value of the second), a Pareto plot when two reward targets are swept, and with "
                     "--reference a sampling-cost table: per solver, the fewest network evaluations whose metric "
-                    "mean reaches the reference's 95% interval. Writes OUT/summary.json, OUT/sweep.png, "
-                    "OUT/pareto.png, OUT/sampling_cost.md, OUT/fastest_preset.json and OUT/report.html.",
+                    "mean and every reward's mean reach the reference's 95% intervals. Writes OUT/summary.json, "
+                    "OUT/sweep.png, OUT/pareto.png, OUT/sampling_cost.md, OUT/fastest_preset.json and OUT/report.html.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  mirokit eval sweep --model demo_out/runs/miro/model "
                "--sweep reward:world_quality=0,0.25,0.5,0.75,1 \\\n"

@@ -8,7 +8,8 @@ tuning split, the default first): half random candidates (targets uniform in [0,
 range), then a (1+1) evolution strategy around the best so far with a shrinking step. Every candidate
 samples the same noise (seeded by (seed, prompt, image)), so candidates differ by their settings, not by luck
 of the draw. The held-out comparison is paired by prompt; the verdict says whether the tuned settings beat
-the defaults there and whether the difference's 95% interval excludes zero.
+the defaults there and whether the difference's 95% interval excludes zero. When the command line gives
+other targets (--reward / --negative-reward), those are also evaluated on the held-out split and compared.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def tune_targets(pipe, base: Setting, records: list[dict], indices: list[int], *
     high = np.array([1.0] * (2 * len(keys)) + [hi_g])
     rng = np.random.default_rng([seed, 11])
     per_eval = len(tune) * images_per_prompt
-    bar = tqdm(total=budget * per_eval + 2 * len(held) * images_per_prompt, desc=f"tuning ({budget} candidates)",
+    given = base if (base.rewards, base.negative) != (default.rewards, default.negative) else None
+    bar = tqdm(total=budget * per_eval + (3 if given else 2) * len(held) * images_per_prompt, desc=f"tuning ({budget} candidates)",
                unit="img", disable=not progress, dynamic_ncols=True)
     trace, best_vec, best_value, best_setting = [], default_vec, -np.inf, default
     for step in range(budget):
@@ -112,6 +114,8 @@ def tune_targets(pipe, base: Setting, records: list[dict], indices: list[int], *
     held_best = held_default if best_setting is default else evaluate_setting(
         pipe, best_setting, records, held, metric=metric, scorers=scorers or {}, images_per_prompt=images_per_prompt,
         bar=bar)
+    held_given = None if given is None else evaluate_setting(
+        pipe, given, records, held, metric=metric, scorers=scorers or {}, images_per_prompt=images_per_prompt, bar=bar)
     bar.close()
     diff = paired_difference(held_best, held_default, records)
     summary = {"metric_name": metric.name, "budget": budget, "search": list(search), "guidance_range": [lo_g, hi_g],
@@ -120,6 +124,10 @@ def tune_targets(pipe, base: Setting, records: list[dict], indices: list[int], *
                                         "is_default": best_setting is default},
                "default": {"setting": default.to_json(), "tune_value": trace[0]["value"]},
                "held_out": {"default": _result(held_default), "tuned": _result(held_best), "difference": diff}}
+    if given is not None:  # the targets given on the command line, when they are not the defaults
+        summary["given"] = {"setting": given.to_json()}
+        summary["held_out"]["given"] = _result(held_given)
+        summary["held_out"]["difference_vs_given"] = paired_difference(held_best, held_given, records)
     summary["verdict"] = verdict(summary)
     return summary
 
@@ -133,13 +141,12 @@ def verdict(summary: dict) -> dict:
     name = summary["metric_name"]
     tuned, default = summary["held_out"]["tuned"]["value"], summary["held_out"]["default"]["value"]
     diff = summary["held_out"]["difference"]
-    if summary["best"]["is_default"]:
-        return {"beats_default": False, "significant": False,
-                "statement": f"No candidate beat the default targets on the tuning split ({name} "
-                             f"{summary['default']['tune_value']:.4f}); the preset keeps the defaults."}
-    beats = bool(tuned > default)
+    beats = bool(tuned > default) and not summary["best"]["is_default"]
     significant = bool(beats and np.isfinite(diff["low"]) and diff["low"] > 0)
-    if significant:
+    if summary["best"]["is_default"]:
+        text = (f"No candidate beat the default targets on the tuning split ({name} "
+                f"{summary['default']['tune_value']:.4f}); the preset keeps the defaults.")
+    elif significant:
         text = (f"The tuned settings beat the default all-1/all-0 targets on the held-out split: {name} {tuned:.4f} "
                 f"vs {default:.4f} (paired difference {fmt_ci(diff)}, its 95% interval excludes 0).")
     elif beats:
@@ -149,6 +156,10 @@ def verdict(summary: dict) -> dict:
         text = (f"The tuned settings do NOT beat the default targets on the held-out split ({name} {tuned:.4f} vs "
                 f"{default:.4f}, difference {fmt_ci(diff)}): the gain on the tuning split "
                 f"({summary['best']['tune_value']:.4f} vs {summary['default']['tune_value']:.4f}) did not carry over.")
+    if "given" in summary["held_out"]:
+        given, vs = summary["held_out"]["given"]["value"], summary["held_out"]["difference_vs_given"]
+        text += (f" Against the given targets ({name} {given:.4f} held out) the tuned settings differ by {fmt_ci(vs)}"
+                 f"{' (significant)' if np.isfinite(vs['low']) and (vs['low'] > 0 or vs['high'] < 0) else ''}.")
     return {"beats_default": beats, "significant": significant, "statement": text}
 
 
@@ -178,8 +189,9 @@ def write_tune_report(summary: dict, out_dir: str | Path, *, preset_path: str | 
                                   xlabel="evaluation (0 = default targets)", ylabel=summary["metric_name"],
                                   title="search on the tuning split")
     ho = summary["held_out"]
-    panels = {"default (all 1 / all 0)": {summary["metric_name"]: ho["default"]["ci"], **ho["default"]["rewards"]},
-              "tuned": {summary["metric_name"]: ho["tuned"]["ci"], **ho["tuned"]["rewards"]}}
+    names = {"default": "default (all 1 / all 0)", "given": "given targets", "tuned": "tuned"}
+    panels = {label: {summary["metric_name"]: ho[key]["ci"], **ho[key]["rewards"]}
+              for key, label in names.items() if key in ho}
     paths["held_out"] = plot_ci_panels(panels, out / "held_out.png", title="held-out split, 95% CI")
     head, rows = tune_table(summary)
     paths["html"] = write_page(
@@ -188,7 +200,9 @@ def write_tune_report(summary: dict, out_dir: str | Path, *, preset_path: str | 
         tables=[("Held-out split", head, rows),
                 ("Settings", ["", "positive targets", "negative targets", "guidance"],
                  [[name, _targets(s["rewards"]), _targets(s["negative_rewards"]), s["guidance"]]
-                  for name, s in (("default", summary["default"]["setting"]), ("tuned", summary["best"]["setting"]))])],
+                  for name, s in (("default", summary["default"]["setting"]),
+                                  *((("given", summary["given"]["setting"]),) if "given" in summary else ()),
+                                  ("tuned", summary["best"]["setting"]))])],
         figures={"metric of every candidate on the tuning split": "search.png",
                  "default vs tuned on the held-out split (95% CI)": "held_out.png"}, summary=summary)
     return paths
@@ -203,8 +217,10 @@ def tune_table(summary: dict) -> tuple[list[str], list[list]]:
     ho = summary["held_out"]
     return (["settings", "tuning split", "held-out split [95% CI]"],
             [["default all-1/all-0", f"{summary['default']['tune_value']:.4f}", fmt_ci(ho["default"]["ci"])],
+             *([["given targets", "", fmt_ci(ho["given"]["ci"])]] if "given" in ho else []),
              ["tuned", f"{summary['best']['tune_value']:.4f}", fmt_ci(ho["tuned"]["ci"])],
-             ["tuned - default (paired)", "", fmt_ci(ho["difference"])]])
+             ["tuned - default (paired)", "", fmt_ci(ho["difference"])],
+             *([["tuned - given (paired)", "", fmt_ci(ho["difference_vs_given"])]] if "given" in ho else [])])
 
 
 def format_tune(summary: dict) -> str:

@@ -86,9 +86,34 @@ class SamplingPreset:
             raise ValueError(f"{source}: {err}") from None
 
 
+MISSING_WORDS = ("nan", "none", "missing")
+"""Words that mean "reward missing" where a target value is expected."""
+
+
+def parse_number(raw: str, context: str, *, allow_missing: bool = False) -> float | None:
+    """A command-line value -> finite float (or None for nan/none/missing when `allow_missing`); one-line
+    ValueError naming `context` otherwise."""
+    if allow_missing and raw.strip().lower() in MISSING_WORDS:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        hint = " (use nan for 'missing')" if allow_missing else ""
+        raise ValueError(f"{context}: {raw!r} is not a number{hint}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{context}: values must be finite")
+    return value
+
+
 SAMPLER_PRESETS: dict[str, SamplingPreset] = {
     "official": SamplingPreset(solver="euler", steps=50, guidance=7.0, shift=1.0,
                                about={"description": "the official MIRO sampler: Euler, 50 steps, guidance 7"}),
+    "fast": SamplingPreset(solver="ab2", steps=6, shift=1.0,
+                           about={"description": "second-order Adams-Bashforth, 6 steps: the fewest network "
+                                  "evaluations that matched the official 50-step Euler sampler on ShapesEval and "
+                                  "every reward (95% intervals) on the demo's MIRO model (BENCHMARKS.md, sampling "
+                                  "cost); guidance stays the model's. Check it on your model with `mirokit eval "
+                                  "sweep --reference official` before relying on it"}),
 }
 """Built-in named presets (`--preset official`)."""
 

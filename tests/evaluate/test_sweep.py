@@ -55,9 +55,11 @@ def test_solver_grid_against_official_gives_a_consistent_cost_table(models, tmp_
                    ("dpm++2m", 5): 5}
     cost = summary["sampling_cost"]
     assert cost["threshold"] == pytest.approx(ref["metric"]["ci"]["low"])
+    assert set(cost["reward_thresholds"]) == set(ref["rewards"]) == set(KEYS)
     for solver in ("euler", "heun", "dpm++2m"):
         reaching = sorted(p["nfe"] for p in summary["points"]
-                          if p["setting"]["solver"] == solver and p["metric"]["value"] >= cost["threshold"])
+                          if p["setting"]["solver"] == solver and p["metric"]["value"] >= cost["threshold"]
+                          and all(p["rewards"][k]["mean"] >= ref["rewards"][k]["low"] for k in ref["rewards"]))
         hit = cost["solvers"][solver]
         assert (hit is None) == (not reaching)
         if hit:

@@ -130,3 +130,23 @@ def test_metric_options_reach_the_metric_or_fail_in_one_line(tmp_path_factory, c
                  "--budget", "2", "--steps", "1", "--max-prompts", "4", "--out", out]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "colour" in err, err
+
+
+def test_given_targets_are_judged_on_the_held_out_split_too(tmp_path_factory):
+    model = world_models(tmp_path_factory)["miro"]
+    root = tmp_path_factory.mktemp("given")
+    prompts = shapes_prompts(root / "p.jsonl", 8, step=37)
+    out = root / "out"
+    missing = [a for k in KEYS for a in ("--negative-reward", f"{k}=nan")]
+    assert main(["eval", "tune-targets", "--model", str(model), "--metric", "reward:world_quality", "--prompts",
+                 str(prompts), "--budget", "2", "--steps", "1", "--guidance", "2", "--batch-size", "1",
+                 "--search", "positive", *missing, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["default"]["setting"]["negative_rewards"] == {k: 0.0 for k in KEYS}
+    assert summary["given"]["setting"]["negative_rewards"] == {k: None for k in KEYS}
+    ho = summary["held_out"]
+    assert ho["difference_vs_given"]["mean"] == pytest.approx(ho["tuned"]["value"] - ho["given"]["value"])
+    # the searched candidate keeps the given (missing) negative targets
+    assert summary["trace"][1]["setting"]["negative_rewards"] == {k: None for k in KEYS}
+    assert "Against the given targets" in summary["verdict"]["statement"]
+    assert "given targets" in (out / "report.html").read_text()

@@ -14,6 +14,15 @@ def test_official_preset_is_the_papers_sampler():
     assert SAMPLER_PRESETS["official"].steps == 50
 
 
+def test_fast_preset_keeps_the_models_guidance_and_halves_the_cost():
+    from mirokit.sampling.solvers import function_evaluations
+
+    fast, official = load_preset("fast"), load_preset("official")
+    assert fast.guidance is None and fast.rewards is None and fast.negative_rewards is None
+    assert 2 * function_evaluations(fast.solver, fast.steps) <= function_evaluations(official.solver, official.steps)
+    assert "BENCHMARKS.md" in fast.about["description"]
+
+
 def test_json_round_trip_keeps_every_field(tmp_path):
     preset = SamplingPreset(rewards={"a": 0.25, "b": None}, negative_rewards={"a": 0.5}, guidance=2.5,
                             text_guidance=None, solver="dpm++2m", steps=12, shift=3.0, about={"metric": "shapes"})
@@ -42,7 +51,7 @@ def test_bad_preset_files_are_one_line_errors_naming_the_file(tmp_path, data, ex
 
 
 def test_missing_and_malformed_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither a built-in preset \\(official\\) nor a JSON file"):
+    with pytest.raises(FileNotFoundError, match="neither a built-in preset \\(official, fast\\) nor a JSON file"):
         load_preset(tmp_path / "none.json")
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
