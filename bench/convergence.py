@@ -114,10 +114,12 @@ def main() -> int:
                        out / f"convergence_{metric}.png", xlabel="step", ylabel=metric, title=metric)
     write_json(out / "convergence.json", {"settings": vars(args), "results": results, "speedup": table,
                                           "seconds": time.perf_counter() - start})
-    print(f"\n{'metric':18s} {'baseline final':>14s} {'MIRO final':>10s} {'mean reaches':>12s} {'interval above':>14s}")
+    print(f"\n{'metric':18s} {'baseline final':>14s} {'MIRO final':>10s} {'mean reaches':>12s} {'interval above':>14s} "
+          f"{'speed-up (mean / interval)':>26s}")
     for metric, row in table.items():
+        ups = " / ".join("-" if v is None else f"{v:.1f}x" for v in (row["speedup_mean"], row["speedup_interval"]))
         print(f"{metric:18s} {row['baseline_final']:14.3f} {row['miro_final']:10.3f} "
-              f"{str(row['step_mean_reaches']):>12s} {str(row['step_interval_above']):>14s}")
+              f"{str(row['step_mean_reaches']):>12s} {str(row['step_interval_above']):>14s} {ups:>26s}")
     print(f"\n{time.perf_counter() - start:.0f} s; results in {out}")
     return 0
 

@@ -7,7 +7,6 @@ killed after its first checkpoint and resumed -> sample -> decoded PNGs.
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
@@ -24,7 +23,7 @@ from mirokit.train.metrics import read_metrics
 from conftest import build_tiny_t5
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "train"))
-from runs import free_port  # noqa: E402
+from runs import alive, free_port, kill_tree  # noqa: E402
 
 
 def _write_shards(folder, n=200, per_shard=100):
@@ -95,8 +94,9 @@ def test_score_calibrate_encode_train_kill_resume_sample(tmp_path, capsys):
     deadline = time.time() + 300
     while not marker.is_file() and first.poll() is None and time.time() < deadline:
         time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)  # the whole job, as a preempted node would be
+    killed = kill_tree(first.pid)  # torchrun and its ranks (in sessions of their own), as a preempted node would be
     first.wait()
+    assert len(killed) >= 3 and not any(alive(pid) for pid in killed)  # the agent and both ranks
     assert marker.is_file(), first.stdout.read().decode()[-3000:]
     second = subprocess.run(cmd(), env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from mirokit.evaluate.report import _plt, html_page, html_table, save_axes, save_figure
 
 
@@ -22,6 +21,15 @@ def _err(cis: list[dict]) -> np.ndarray:
     lo = [c["mean"] - c["low"] if math.isfinite(c["half_width"]) else 0.0 for c in cis]
     hi = [c["high"] - c["mean"] if math.isfinite(c["half_width"]) else 0.0 for c in cis]
     return np.array([lo, hi])
+
+
+def _ci_line(ax, xs: list, cis: list[dict], label: str) -> None:
+    """Plot the means of `cis` against `xs` with their 95% intervals shaded (where known)."""
+    line = ax.plot(xs, np.array([c["mean"] for c in cis], dtype=float), marker="o", ms=3, label=label)[0]
+    low = np.array([c["low"] for c in cis], dtype=float)
+    if np.isfinite(low).any():
+        ax.fill_between(xs, low, np.array([c["high"] for c in cis], dtype=float), alpha=0.18, color=line.get_color(),
+                        linewidth=0)
 
 
 def plot_ci_panels(values: dict[str, dict[str, dict]], path: Path, *, title: str = "") -> Path:
@@ -55,12 +63,7 @@ def plot_ci_curves(series: dict[str, tuple[list, list[dict]]], path: Path, *, xl
         if categorical_x:
             labels = [str(x) for x in xs]
             xs = list(range(len(xs)))
-        mean = np.array([c["mean"] for c in cis], dtype=float)
-        line = ax.plot(xs, mean, marker="o", ms=3, label=name)[0]
-        low = np.array([c["low"] for c in cis], dtype=float)
-        high = np.array([c["high"] for c in cis], dtype=float)
-        if np.isfinite(low).any():
-            ax.fill_between(xs, low, high, alpha=0.18, color=line.get_color(), linewidth=0)
+        _ci_line(ax, xs, cis, name)
     for name, y in (hlines or {}).items():
         ax.axhline(y, linestyle="--", linewidth=1, color="grey")
         ax.annotate(name, (0.01, y), xycoords=("axes fraction", "data"), fontsize=7, color="dimgrey",
@@ -87,12 +90,7 @@ def plot_ci_grid(panels: dict[str, dict[str, tuple[list, list[dict]]]], path: Pa
     for ax, (name, series) in zip(axes.flat, panels.items()):
         for label, (xs, cis) in series.items():
             pos = list(range(len(xs))) if categorical_x else [float(x) for x in xs]
-            mean = np.array([c["mean"] for c in cis], dtype=float)
-            line = ax.plot(pos, mean, marker="o", ms=3, label=label)[0]
-            low = np.array([c["low"] for c in cis], dtype=float)
-            if np.isfinite(low).any():
-                ax.fill_between(pos, low, np.array([c["high"] for c in cis], dtype=float), alpha=0.18,
-                                color=line.get_color(), linewidth=0)
+            _ci_line(ax, pos, cis, label)
             if categorical_x:
                 ax.set_xticks(pos)
                 ax.set_xticklabels([str(x) for x in xs], fontsize=7, rotation=20)

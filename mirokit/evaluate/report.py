@@ -38,10 +38,7 @@ def save_axes(fig, ax, path: Path, *, xlabel: str, ylabel: str, title: str = "")
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_grids(images_by_model: dict[str, list], captions: list[str], path: Path, *, columns: int = 8) -> Path:
@@ -60,10 +57,7 @@ def plot_grids(images_by_model: dict[str, list], captions: list[str], path: Path
                 ax.set_ylabel(name, fontsize=8)
             if r == 0:
                 ax.set_title("\n".join(_wrap(captions[c].removeprefix("a photo of "), 16)), fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -99,10 +93,7 @@ def plot_panels(panels: dict[str, tuple[list[float], list[float]]], path: Path, 
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_bars(values: dict[str, dict[str, float]], path: Path, *, title: str = "") -> Path:
@@ -121,10 +112,7 @@ def plot_bars(values: dict[str, dict[str, float]], path: Path, *, title: str = "
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"

@@ -13,8 +13,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mirokit.evaluate.pages import fmt_ci, plot_ci_panels, text_table, write_json, write_page
-from mirokit.evaluate.samples import ModelRun, per_prompt_means, sample_and_score
-from mirokit.evaluate.stats import mean_ci
+from mirokit.evaluate.samples import ModelRun, sample_and_score
+from mirokit.evaluate.stats import mean_ci, paired_mean_ci
 
 
 def evaluate_rewards(runs: list[ModelRun], records: list[dict], indices: list[int], scorers: dict, *,
@@ -57,12 +57,9 @@ def summarize(runs: list[ModelRun], results: dict, records: list[dict], keys: li
                                          if records[g].get("category") == c] or [np.nan])) for k in keys}
                 for c in categories}
         if run.name != first:
-            entry["vs_first"] = {}
-            for k in keys:
-                mine = per_prompt_means(res["scores"][k], res["pairs"])
-                ref = per_prompt_means(results[first]["scores"][k], results[first]["pairs"])
-                common = sorted(set(mine) & set(ref))
-                entry["vs_first"][k] = mean_ci([mine[i] - ref[i] for i in common])
+            # every model draws the same (prompt, image) pairs: paired image by image, averaged per prompt
+            entry["vs_first"] = {k: paired_mean_ci(res["scores"][k], results[first]["scores"][k], groups)
+                                 for k in keys}
         models[run.name] = entry
     return {"models": models, "reward_keys": keys, "reference": first,
             "ci_method": "95% t-interval over prompts (images clustered by prompt); differences paired by prompt"}

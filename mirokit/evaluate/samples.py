@@ -221,12 +221,3 @@ class ModelRun:
     """its SampleConfig"""
     settings: dict = field(default_factory=dict)
     """a JSON record of the settings (for the summary)"""
-
-
-def per_prompt_means(values: np.ndarray, pairs: list[tuple[int, int]]) -> dict[int, float]:
-    """(N,) per-image values -> {prompt index: mean over its finite values} (prompts with none left out)."""
-    sums: dict[int, list[float]] = {}
-    for value, (i, _) in zip(np.asarray(values, dtype=np.float64), pairs):
-        if np.isfinite(value):
-            sums.setdefault(i, []).append(value)
-    return {i: float(np.mean(v)) for i, v in sums.items()}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mirokit.evaluate.samples import sample_and_score
-from mirokit.evaluate.stats import mean_ci, stratified_mean_ci
+from mirokit.evaluate.stats import mean_ci, paired_mean_ci, stratified_mean_ci
 
 
 @dataclass(kw_only=True)
@@ -92,14 +92,12 @@ def evaluate_setting(pipe, setting: Setting, records: list[dict], indices: list[
 
 
 def paired_difference(a: dict, b: dict, records: list[dict]) -> dict:
-    """Interval of a - b for two evaluate_setting results on the same prompts, paired by prompt: the per-prompt
-    mean differences, stratified by tag when either metric interval is (the metric is a mean of per-tag means:
-    the centre is then the difference of the two metric values), else their t-interval."""
-    from mirokit.evaluate.samples import per_prompt_means
-
-    ma, mb = per_prompt_means(a["per_image"], a["pairs"]), per_prompt_means(b["per_image"], b["pairs"])
-    common = sorted(set(ma) & set(mb))
-    diffs = [ma[i] - mb[i] for i in common]
-    if "strata" in a["metric"]["ci"] or "strata" in b["metric"]["ci"]:  # a mean-of-tag-means metric
-        return stratified_mean_ci(diffs, [records[i]["tag"] for i in common])
-    return mean_ci(diffs)
+    """Interval of a - b for two evaluate_setting results on the same prompts and images, paired by prompt,
+    stratified by tag when either metric interval is (a mean-of-tag-means metric: the centre is then the
+    difference of the two metric values), else a t-interval (mirokit.evaluate.stats.paired_mean_ci)."""
+    if a["pairs"] != b["pairs"]:
+        raise ValueError("a paired difference needs both results on the same (prompt, image) pairs")
+    groups = [i for i, _ in a["pairs"]]
+    stratified = "strata" in a["metric"]["ci"] or "strata" in b["metric"]["ci"]
+    return paired_mean_ci(a["per_image"], b["per_image"], groups,
+                          [records[i]["tag"] for i in groups] if stratified else None)

@@ -95,6 +95,27 @@ def stratified_mean_ci(values, strata, groups=None, *, confidence: float = 0.95)
             "missing": missing, "method": f"stratified normal interval (mean of {len(means)} strata), {confidence:.0%}"}
 
 
+def paired_mean_ci(a, b, groups, strata=None, *, confidence: float = 0.95) -> dict:
+    """Interval of the mean of a - b over paired values (N,) of the same images: pairs with a NaN side are left
+    out, the differences are averaged per group (prompt), then a t-interval over groups, or with `strata` (N,
+    labels, constant within a group) the stratified interval (for a mean of per-tag means such as GenEval's)."""
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
+    groups = list(groups)
+    if not len(a) == len(b) == len(groups) or (strata is not None and len(strata) != len(a)):
+        raise ValueError(f"paired values need equal lengths, got {len(a)}, {len(b)}, {len(groups)} groups")
+    by_group: dict = {}
+    stratum: dict = {}
+    for k, g in enumerate(groups):
+        if np.isfinite(a[k]) and np.isfinite(b[k]):
+            by_group.setdefault(g, []).append(a[k] - b[k])
+            stratum[g] = strata[k] if strata is not None else None
+    keys = list(by_group)
+    diffs = [float(np.mean(by_group[g])) for g in keys]
+    if strata is not None:
+        return stratified_mean_ci(diffs, [stratum[g] for g in keys], confidence=confidence)
+    return mean_ci(diffs, confidence=confidence)
+
+
 def best_of_n_weights(m: int, n: int) -> np.ndarray:
     """(M,) weights w_i = C(i-1, N-1) / C(M, N) of the ascending order statistics (i = 1..M); they sum to 1."""
     if not 1 <= n <= m:

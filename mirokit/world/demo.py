@@ -126,11 +126,10 @@ def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s
             "score_seconds_per_image": score_s, "margin_seconds": margin}
 
 
-def evaluate_models(runs: dict[str, Path], cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
-    """Sample the ShapesEval prompts for every row of VARIANTS (same noise), evaluate each, and MIRO's paired
-    differences to the baseline."""
-    from mirokit.evaluate.stats import mean_ci
-    from mirokit.pipeline import MiroPipeline
+def evaluate_models(pipes: dict, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
+    """Sample the ShapesEval prompts for every row of VARIANTS from the loaded pipelines {run: MiroPipeline}
+    (same noise), evaluate each, and MIRO's paired differences to the baseline."""
+    from mirokit.evaluate.stats import mean_ci, paired_mean_ci
     from mirokit.world.prompts import load_shapes_eval
 
     prompts = load_shapes_eval()
@@ -138,7 +137,6 @@ def evaluate_models(runs: dict[str, Path], cfg: DemoConfig, exp: X.ExperimentCon
     meta = [prompts[i] for i in chosen for _ in range(cfg.eval_images)]
     ids = [i // cfg.eval_images for i in range(len(meta))]
     captions = [m["prompt"] for m in meta]
-    pipes = {name: MiroPipeline.from_pretrained(folder) for name, folder in runs.items()}
     models, records, samples, rewards = {}, {}, {}, {}
     for name, (run, pos, neg) in VARIANTS.items():
         samples[name] = X.sample_prompts(pipes[run], captions, exp, rewards=pos, negative=neg)
@@ -148,27 +146,25 @@ def evaluate_models(runs: dict[str, Path], cfg: DemoConfig, exp: X.ExperimentCon
                         "rewards": {k: mean_ci(v, ids) for k, v in rewards[name].items()}}
     a, b = records["miro"], records["baseline"]
     tags = [r["tag"] for r in a]
-    diff = {"shapes_eval": X.paired_difference(X.column(a, "correct"), X.column(b, "correct"), ids, tags),
-            "colour_fidelity": X.paired_difference(X.column(a, "colour_ok"), X.column(b, "colour_ok"), ids),
-            "single_object_class": X.paired_difference(X.column(a, "class_ok"), X.column(b, "class_ok"), ids),
-            **{key: X.paired_difference(rewards["miro"][key], rewards["baseline"][key], ids) for key in WORLD_REWARDS}}
+    diff = {"shapes_eval": paired_mean_ci(X.column(a, "correct"), X.column(b, "correct"), ids, tags),
+            "colour_fidelity": paired_mean_ci(X.column(a, "colour_ok"), X.column(b, "colour_ok"), ids),
+            "single_object_class": paired_mean_ci(X.column(a, "class_ok"), X.column(b, "class_ok"), ids),
+            **{key: paired_mean_ci(rewards["miro"][key], rewards["baseline"][key], ids) for key in WORLD_REWARDS}}
     return {"models": models, "miro_minus_baseline": diff, "samples": samples, "captions": captions}
 
 
-def controllability(model: Path, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
+def controllability(pipe, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
     """For each reward: its target swept over CONTROL_TARGETS (the others at 1, guidance against the
     unconditional branch as in the comparison), that reward's mean raw score on MIRO's samples with its
     interval (the same prompts and noise at every target), and the Spearman correlation of means and targets."""
     from tqdm.auto import tqdm
 
     from mirokit.evaluate.stats import mean_ci, spearman
-    from mirokit.pipeline import MiroPipeline
     from mirokit.world.prompts import load_shapes_eval
 
     prompts = load_shapes_eval()
     order = np.random.default_rng(cfg.seed + 1).permutation(len(prompts))[: cfg.control_prompts]
     captions = [prompts[i]["prompt"] for i in order]
-    pipe = MiroPipeline.from_pretrained(model)
     out = {}
     bar = tqdm(total=len(WORLD_REWARDS) * len(CONTROL_TARGETS), desc="controllability sweep", leave=False)
     for key in WORLD_REWARDS:
@@ -186,6 +182,7 @@ def controllability(model: Path, cfg: DemoConfig, exp: X.ExperimentConfig) -> di
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run the demo into cfg.out_dir; returns the summary (also written to OUT/summary.json)."""
+    from mirokit.pipeline import MiroPipeline
     from mirokit.world.demo_report import write_demo_report
 
     start = time.perf_counter()
@@ -193,9 +190,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     out = Path(cfg.out_dir)
     shutil.rmtree(out, ignore_errors=True)
     (out / "figures").mkdir(parents=True)
-    exp = X.ExperimentConfig(out_dir=str(out), num_samples=cfg.samples, batch_size=cfg.batch_size,
-                             sample_steps=cfg.sample_steps, solver=cfg.solver, guidance=cfg.guidance, seed=cfg.seed, config=cfg.config,
-                             overrides=list(cfg.overrides), steps=cfg.steps or 0)
+    exp = X.ExperimentConfig(out_dir=str(out), num_samples=cfg.samples, steps=cfg.steps or 0,
+                             **{k: getattr(cfg, k) for k in ("batch_size", "sample_steps", "solver", "guidance",
+                                                             "seed", "config")}, overrides=list(cfg.overrides))
     stage(1, f"generating {cfg.samples} samples of the demo world, encoding them with the world autoencoder, "
              f"scoring the decoded images", marks)
     t = time.perf_counter()
@@ -209,8 +206,6 @@ def run_demo(cfg: DemoConfig) -> dict:
     if cfg.steps is None:
         stage(3, "measuring this machine (a short training probe and a sampling probe)", marks)
         train_img_s, probe_model = X.probe_images_per_second(exp, data)
-        from mirokit.pipeline import MiroPipeline
-
         fixed, per_step = sampling_seconds(MiroPipeline.from_pretrained(probe_model), exp, ["a photo of a circle"] * 64)
         left = cfg.minutes * 60 - (time.perf_counter() - start)
         plan.update(plan_steps(cfg, left, train_img_s, fixed + cfg.sample_steps * per_step, score_s))
@@ -225,8 +220,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     runs = X.train_in_parallel({"baseline": [], "miro": WORLD_REWARDS}, exp, data)
     stage(5, f"sampling {cfg.eval_prompts * cfg.eval_images} ShapesEval images per model, evaluating, sweeping "
              f"the targets", marks)
-    result = evaluate_models(runs, cfg, exp)
-    control = controllability(runs["miro"], cfg, exp)
+    pipes = {name: MiroPipeline.from_pretrained(folder) for name, folder in runs.items()}
+    result = evaluate_models(pipes, cfg, exp)
+    control = controllability(pipes["miro"], cfg, exp)
     stage(6, "writing the report", marks)
     summary = {"seconds": time.perf_counter() - start, "plan": plan, "models": result["models"],
                "miro_minus_baseline": result["miro_minus_baseline"], "controllability": control,

@@ -180,10 +180,12 @@ def train_in_parallel(variants: dict[str, list[str]], exp: ExperimentConfig, dat
 def sample_prompts(model, prompts: list[str], exp: ExperimentConfig, *, rewards: dict | None = None,
                    negative: dict | None = None, seed: int | None = None) -> np.ndarray:
     """Sample one image per prompt from a model folder or a loaded MiroPipeline -> (N, H, W, 3) uint8.
-    Image i starts from the noise of (seed, i); reward-free models ignore the targets; a target None is
-    "missing" (the negative branch {key: None} is the trained unconditional: empty prompt, no rewards)."""
+    Image i starts from the noise of (seed, i, 0), as in the evaluation commands (mirokit.evaluate.samples);
+    reward-free models ignore the targets; a target None is "missing" (the negative branch {key: None} is
+    the trained unconditional: empty prompt, no rewards)."""
+    from mirokit.evaluate.samples import render
     from mirokit.pipeline import MiroPipeline
-    from mirokit.sampling import GuidanceConfig, SampleConfig, generate
+    from mirokit.sampling import GuidanceConfig, SampleConfig
 
     pipe = model if isinstance(model, MiroPipeline) else MiroPipeline.from_pretrained(model)
     keys = set(pipe.reward_keys)
@@ -191,7 +193,7 @@ def sample_prompts(model, prompts: list[str], exp: ExperimentConfig, *, rewards:
     neg = {k: v for k, v in (negative or {}).items() if k in keys}
     cfg = SampleConfig(steps=exp.sample_steps, solver=exp.solver, guidance=GuidanceConfig(scale=exp.guidance),
                        seed=exp.seed if seed is None else seed, batch_size=128)
-    return to_uint8(pipe.image_space.decode(generate(pipe, prompts, rewards=pos, negative_rewards=neg, cfg=cfg)))
+    return render(pipe, prompts, [(i, 0) for i in range(len(prompts))], rewards=pos, negative=neg, cfg=cfg)
 
 
 def evaluate_samples(images_u8: np.ndarray, metadata: list[dict]) -> list[dict]:
@@ -238,19 +240,3 @@ def summarize_samples(records: list[dict], prompt_ids: list[int]) -> dict:
     return {"shapes_eval": stratified_mean_ci(correct, tags, prompt_ids), "per_tag": per_tag,
             "colour_fidelity": mean_ci(column(records, "colour_ok"), prompt_ids),
             "single_object_class": mean_ci(column(records, "class_ok"), prompt_ids)}
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, prompt_ids: list[int], tags: list[str] | None = None) -> dict:
-    """a - b for (N,) values of the same images (NaN pairs left out), averaged per prompt; an interval over
-    prompts, stratified by the prompts' `tags` (per image) when given (for ShapesEval's mean of per-tag means)."""
-    from mirokit.evaluate.stats import mean_ci, stratified_mean_ci
-
-    by_prompt: dict[int, list[float]] = {}
-    tag_of: dict[int, str] = {}
-    for k, pid in enumerate(prompt_ids):
-        if np.isfinite(a[k]) and np.isfinite(b[k]):
-            by_prompt.setdefault(pid, []).append(float(a[k] - b[k]))
-            tag_of[pid] = tags[k] if tags else ""
-    ids = sorted(by_prompt)
-    diffs = [float(np.mean(by_prompt[i])) for i in ids]
-    return stratified_mean_ci(diffs, [tag_of[i] for i in ids]) if tags else mean_ci(diffs)

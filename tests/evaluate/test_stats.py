@@ -106,3 +106,24 @@ def test_spearman_matches_scipy_with_ties():
     assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2, np.nan, 4], [1, 2, 5, 3]) == pytest.approx(spearmanr([1, 2, 4], [1, 2, 3]).statistic)
+
+
+def test_paired_interval_drops_nan_pairs_and_averages_per_prompt():
+    from mirokit.evaluate.stats import paired_mean_ci
+
+    a = [1.0, 0.0, 1.0, np.nan, 1.0, 1.0]
+    b = [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    groups = [0, 0, 1, 1, 2, 2]
+    # per prompt: (1 + 0) / 2, 1 (the NaN pair is left out), (1 + 0) / 2
+    expected = mean_ci([0.5, 1.0, 0.5])
+    got = paired_mean_ci(a, b, groups)
+    assert got["mean"] == pytest.approx(expected["mean"]) and got["half_width"] == pytest.approx(expected["half_width"])
+    assert got["n_groups"] == 3
+    # stratified: the centre is the difference of the two means of per-stratum means
+    strata = ["x", "x", "x", "x", "y", "y"]
+    a2, b2 = [1.0, 0.0, 1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    centre = lambda v: (np.mean(v[:4]) + np.mean(v[4:])) / 2  # noqa: E731
+    got = paired_mean_ci(a2, b2, groups, strata)
+    assert got["mean"] == pytest.approx(centre(np.array(a2)) - centre(np.array(b2))) and got["strata"] == 2
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_mean_ci([1.0], [1.0, 2.0], [0, 0])

@@ -1,8 +1,11 @@
 """Tiny run configs and process launching shared by the training tests."""
 
 import os
+import signal
 import socket
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +37,47 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _children() -> dict[int, list[int]]:
+    """{parent pid: child pids} of every process now running (Linux /proc)."""
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return tree
+
+
+def alive(pid: int) -> bool:
+    """True while process `pid` runs (a zombie counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_tree(pid: int, timeout: float = 30.0) -> list[int]:
+    """SIGKILL process `pid` and all its descendants, as a preempted node would, and wait until they are gone.
+
+    torchrun starts its ranks in sessions of their own, so killing torchrun's process group leaves the ranks
+    running (and writing checkpoints under a resumed run). Returns the pids killed, `pid` first."""
+    tree, found, todo = _children(), [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(tree.get(current, []))
+    for victim in found:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + timeout
+    while any(alive(v) for v in found[1:]) and time.time() < deadline:
+        time.sleep(0.05)
+    return found
 
 
 def rank_envs(world_size: int, **extra: str) -> list[dict]:
