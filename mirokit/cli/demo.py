@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-prompts", type=int, default=d.eval_prompts,
                    help="ShapesEval prompts sampled per model (553 = all; fewer: spread over the file)")
     p.add_argument("--eval-images", type=int, default=None,
-                   help="images per ShapesEval prompt (default: 2 if that evaluation fits in a quarter of the budget, "
+                   help="images per ShapesEval prompt (default: 2 if that evaluation fits in 15%% of the budget, "
                         "else 1)")
     p.add_argument("--control-prompts", type=int, default=d.control_prompts,
                    help="prompts per point of the controllability sweep")
@@ -39,6 +39,12 @@ def add_parser(sub) -> None:
     p.add_argument("--solver", default=d.solver, choices=SOLVERS, help="ODE solver when sampling")
     p.add_argument("--guidance", type=float, default=d.guidance, help="joint guidance scale w")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the world, the weights and the noise")
+    p.add_argument("--official-negative", action="store_true",
+                   help="also sample MIRO guided away from the official negative targets (every reward 0, empty "
+                        "prompt) as an extra report row")
+    p.add_argument("--started-at", type=float, default=None, metavar="EPOCH_SECONDS",
+                   help="count the budget from this time instead of now (`make demo` passes its own start, so the "
+                        "install counts too)")
     p.add_argument("--config", default=d.config, help="run config of both models (file or built-in name)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for both models")
     p.set_defaults(func=run)
@@ -57,7 +63,8 @@ def run(args) -> int:
                      batch_size=args.batch_size, eval_prompts=args.eval_prompts,
                      eval_images=args.eval_images, control_prompts=args.control_prompts,
                      sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance, seed=args.seed,
-                     config=args.config, overrides=list(args.overrides))
+                     official_negative=args.official_negative, started_at=args.started_at, config=args.config,
+                     overrides=list(args.overrides))
     summary = run_demo(cfg)
     print(terminal_summary(summary))
     print(f"done in {summary['seconds']:.0f} s; report: {args.out}/report.html")

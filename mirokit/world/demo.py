@@ -32,11 +32,12 @@ MISSING = {k: None for k in WORLD_REWARDS}
 VARIANTS = {  # report row -> (run, positive targets, negative targets)
     "baseline": ("baseline", {}, {}),
     "miro": ("miro", HIGH, MISSING),
-    "miro, away from all-0": ("miro", HIGH, {k: 0.0 for k in WORLD_REWARDS}),
 }
 """What is sampled and compared. MIRO asks for every reward at 1 with guidance against the trained
-unconditional branch (empty prompt, rewards missing); the official negative targets (all 0 with the empty
-prompt, a combination the model never trains on) are the third row."""
+unconditional branch (empty prompt, rewards missing), as the baseline's text guidance is."""
+OFFICIAL_ROW = {"miro, away from all-0": ("miro", HIGH, {k: 0.0 for k in WORLD_REWARDS})}
+"""The extra row of --official-negative: the official negative targets (all 0 with the empty prompt, a
+combination the model never trains on: caption dropout also drops the rewards)."""
 
 
 @dataclass(kw_only=True)
@@ -56,13 +57,14 @@ class DemoConfig:
     eval_prompts: int = 553
     """ShapesEval prompts sampled per model (553 = all; fewer: every k-th, so every task keeps its share)"""
     eval_images: int | None = None
-    """images per ShapesEval prompt; None = 2 when that evaluation takes at most a quarter of the budget
+    """images per ShapesEval prompt; None = 2 when that evaluation takes at most 15% of the budget
     (halves the variance of the comparison), else 1 (and 2 with fixed --steps)"""
     control_prompts: int = 128
     """prompts per point of the controllability sweep"""
-    sample_steps: int = 10
-    """ODE steps when sampling"""
-    solver: str = "dpm++2m"
+    sample_steps: int = 6
+    """ODE steps when sampling (the built-in `fast` preset: AB2 at 6 steps reached Euler at 50 on the demo's
+    models, BENCHMARKS.md)"""
+    solver: str = "ab2"
     """ODE solver when sampling"""
     guidance: float = 3.0
     """joint guidance scale w"""
@@ -74,6 +76,16 @@ class DemoConfig:
     """extra `key=value` overrides for both models"""
     min_steps: int = 50
     """never fewer training steps than this, whatever the budget"""
+    official_negative: bool = False
+    """also sample MIRO guided away from the official negative targets (an extra report row)"""
+    started_at: float | None = None
+    """when the budget started (seconds since the epoch; None = now): `make demo` passes its own start, so
+    the install counts against the budget too"""
+
+
+def variants(cfg: DemoConfig) -> dict[str, tuple[str, dict, dict]]:
+    """The report rows cfg samples: VARIANTS, plus OFFICIAL_ROW with cfg.official_negative."""
+    return {**VARIANTS, **(OFFICIAL_ROW if cfg.official_negative else {})}
 
 
 STAGES = ("world", "write", "measure", "train", "evaluate", "report")
@@ -105,7 +117,7 @@ def sampling_seconds(pipe, exp: X.ExperimentConfig, prompts: list[str]) -> tuple
 
 def evaluation_images(cfg: DemoConfig, per_prompt: int) -> int:
     """Images the evaluation samples: every comparison row x prompts x `per_prompt`, plus the control sweep."""
-    return (len(VARIANTS) * cfg.eval_prompts * per_prompt
+    return (len(variants(cfg)) * cfg.eval_prompts * per_prompt
             + len(WORLD_REWARDS) * len(CONTROL_TARGETS) * cfg.control_prompts)
 
 
@@ -115,19 +127,20 @@ def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s
     picks the images per ShapesEval prompt when cfg.eval_images is None (see DemoConfig)."""
     per_prompt = cfg.eval_images
     if per_prompt is None:
-        per_prompt = 2 if evaluation_images(cfg, 2) * (image_s + score_s) <= 0.25 * cfg.minutes * 60 else 1
+        per_prompt = 2 if evaluation_images(cfg, 2) * (image_s + score_s) <= 0.15 * cfg.minutes * 60 else 1
     eval_images = evaluation_images(cfg, per_prompt)
     eval_s = eval_images * (image_s + score_s)
-    margin = 20.0 + 0.05 * cfg.minutes * 60
+    margin = 15.0 + 0.03 * cfg.minutes * 60  # start-up, report, error of the plan
     train_s = seconds_left - eval_s - margin
-    steps = max(cfg.min_steps, int(train_s * train_img_s * 0.9 / cfg.batch_size))  # 0.9: two runs share memory
+    steps = max(cfg.min_steps, int(train_s * train_img_s * 0.85 / cfg.batch_size))
+    # 0.85: two runs side by side share memory bandwidth (measured 0.83 of the one-process probe)
     return {"steps": steps, "eval_images_per_prompt": per_prompt, "train_seconds": train_s, "eval_seconds": eval_s,
             "eval_images": eval_images, "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
             "score_seconds_per_image": score_s, "margin_seconds": margin}
 
 
 def evaluate_models(pipes: dict, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
-    """Sample the ShapesEval prompts for every row of VARIANTS from the loaded pipelines {run: MiroPipeline}
+    """Sample the ShapesEval prompts for every row of `variants(cfg)` from the loaded pipelines {run: MiroPipeline}
     (same noise), evaluate each, and MIRO's paired differences to the baseline."""
     from mirokit.evaluate.stats import mean_ci, paired_mean_ci
     from mirokit.world.prompts import load_shapes_eval
@@ -138,7 +151,7 @@ def evaluate_models(pipes: dict, cfg: DemoConfig, exp: X.ExperimentConfig) -> di
     ids = [i // cfg.eval_images for i in range(len(meta))]
     captions = [m["prompt"] for m in meta]
     models, records, samples, rewards = {}, {}, {}, {}
-    for name, (run, pos, neg) in VARIANTS.items():
+    for name, (run, pos, neg) in variants(cfg).items():
         samples[name] = X.sample_prompts(pipes[run], captions, exp, rewards=pos, negative=neg)
         records[name] = X.evaluate_samples(samples[name], meta)
         rewards[name] = X.score_images(samples[name], captions, WORLD_REWARDS, workers=exp.workers)
@@ -185,7 +198,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     from mirokit.pipeline import MiroPipeline
     from mirokit.world.demo_report import write_demo_report
 
-    start = time.perf_counter()
+    before = max(0.0, time.time() - cfg.started_at) if cfg.started_at is not None else 0.0  # e.g. the install
+    start = time.perf_counter() - before
     marks: dict[str, float] = {}
     out = Path(cfg.out_dir)
     shutil.rmtree(out, ignore_errors=True)
@@ -202,7 +216,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     stage(2, "writing the latents and the calibrated scores for the training runs", marks)
     latent_path, latent_overrides = X.save_latents(latents, out / "runs")
     data = X.data_overrides(exp, dataset, latent_overrides)
-    plan = {"steps": cfg.steps, "budget_seconds": cfg.minutes * 60}
+    plan = {"steps": cfg.steps, "budget_seconds": cfg.minutes * 60, "seconds_before_demo": round(before, 1)}
     if cfg.steps is None:
         stage(3, "measuring this machine (a short training probe and a sampling probe)", marks)
         train_img_s, probe_model = X.probe_images_per_second(exp, data)

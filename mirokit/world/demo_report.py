@@ -83,7 +83,11 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
          [[k, *(f"{c['mean']:.3f}" for c in v["measured"]), f"{v['spearman']:.2f}"] for k, v in control.items()]),
     ]
     steps = plan["steps"]
-    intro = [f"Done in {summary['seconds']:.0f} s of a {plan['budget_seconds']:.0f} s budget. Both models trained "
+    before = plan.get("seconds_before_demo") or 0.0
+    intro = [f"Done in {summary['seconds']:.0f} s of a {plan['budget_seconds']:.0f} s budget"
+             + (f" (counted from --started-at, e.g. `make demo`'s start: {before:.0f} s passed before the demo, the "
+                f"install)" if before else "")
+             + ". Both models trained "
              f"{steps} steps of {summary['settings']['batch_size']} images ({steps * summary['settings']['batch_size']:,} "
              f"images each)" + (f"; this machine trained {plan['train_images_per_s']:.0f} images/s per model on one "
                                 f"core, so that is what the budget afforded." if "train_images_per_s" in plan else "."),
@@ -95,10 +99,10 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              "shipped world autoencoder's 4x8x8 latents.",
              f"Sampling: {summary['settings']['solver']}, {summary['settings']['sample_steps']} steps, guidance "
              f"w = {summary['settings']['guidance']:g}. 'miro' asks for every reward at 1 and is guided against the "
-             "trained unconditional branch (empty prompt, rewards missing), like the baseline's text guidance. "
-             "'miro, away from all-0' uses the official negative targets instead (empty prompt with every reward "
-             "at 0); the model never sees that combination in training (caption dropout also drops the rewards), and "
-             "at this scale guiding away from it costs colour fidelity and composition.",
+             "trained unconditional branch (empty prompt, rewards missing), like the baseline's text guidance."
+             + (" 'miro, away from all-0' uses the official negative targets instead (empty prompt with every reward "
+                "at 0); the model never sees that combination in training (caption dropout also drops the rewards)."
+                if "miro, away from all-0" in summary["models"] else ""),
              "Intervals are 95%: ShapesEval's is stratified by task (its overall is the mean of the six task "
              "accuracies); SE = how many standard errors the paired difference is from zero. Colour fidelity: "
              "of the colour clauses whose objects were found, the share with the asked colour (reward hacking "

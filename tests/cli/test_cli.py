@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,8 @@ def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
 def test_demo_smoke(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
-                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "train.progress=false"]) == 0
+                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative", "--started-at", str(time.time() - 30),
+                 "train.progress=false"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seconds"] > 0 and set(summary["models"]) == {"baseline", "miro", "miro, away from all-0"}
     for model in summary["models"].values():
@@ -104,6 +106,8 @@ def test_demo_smoke(tmp_path):
     for key, control in summary["controllability"].items():
         assert len(control["measured"]) == 5 and (control["spearman"] is None or -1 <= control["spearman"] <= 1)
     assert summary["plan"]["steps"] == 2
+    # the budget counted from --started-at (make demo's start: the install counts too)
+    assert summary["plan"]["seconds_before_demo"] >= 30 and summary["seconds"] >= 30
     html = (out / "report.html").read_text()
     for name in ("grids.png", "loss.png", "shapes_eval.png", "metrics.png", "control.png"):
         assert (out / "figures" / name).stat().st_size > 1000 and f"figures/{name}" in html

@@ -14,7 +14,7 @@ def test_a_faster_machine_gets_more_steps_in_the_same_budget():
         assert plan["steps"] * cfg.batch_size <= plan["train_seconds"] * plan["train_images_per_s"]
 
 
-def test_two_images_per_prompt_only_when_the_evaluation_fits_a_quarter_of_the_budget():
+def test_two_images_per_prompt_only_when_the_evaluation_fits_15_percent_of_the_budget():
     cfg = DemoConfig(minutes=7)
     assert plan_steps(cfg, 390.0, 314.0, 0.0083, 0.0028)["eval_images_per_prompt"] == 2
     slow = plan_steps(cfg, 320.0, 87.0, 0.030, 0.010)
