@@ -26,7 +26,9 @@ def add_parser(sub) -> None:
                    help="wall-clock budget of the whole demo: a faster machine trains more steps, never longer")
     p.add_argument("--steps", type=int, default=None,
                    help="training steps per model (skips the measurement; the budget no longer applies)")
-    p.add_argument("--samples", type=int, default=d.samples, help="world samples to generate and score")
+    p.add_argument("--samples", type=int, default=None,
+                   help=f"world samples to generate and score (default: enough that training sees each at most "
+                        f"{d.max_epochs:g} times, at least {d.min_samples})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
     p.add_argument("--eval-prompts", type=int, default=d.eval_prompts,
                    help="ShapesEval prompts sampled per model (553 = all; fewer: spread over the file)")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -50,8 +51,16 @@ class DemoConfig:
     """wall-clock budget of the whole demo; sets the training steps"""
     steps: int | None = None
     """training steps per model; None = as many as the budget allows"""
-    samples: int = 8000
-    """world samples generated and scored"""
+    samples: int | None = None
+    """world samples generated and scored; None = enough that no sample is seen more than `max_epochs`
+    times in training, and at least `min_samples`"""
+    min_samples: int = 8000
+    """the smallest world when `samples` is None"""
+    max_epochs: float = 5.0
+    """when `samples` is None, the world grows with the steps so that each sample is seen at most this often
+    (a long run on a small world lets MIRO memorise: its reward vector nearly names each sample)"""
+    probe_samples: int = 512
+    """world samples built first to measure the machine (the world's and training's cost per image)"""
     batch_size: int = 32
     """training batch size"""
     eval_prompts: int = 553
@@ -88,7 +97,10 @@ def variants(cfg: DemoConfig) -> dict[str, tuple[str, dict, dict]]:
     return {**VARIANTS, **(OFFICIAL_ROW if cfg.official_negative else {})}
 
 
-STAGES = ("world", "write", "measure", "train", "evaluate", "report")
+STAGES = ("measure", "world", "write", "train", "evaluate", "report")
+PARALLEL = 0.85
+"""images/s of two runs side by side, each on one core, as a fraction of the one-process probe (measured 0.86-0.97
+for the demo trunk, 0.83 for the former wider one)"""
 
 
 def stage(i: int, text: str, marks: dict[str, float]) -> None:
@@ -132,11 +144,35 @@ def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s
     eval_s = eval_images * (image_s + score_s)
     margin = 15.0 + 0.03 * cfg.minutes * 60  # start-up, report, error of the plan
     train_s = seconds_left - eval_s - margin
-    steps = max(cfg.min_steps, int(train_s * train_img_s * 0.85 / cfg.batch_size))
-    # 0.85: two runs side by side share memory bandwidth (measured 0.83 of the one-process probe)
+    steps = max(cfg.min_steps, int(train_s * train_img_s * PARALLEL / cfg.batch_size))
     return {"steps": steps, "eval_images_per_prompt": per_prompt, "train_seconds": train_s, "eval_seconds": eval_s,
             "eval_images": eval_images, "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
             "score_seconds_per_image": score_s, "margin_seconds": margin}
+
+
+def world_samples(cfg: DemoConfig, steps: int) -> int:
+    """World size for `steps` training steps: cfg.samples if set, else each sample seen at most cfg.max_epochs
+    times, and at least cfg.min_samples."""
+    if cfg.samples is not None:
+        return cfg.samples
+    return max(cfg.min_samples, math.ceil(steps * cfg.batch_size / cfg.max_epochs))
+
+
+def plan_world(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s: float, score_s: float,
+               world_s: float) -> int:
+    """World samples to build with `seconds_left` before the world stage, where each sample costs `world_s`
+    to build: the world grows with the steps it leaves time for (see world_samples); the steps themselves
+    are fixed after the world is built (plan_steps on the time then left)."""
+    first = plan_steps(cfg, seconds_left, train_img_s, image_s, score_s)
+    train_s = first["train_seconds"]
+    if cfg.samples is not None or train_s <= 0:
+        return world_samples(cfg, 0)
+    step_s = cfg.batch_size / (train_img_s * PARALLEL)
+    small = world_samples(cfg, int((train_s - cfg.min_samples * world_s) / step_s))
+    if small == cfg.min_samples:
+        return small
+    # steps * step_s + steps * batch / max_epochs * world_s = train_s
+    return world_samples(cfg, int(train_s / (step_s + cfg.batch_size / cfg.max_epochs * world_s)))
 
 
 def evaluate_models(pipes: dict, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
@@ -204,29 +240,42 @@ def run_demo(cfg: DemoConfig) -> dict:
     out = Path(cfg.out_dir)
     shutil.rmtree(out, ignore_errors=True)
     (out / "figures").mkdir(parents=True)
-    exp = X.ExperimentConfig(out_dir=str(out), num_samples=cfg.samples, steps=cfg.steps or 0,
+    exp = X.ExperimentConfig(out_dir=str(out), num_samples=cfg.probe_samples, steps=cfg.steps or 0,
                              **{k: getattr(cfg, k) for k in ("batch_size", "sample_steps", "solver", "guidance",
                                                              "seed", "config")}, overrides=list(cfg.overrides))
-    stage(1, f"generating {cfg.samples} samples of the demo world, encoding them with the world autoencoder, "
-             f"scoring the decoded images", marks)
-    t = time.perf_counter()
-    dataset, latents = X.build_world(exp)
-    score_s = (time.perf_counter() - t) / cfg.samples
-    dataset.info.calibration.save(out / "calibration.json")
-    stage(2, "writing the latents and the calibrated scores for the training runs", marks)
-    latent_path, latent_overrides = X.save_latents(latents, out / "runs")
-    data = X.data_overrides(exp, dataset, latent_overrides)
     plan = {"steps": cfg.steps, "budget_seconds": cfg.minutes * 60, "seconds_before_demo": round(before, 1)}
     if cfg.steps is None:
-        stage(3, "measuring this machine (a short training probe and a sampling probe)", marks)
-        train_img_s, probe_model = X.probe_images_per_second(exp, data)
+        stage(1, f"measuring this machine on a {cfg.probe_samples}-sample world (building it, a short training "
+                 f"probe and a sampling probe)", marks)
+        probe = replace(exp, out_dir=str(out / "probe"), workers=1)  # one scoring process: no start-up cost
+        cost: dict[str, float] = {}
+        dataset, latents = X.build_world(probe, progress=False, timings=cost)
+        score_s = cost["scores"] / cfg.probe_samples / exp.workers  # the world and the evaluation score in parallel
+        world_s = cost["images"] / cfg.probe_samples + score_s
+        _, latent_overrides = X.save_latents(latents, out / "probe" / "runs")
+        train_img_s, probe_model = X.probe_images_per_second(probe, X.data_overrides(probe, dataset, latent_overrides))
         fixed, per_step = sampling_seconds(MiroPipeline.from_pretrained(probe_model), exp, ["a photo of a circle"] * 64)
-        left = cfg.minutes * 60 - (time.perf_counter() - start)
-        plan.update(plan_steps(cfg, left, train_img_s, fixed + cfg.sample_steps * per_step, score_s))
-        cfg = replace(cfg, eval_images=plan["eval_images_per_prompt"])
         shutil.rmtree(out / "probe", ignore_errors=True)
+        image_s = fixed + cfg.sample_steps * per_step
+        left = cfg.minutes * 60 - (time.perf_counter() - start)
+        exp.num_samples = plan_world(cfg, left, train_img_s, image_s, score_s, world_s)
     else:
-        stage(3, f"fixed budget: {cfg.steps} steps per model (no measurement)", marks)
+        stage(1, f"fixed budget: {cfg.steps} steps per model (no measurement)", marks)
+        exp.num_samples = world_samples(cfg, cfg.steps)
+    stage(2, f"generating {exp.num_samples} samples of the demo world, encoding them with the world autoencoder, "
+             f"scoring the decoded images", marks)
+    dataset, latents = X.build_world(exp)
+    dataset.info.calibration.save(out / "calibration.json")
+    stage(3, "writing the latents and the calibrated scores for the training runs", marks)
+    latent_path, latent_overrides = X.save_latents(latents, out / "runs")
+    data = X.data_overrides(exp, dataset, latent_overrides)
+    if cfg.steps is None:  # the steps from the time now left (the world may have cost more or less than planned)
+        left = cfg.minutes * 60 - (time.perf_counter() - start)
+        plan.update(plan_steps(cfg, left, train_img_s, image_s, score_s), world_samples=exp.num_samples,
+                    world_seconds_per_sample=world_s)
+        cfg = replace(cfg, eval_images=plan["eval_images_per_prompt"])
+    else:
+        plan["world_samples"] = exp.num_samples
         cfg = replace(cfg, eval_images=cfg.eval_images or 2)
     exp.steps = plan["steps"]
     stage(4, f"training baseline (no rewards) and MIRO ({', '.join(WORLD_REWARDS)}) side by side, "

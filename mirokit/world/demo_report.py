@@ -93,7 +93,7 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
                                 f"core, so that is what the budget afforded." if "train_images_per_s" in plan else "."),
              "Everything below was computed in this run, on this machine: another machine (or seed) gives other "
              "numbers; README.md lists the ranges we measured."]
-    notes = [f"World: {summary['settings']['samples']} samples of the demo world (objects on a 2x2 grid, ~40% of "
+    notes = [f"World: {plan['world_samples']} samples of the demo world (objects on a 2x2 grid, ~40% of "
              "captions wrong, ~50% of images degraded, 10% with an object cut by the border), scored by the three "
              "built-in rewards and calibrated to 64 quantile bins; both generators are the same latent UNet on the "
              "shipped world autoencoder's 4x8x8 latents.",

@@ -51,9 +51,10 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def build_world(exp: ExperimentConfig, progress: bool = True):
+def build_world(exp: ExperimentConfig, progress: bool = True, timings: dict | None = None):
     """The demo world, encoded by the shipped autoencoder, with calibrated built-in rewards attached ->
-    (dataset (calibration in `dataset.info`), latents (N, C, h, w)).
+    (dataset (calibration in `dataset.info`), latents (N, C, h, w)). `timings`, if given, receives the
+    seconds spent on {"images": rendering, encoding and decoding, "scores": scoring}.
 
     The rewards score the *decoded* latents, the images a latent model can produce: the small world
     autoencoder is not lossless (it smooths JPEG blocks and loses some contrast), and scores of images the
@@ -64,11 +65,15 @@ def build_world(exp: ExperimentConfig, progress: bool = True):
     from mirokit.world.dataset import WorldDataset
     from mirokit.world.sampling import demo_world_config
 
+    start = time.perf_counter()
     dataset = WorldDataset(exp.num_samples, demo_world_config(exp.seed))
     space = WorldAESpace()
     latents = space.encode(dataset.images(list(range(len(dataset)))))
     seen = np.concatenate([to_uint8(space.decode(latents[i:i + 512])) for i in range(0, len(latents), 512)])
+    middle = time.perf_counter()
     raw = score_images(seen, dataset.captions, WORLD_REWARDS, progress=progress, workers=exp.workers)
+    if timings is not None:
+        timings.update(images=middle - start, scores=time.perf_counter() - middle)
     calibration = Calibration.fit(raw)
     dataset.set_scores(WORLD_REWARDS, calibration.apply_all(raw, WORLD_REWARDS), calibration=calibration)
     return dataset, latents

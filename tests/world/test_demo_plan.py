@@ -21,3 +21,20 @@ def test_two_images_per_prompt_only_when_the_evaluation_fits_15_percent_of_the_b
     assert slow["eval_images_per_prompt"] == 1 and slow["eval_images"] == evaluation_images(cfg, 1)
     assert plan_steps(DemoConfig(minutes=7, eval_images=3), 390.0, 314.0, 0.0083, 0.0028)["eval_images_per_prompt"] == 3
     assert plan_steps(cfg, 10.0, 87.0, 0.030, 0.010)["steps"] == cfg.min_steps  # never fewer than min_steps
+
+
+def test_the_world_grows_with_the_steps_a_fast_machine_affords():
+    from mirokit.world.demo import PARALLEL, plan_world, world_samples
+
+    cfg = DemoConfig(minutes=9.25)
+    assert world_samples(cfg, 100) == cfg.min_samples
+    assert world_samples(cfg, 6000) == 6000 * cfg.batch_size / cfg.max_epochs
+    assert world_samples(DemoConfig(samples=500), 6000) == 500
+    slow = plan_world(cfg, 330.0, train_img_s=146.0, image_s=0.012, score_s=0.011, world_s=0.011)
+    assert slow == cfg.min_samples  # a slow machine trains few epochs of the smallest world
+    fast = plan_world(cfg, 500.0, train_img_s=570.0, image_s=0.003, score_s=0.003, world_s=0.003)
+    assert fast > cfg.min_samples
+    # the bigger world and the steps it leaves time for fit, and no sample is seen more than max_epochs times
+    plan = plan_steps(cfg, 500.0 - fast * 0.003, 570.0, 0.003, 0.003)
+    assert plan["steps"] * cfg.batch_size / fast <= cfg.max_epochs * 1.01
+    assert plan["steps"] * cfg.batch_size / (570.0 * PARALLEL) + fast * 0.003 <= 500.0 - plan["eval_seconds"] - plan["margin_seconds"] + 1e-6
