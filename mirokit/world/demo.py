@@ -58,7 +58,7 @@ class DemoConfig:
     """the smallest world when `samples` is None"""
     max_epochs: float = 5.0
     """when `samples` is None, the world grows with the steps so that each sample is seen at most this often
-    (a long run on a small world lets MIRO memorise: its reward vector nearly names each sample)"""
+    (a guard against memorisation: a MIRO model's reward vector nearly names each sample)"""
     probe_samples: int = 512
     """world samples built first to measure the machine (the world's and training's cost per image)"""
     batch_size: int = 32
