@@ -90,8 +90,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     print("building, scoring and encoding the world ...", flush=True)
     dataset, latents = X.build_world(exp)
-    _, latent_overrides = X.save_latents(latents, out / "runs")
-    data = X.data_overrides(exp, dataset, latent_overrides)
+    _, data = X.data_overrides(exp, dataset, latents)
     extra = {}
     if "filtered" in variants:
         mean_reward = np.nanmean(dataset.batch(list(range(len(dataset))), X.WORLD_REWARDS).rewards.numpy(), axis=1)

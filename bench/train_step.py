@@ -47,6 +47,7 @@ TINY_TEXT_DIM = 64
 TINY_TEXT_LEN = 16  # TokenTextEncoderConfig().max_length, what the sampler's encoder produces
 OFFICIAL_TEXT_LEN = 77  # FLAN-T5-XL tokens
 DEMO_CONFIG = Path(mirokit.__file__).parent / "configs" / "demo_unet.yaml"
+WORLD_CONFIG = Path(mirokit.__file__).parent / "configs" / "demo_world.yaml"
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -177,10 +178,15 @@ def bench_sampler(model: MiroGenerator, images: int, steps: int, repeats: int, d
 
 # -- models ---------------------------------------------------------------------------------------
 def tiny_configs() -> dict[str, GeneratorConfig]:
-    """The CPU RIN and the demo UNet (mirokit/configs/demo_unet.yaml `model`), both with 64-d text."""
+    """The CPU RIN, the pixel UNet (mirokit/configs/demo_unet.yaml `model`), the shapes-world demo's latent
+    UNet (demo_world.yaml) and, beside it, the wider latent trunk it replaced; all with 64-d text."""
     demo = dict(load_yaml(DEMO_CONFIG)["model"], text_dim=TINY_TEXT_DIM)
+    world = dict(load_yaml(WORLD_CONFIG)["model"], text_dim=TINY_TEXT_DIM)
+    former = dict(world, backbone=dict(world["backbone"], channels=[64, 128], attention_levels=[0, 1]))
     return {"cpu tiny RIN (3x32x32 px)": cpu_tiny_rin_config(["brightness", "size"], text_dim=TINY_TEXT_DIM),
-            "demo UNet (3x32x32 px)": from_dict(GeneratorConfig, demo)}
+            "demo UNet (3x32x32 px)": from_dict(GeneratorConfig, demo),
+            "demo latent UNet (4x8x8, 32/64, attention 4x4)": from_dict(GeneratorConfig, world),
+            "former demo latent UNet (4x8x8, 64/128, attention 8x8+4x4)": from_dict(GeneratorConfig, former)}
 
 
 def fmt_params(n: int) -> str:

@@ -1,14 +1,16 @@
 """`mirokit demo`: MIRO against a no-reward baseline on the shapes world, within a wall-clock budget.
 
-1. generate the demo world (mirokit.world.sampling.demo_world_config), encode it with the shipped world
+1. measure this machine on a small world (its build cost per sample, a short one-thread training probe, a
+   sampling probe) and from the time left size the world: each sample seen at most `max_epochs` times in
+   the training that time affords, at least `min_samples`;
+2. generate the demo world (mirokit.world.sampling.demo_world_config), encode it with the shipped world
    autoencoder (the demo's SDXL-VAE), score the decoded images with the three built-in rewards (two
    processes) and calibrate each to 64 quantile bins;
-2. write the latents and scores the training processes read;
-3. measure this machine: a short one-thread training probe and a sampling probe; from them and the time
-   left, fix the number of training steps (the same for both models) so that the demo ends within budget;
+3. write the latents and scores the training processes read, and fix the number of training steps (the
+   same for both models) from the time now left, so that the demo ends within budget;
 4. train the baseline (no rewards) and MIRO (all three rewards) side by side, one process and core each;
-5. sample every ShapesEval prompt from both (MIRO: all targets 1; also MIRO guided away from all-0 targets;
-   the same noise for all), evaluate with ShapesEval, the rewards, colour fidelity and single-object class
+5. sample every ShapesEval prompt from both (MIRO: all targets 1; with --official-negative also MIRO guided
+   away from all-0 targets; the same noise for all), evaluate with ShapesEval, the rewards, colour fidelity and single-object class
    accuracy, each with a 95% interval and MIRO's paired difference; sweep each reward's target (control);
 6. write OUT/report.html, OUT/summary.json and OUT/figures/.
 """
@@ -252,8 +254,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         dataset, latents = X.build_world(probe, progress=False, timings=cost)
         score_s = cost["scores"] / cfg.probe_samples / exp.workers  # the world and the evaluation score in parallel
         world_s = cost["images"] / cfg.probe_samples + score_s
-        _, latent_overrides = X.save_latents(latents, out / "probe" / "runs")
-        train_img_s, probe_model = X.probe_images_per_second(probe, X.data_overrides(probe, dataset, latent_overrides))
+        train_img_s, probe_model = X.probe_images_per_second(probe, X.data_overrides(probe, dataset, latents)[1])
         fixed, per_step = sampling_seconds(MiroPipeline.from_pretrained(probe_model), exp, ["a photo of a circle"] * 64)
         shutil.rmtree(out / "probe", ignore_errors=True)
         image_s = fixed + cfg.sample_steps * per_step
@@ -267,8 +268,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     dataset, latents = X.build_world(exp)
     dataset.info.calibration.save(out / "calibration.json")
     stage(3, "writing the latents and the calibrated scores for the training runs", marks)
-    latent_path, latent_overrides = X.save_latents(latents, out / "runs")
-    data = X.data_overrides(exp, dataset, latent_overrides)
+    latent_path, data = X.data_overrides(exp, dataset, latents)
     if cfg.steps is None:  # the steps from the time now left (the world may have cost more or less than planned)
         left = cfg.minutes * 60 - (time.perf_counter() - start)
         plan.update(plan_steps(cfg, left, train_img_s, image_s, score_s), world_samples=exp.num_samples,

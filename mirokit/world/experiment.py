@@ -104,17 +104,18 @@ def variant_overrides(name: str, reward_keys: list[str], exp: ExperimentConfig) 
             f"data.seed={exp.seed}", f"data.num_samples={exp.num_samples}", *exp.overrides]
 
 
-def data_overrides(exp: ExperimentConfig, dataset, latent_overrides: list[str]) -> list[str]:
-    """Overrides pointing a run at `dataset`'s world: its calibrated scores (parquet), calibration and latents
-    (written once to OUT/runs/, so the runs neither rescore nor re-encode)."""
+def data_overrides(exp: ExperimentConfig, dataset, latents: torch.Tensor) -> tuple[Path, list[str]]:
+    """Write what a run reads of `dataset`'s world to OUT/runs/ once (latents (N, C, h, w), calibrated scores
+    as parquet, calibration), so the runs neither rescore nor re-encode -> (the latents' path, the overrides
+    pointing a run at them)."""
     from mirokit.world.source import save_scores
 
     root = Path(exp.out_dir) / "runs"
-    root.mkdir(parents=True, exist_ok=True)
+    latent_path, latent_overrides = save_latents(latents, root)
     scores, calibration = root / "world_scores.parquet", root / "calibration.json"
     save_scores(dataset, scores)
     dataset.info.calibration.save(calibration)
-    return [f"data.scores={scores}", f"data.calibration={calibration}", *latent_overrides]
+    return latent_path, [f"data.scores={scores}", f"data.calibration={calibration}", *latent_overrides]
 
 
 def probe_images_per_second(exp: ExperimentConfig, data: list[str], steps: int = 24) -> tuple[float, Path]:

@@ -92,8 +92,8 @@ def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
 def test_demo_smoke(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
-                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative", "--started-at", str(time.time() - 30),
-                 "train.progress=false"]) == 0
+                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative",
+                 "--started-at", str(time.time() - 30), "train.progress=false"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seconds"] > 0 and set(summary["models"]) == {"baseline", "miro", "miro, away from all-0"}
     for model in summary["models"].values():
@@ -114,3 +114,21 @@ def test_demo_smoke(tmp_path):
     cal = json.loads((out / "calibration.json").read_text())
     assert set(cal["rewards"]) == {"world_alignment", "world_quality", "world_composition"}
     assert (out / "runs" / "miro" / "model" / "calibration.json").is_file()
+
+
+def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_path):
+    # the path `make demo` takes (no fixed steps): a probe world, a measured plan, the world sized by it;
+    # through run_demo, which the CLI calls, with a smaller smallest world than the CLI's 8,000
+    from mirokit.world.demo import DemoConfig, run_demo
+
+    out = tmp_path / "demo"
+    cfg = DemoConfig(out_dir=str(out), minutes=0.05, batch_size=8, eval_prompts=12, control_prompts=1,
+                     sample_steps=2, min_samples=200, probe_samples=64, overrides=["train.progress=false"])
+    summary = run_demo(cfg)
+    plan = json.loads((out / "summary.json").read_text())["plan"]
+    assert plan == summary["plan"] and plan["train_images_per_s"] > 0 and plan["world_seconds_per_sample"] > 0
+    # a 3-second budget affords no more than the smallest world and the fewest steps
+    assert plan["world_samples"] == 200 and plan["steps"] == cfg.min_steps
+    assert summary["settings"]["eval_images"] == plan["eval_images_per_prompt"]
+    assert list(summary["stage_seconds"]) == ["measure", "world", "write", "train", "evaluate", "report"]
+    assert not (out / "probe").exists()
