@@ -8,7 +8,7 @@ import argparse
 
 def add_parser(sub) -> None:
     from mirokit.sampling.solvers import SOLVERS
-    from mirokit.world.demo import DemoConfig
+    from mirokit.world.demo import EVAL_SHARE, DemoConfig
 
     d = DemoConfig()
     p = sub.add_parser(
@@ -33,8 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-prompts", type=int, default=d.eval_prompts,
                    help="ShapesEval prompts sampled per model (553 = all; fewer: spread over the file)")
     p.add_argument("--eval-images", type=int, default=None,
-                   help="images per ShapesEval prompt (default: 2 if that evaluation fits in 15%% of the budget, "
-                        "else 1)")
+                   help=f"images per ShapesEval prompt (default: 2 if that evaluation fits in {EVAL_SHARE * 100:.0f}%% of the "
+                        f"budget, else 1)")
     p.add_argument("--control-prompts", type=int, default=d.control_prompts,
                    help="prompts per point of the controllability sweep")
     p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps when sampling")

@@ -103,9 +103,11 @@ class TokenTextEncoder(TextEncoder):
             for _ in range(cfg.num_layers)
         )
         self.norm = nn.LayerNorm(cfg.dim)
-        # Small embeddings keep the residual stream well scaled at init (the pre-norm layers and
-        # the final LayerNorm see unit-scale inputs regardless).
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        # Unit-scale word embeddings: the pre-norm layers add outputs of about unit scale to the residual
+        # stream, so embeddings at GPT-2's 0.02 were swamped at init (every token became the same average
+        # of its caption) and the generator learned the prompt ~2x slower (shapes-world demo, 800 steps:
+        # ShapesEval 0.13 -> 0.19, class found 0.44 -> 0.59). Positions stay small: word identity first.
+        nn.init.normal_(self.token_embedding.weight, std=1.0)
         nn.init.normal_(self.position_embedding, std=0.02)
 
     def blocks(self) -> list[nn.Module]:

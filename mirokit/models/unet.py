@@ -42,6 +42,10 @@ class UNetConfig(BackboneConfig):
     """feed the previous call's output back in as extra input channels"""
     dropout: float = 0.0
     """dropout inside the residual blocks, between the modulated norm and the second conv"""
+    pooled_conditioning: bool = False
+    """also add a projection of the conditioning tokens' masked mean to the time embedding, so every residual
+    block (not only the attention levels) is modulated by the prompt and the reward targets (the pooled text
+    embedding of SDXL's and Imagen's UNets)"""
 
 
 def conv_flops(conv: nn.Conv2d, height: int, width: int) -> int:
@@ -209,6 +213,7 @@ class UNetTrunk(nn.Module):
 
         self.norm_out = nn.GroupNorm(_groups(cur), cur)
         self.conv_out = nn.Conv2d(cur, channels, 3, padding=1)
+        self.pool_proj = nn.Linear(cfg.cond_dim, cfg.cond_dim) if cfg.pooled_conditioning else None
 
     @property
     def cond_width(self) -> int:
@@ -223,6 +228,8 @@ class UNetTrunk(nn.Module):
         """Forward FLOPs for one image given T conditioning tokens."""
         size = self.image_size
         total = conv_flops(self.conv_in, size, size) + conv_flops(self.conv_out, size, size)
+        if self.pool_proj is not None:
+            total += linear_flops(self.pool_proj, 1)
         for i, level in enumerate(self.down):
             total += level.flops(size >> i, num_cond_tokens)
             if i < len(self.downsample):
@@ -254,7 +261,11 @@ class UNetTrunk(nn.Module):
         if self.cfg.self_conditioning:
             prev = torch.zeros_like(x) if self_cond is None else self_cond.to(x.dtype)
             x = torch.cat([x, prev], dim=1)
-        emb = F.silu(cond.time.to(x.dtype))
+        emb = cond.time.to(x.dtype)
+        if self.pool_proj is not None:
+            keep = cond.mask.to(x.dtype).unsqueeze(-1)
+            emb = emb + self.pool_proj((cond.tokens.to(x.dtype) * keep).sum(1) / keep.sum(1).clamp_min(1.0))
+        emb = F.silu(emb)
         # channels_last makes the oneDNN convolutions ~20% faster on CPU (forward+backward, batch 64,
         # 32x32, 1 thread: 80 -> 95 img/s); convolutions keep the format of their input.
         h = self.conv_in(x.contiguous(memory_format=torch.channels_last))

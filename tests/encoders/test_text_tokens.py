@@ -67,6 +67,18 @@ def test_init_is_deterministic_and_batch_invariant():
     torch.testing.assert_close(alone[0], out_a[0], atol=1e-5, rtol=1e-5)
 
 
+def test_words_stay_distinguishable_through_the_layers_at_init():
+    """Unit-scale embeddings: at init each position still carries its own word, not an average of the caption
+    (with GPT-2's 0.02 the layers' outputs swamped them and all positions came out nearly equal)."""
+    encoder = _encoder(num_layers=2)
+    with torch.no_grad():
+        emb, _ = encoder(["a red circle", "a red square"])
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(emb[0, 3], emb[1, 3], dim=0) < 0.5  # circle vs square
+    assert cos(emb[0, 2], emb[0, 3], dim=0) < 0.5  # red vs circle in one caption
+    assert cos(emb[0, 2], emb[1, 2], dim=0) > 0.8  # red, followed by different words
+
+
 def test_gradients_reach_the_embeddings():
     encoder = _encoder().train()
     emb, mask = encoder(["a red circle", "a blue square"])

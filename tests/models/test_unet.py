@@ -140,3 +140,23 @@ def test_gradients_reach_every_parameter():
     assert not dead, dead
     assert cond.time.grad.abs().max() > 0 and cond.tokens.grad[:, :-2].abs().max() > 0
     assert cond.tokens.grad[:, -2:].abs().max() == 0  # padded tokens get no gradient
+
+
+def test_pooled_conditioning_reaches_blocks_without_attention():
+    """With no attention level, the prompt tokens reach the output only through the pooled path."""
+    torch.manual_seed(0)
+    x, cond = torch.randn(2, 3, 8, 8), _cond(2, 16)
+    other = Conditioning(time=cond.time, tokens=torch.randn_like(cond.tokens), mask=cond.mask)
+    padded = cond.tokens.clone()
+    padded[:, -1] = 100.0  # masked: must not enter the mean
+    padded_cond = Conditioning(time=cond.time, tokens=padded, mask=cond.mask)
+    outs = {}
+    for pooled in (False, True):
+        trunk = _generator_init(UNetTrunk(UNetConfig(**{**TINY, "attention_levels": []}, pooled_conditioning=pooled),
+                                          channels=3, image_size=8)).eval()
+        with torch.no_grad():
+            outs[pooled] = [trunk(x, c)[0] for c in (cond, other, padded_cond)]
+        assert (trunk.pool_proj is not None) == pooled
+    torch.testing.assert_close(outs[False][1], outs[False][0], rtol=0, atol=0)
+    assert (outs[True][1] - outs[True][0]).abs().amax(dim=(1, 2, 3)).min() > 1e-4
+    torch.testing.assert_close(outs[True][2], outs[True][0])

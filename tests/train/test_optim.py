@@ -129,3 +129,20 @@ def test_lr_factor_shape_and_scheduler():
         sched.step()
     assert seen == pytest.approx([cfg.lr * x for x in f[:12]])
     json.dumps(sched.state_dict())  # JSON-able, so the checkpoint needs no pickle
+
+
+def test_adamw_on_cpu_is_fused_and_matches_the_reference_update():
+    torch.manual_seed(0)
+    model, reference = Tiny(), Tiny()
+    reference.load_state_dict(model.state_dict())
+    cfg = OptimConfig(name="adamw", lr=0.05, weight_decay=0.1)
+    opt = build_optimizer(model, cfg)
+    assert opt.defaults["fused"] is True
+    ref_opt = torch.optim.AdamW(param_groups(reference, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                weight_decay=cfg.weight_decay, foreach=False)
+    for seed in range(5):
+        _step(model, opt, seed)
+        _step(reference, ref_opt, seed)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, msg=name)
+    assert not torch.equal(model.proj.weight, Tiny().proj.weight)
