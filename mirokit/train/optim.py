@@ -163,9 +163,9 @@ def build_optimizer(module: nn.Module, cfg: OptimConfig) -> torch.optim.Optimize
     """Build the optimizer named by `cfg.name` over `param_groups(module, cfg.weight_decay)`."""
     groups = param_groups(module, cfg.weight_decay)
     if cfg.name == "adamw":
-        # torch picks the per-tensor Python loop on CPU; the fused kernel is ~4x faster there (the demo's 1M-parameter
-        # model: 4.2 -> 1.1 ms per step, ~5% of a training step). Sharded (DTensor) or GPU parameters keep torch's
-        # default (foreach on CUDA).
+        # torch picks the per-tensor Python loop on CPU; the fused kernel is ~4x faster there (the demo's
+        # 1M-parameter model, one core of our machine: 4.0 -> 1.1 ms per step, ~5% of a training step;
+        # bench/optimizer.py). Sharded (DTensor) or GPU parameters keep torch's default (foreach on CUDA).
         on_cpu = all(type(p) is nn.Parameter and p.device.type == "cpu" for g in groups for p in g["params"])
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
                                  fused=True if on_cpu else None)

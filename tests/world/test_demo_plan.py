@@ -1,6 +1,6 @@
 """The demo's budget: steps from the measured speed, never a longer demo on a faster machine."""
 
-from mirokit.world.demo import DemoConfig, evaluation_images, plan_steps
+from mirokit.world.demo import EVAL_SHARE, DemoConfig, evaluation_images, plan_steps
 
 
 def test_a_faster_machine_gets_more_steps_in_the_same_budget():
@@ -14,8 +14,14 @@ def test_a_faster_machine_gets_more_steps_in_the_same_budget():
         assert plan["steps"] * cfg.batch_size <= plan["train_seconds"] * plan["train_images_per_s"]
 
 
-def test_two_images_per_prompt_only_when_the_evaluation_fits_15_percent_of_the_budget():
+def test_two_images_per_prompt_only_when_the_evaluation_fits_its_share_of_the_budget():
     cfg = DemoConfig(minutes=7)
+    # at the boundary: 2 images per prompt cost just under / just over EVAL_SHARE of the budget
+    per_image = EVAL_SHARE * cfg.minutes * 60 / evaluation_images(cfg, 2)
+    assert plan_steps(cfg, 390.0, 314.0, 0.999 * per_image, 0.0)["eval_images_per_prompt"] == 2
+    assert plan_steps(cfg, 390.0, 314.0, 1.001 * per_image, 0.0)["eval_images_per_prompt"] == 1
+    # the slowest machine of issue 10 (per-image costs measured on a fast one, x3.9) keeps 2 images
+    assert plan_steps(DemoConfig(minutes=9.25), 307.0, 188.0, 0.011, 0.012)["eval_images_per_prompt"] == 2
     assert plan_steps(cfg, 390.0, 314.0, 0.0083, 0.0028)["eval_images_per_prompt"] == 2
     slow = plan_steps(cfg, 320.0, 87.0, 0.030, 0.010)
     assert slow["eval_images_per_prompt"] == 1 and slow["eval_images"] == evaluation_images(cfg, 1)
