@@ -77,7 +77,8 @@ def main() -> int:
     p.add_argument("--variants", default="baseline,miro,filtered,only_alignment,only_quality,only_composition")
     p.add_argument("--samples", type=int, default=8000, help="world samples")
     p.add_argument("--eval-prompts", type=int, default=276, help="ShapesEval prompts per evaluation (task-balanced)")
-    p.add_argument("--sample-steps", type=int, default=10, help="ODE steps per sample")
+    p.add_argument("--sample-steps", type=int, default=6, help="ODE steps per sample (the demo's 6)")
+    p.add_argument("--solver", default="ab2", help="ODE solver (the demo's AB2)")
     p.add_argument("--guidance", type=float, default=3.0, help="joint guidance scale")
     p.add_argument("--out", default="bench_out/convergence", help="output folder")
     p.add_argument("--seed", type=int, default=0)
@@ -85,7 +86,7 @@ def main() -> int:
     variants = variants_of(args.variants.split(","))
     start = time.perf_counter()
     exp = X.ExperimentConfig(out_dir=args.out, num_samples=args.samples, sample_steps=args.sample_steps,
-                             guidance=args.guidance, seed=args.seed, steps=args.steps)
+                             solver=args.solver, guidance=args.guidance, seed=args.seed, steps=args.steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print("building, scoring and encoding the world ...", flush=True)

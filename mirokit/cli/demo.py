@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
     p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps when sampling")
     p.add_argument("--solver", default=d.solver, choices=SOLVERS, help="ODE solver when sampling")
     p.add_argument("--guidance", type=float, default=d.guidance, help="joint guidance scale w")
+    p.add_argument("--control-guidance", type=float, default=None,
+                   help="joint guidance scale of the controllability sweep (default: --guidance)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the world, the weights and the noise")
     p.add_argument("--official-negative", action="store_true",
                    help="also sample MIRO guided away from the official negative targets (every reward 0, empty "
@@ -64,7 +66,8 @@ def run(args) -> int:
     cfg = DemoConfig(out_dir=args.out, minutes=args.minutes, steps=args.steps, samples=args.samples,
                      batch_size=args.batch_size, eval_prompts=args.eval_prompts,
                      eval_images=args.eval_images, control_prompts=args.control_prompts,
-                     sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance, seed=args.seed,
+                     sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance,
+                     control_guidance=args.control_guidance, seed=args.seed,
                      official_negative=args.official_negative, started_at=args.started_at, config=args.config,
                      overrides=list(args.overrides))
     summary = run_demo(cfg)

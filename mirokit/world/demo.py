@@ -79,6 +79,8 @@ class DemoConfig:
     """ODE solver when sampling"""
     guidance: float = 3.0
     """joint guidance scale w"""
+    control_guidance: float | None = None
+    """joint guidance scale of the controllability sweep; None = `guidance`"""
     seed: int = 0
     """seed of the world, the weights and the sampling noise"""
     config: str = "demo_world"
@@ -102,7 +104,7 @@ def variants(cfg: DemoConfig) -> dict[str, tuple[str, dict, dict]]:
 STAGES = ("measure", "world", "write", "train", "evaluate", "report")
 EVAL_SHARE = 0.2
 """the largest share of the budget the evaluation may take with 2 images per prompt (on the slowest machine
-of issue 10 it takes ~17%: 2 images lifted MIRO's lead from +1.4..+2.8 to +4.8..+5.3 standard errors in
+of issue 10 it takes ~15%: 2 images lifted MIRO's lead from +1.4..+2.8 to +4.8..+5.3 standard errors in
 three seeds at the cost of ~12% of the steps)"""
 PARALLEL = 0.85
 """images/s of two runs side by side, each on one core, as a fraction of the one-process probe (measured 0.86-0.97
@@ -209,9 +211,10 @@ def evaluate_models(pipes: dict, cfg: DemoConfig, exp: X.ExperimentConfig) -> di
 
 
 def controllability(pipe, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
-    """For each reward: its target swept over CONTROL_TARGETS (the others at 1, guidance against the
-    unconditional branch as in the comparison), that reward's mean raw score on MIRO's samples with its
-    interval (the same prompts and noise at every target), and the Spearman correlation of means and targets."""
+    """For each reward: its target swept over CONTROL_TARGETS (the others at 1, guidance w =
+    cfg.control_guidance, default cfg.guidance, against the unconditional branch), that reward's mean raw
+    score on MIRO's samples with its interval (the same prompts and noise at every target), and the Spearman
+    correlation of means and targets."""
     from tqdm.auto import tqdm
 
     from mirokit.evaluate.stats import mean_ci, spearman
@@ -221,6 +224,7 @@ def controllability(pipe, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
     order = np.random.default_rng(cfg.seed + 1).permutation(len(prompts))[: cfg.control_prompts]
     captions = [prompts[i]["prompt"] for i in order]
     out = {}
+    exp = replace(exp, guidance=cfg.guidance if cfg.control_guidance is None else cfg.control_guidance)
     bar = tqdm(total=len(WORLD_REWARDS) * len(CONTROL_TARGETS), desc="controllability sweep", leave=False)
     for key in WORLD_REWARDS:
         cis = []

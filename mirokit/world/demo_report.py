@@ -40,6 +40,12 @@ def _grid_indices(captions: list[str], per_tag: int = 2) -> list[int]:
     return chosen
 
 
+def control_guidance(settings: dict) -> float:
+    """The controllability sweep's guidance scale from a summary's settings (None: the comparison's)."""
+    w = settings.get("control_guidance")
+    return settings["guidance"] if w is None else w
+
+
 def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], captions: list[str],
                       runs: dict[str, Path]) -> Path:
     """Figures, report.html and summary.json for a finished demo -> the report's path."""
@@ -106,7 +112,8 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              "Intervals are 95%: ShapesEval's is stratified by task (its overall is the mean of the six task "
              "accuracies); SE = how many standard errors the paired difference is from zero. Colour fidelity: "
              "of the colour clauses whose objects were found, the share with the asked colour (reward hacking "
-             "would show here). The controllability sweep uses other prompts and noise than the comparison."]
+             "would show here). The controllability sweep uses other prompts and noise than the comparison, and "
+             f"guidance w = {control_guidance(summary['settings']):g}."]
     return write_page(out, "MIRO vs a no-reward baseline on the shapes world", intro=intro, tables=tables,
                       figures=figures, notes=notes, summary=None)
 

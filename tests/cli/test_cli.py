@@ -93,7 +93,7 @@ def test_demo_smoke(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
                  "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative",
-                 "--started-at", str(time.time() - 30), "train.progress=false"]) == 0
+                 "--control-guidance", "1.5", "--started-at", str(time.time() - 30), "train.progress=false"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seconds"] > 0 and set(summary["models"]) == {"baseline", "miro", "miro, away from all-0"}
     for model in summary["models"].values():
@@ -106,6 +106,7 @@ def test_demo_smoke(tmp_path):
     for key, control in summary["controllability"].items():
         assert len(control["measured"]) == 5 and (control["spearman"] is None or -1 <= control["spearman"] <= 1)
     assert summary["plan"]["steps"] == 2
+    _check_control_guidance(summary, out / "runs" / "miro" / "model")
     # the budget counted from --started-at (make demo's start: the install counts too)
     assert summary["plan"]["seconds_before_demo"] >= 30 and summary["seconds"] >= 30
     html = (out / "report.html").read_text()
@@ -114,6 +115,31 @@ def test_demo_smoke(tmp_path):
     cal = json.loads((out / "calibration.json").read_text())
     assert set(cal["rewards"]) == {"world_alignment", "world_quality", "world_composition"}
     assert (out / "runs" / "miro" / "model" / "calibration.json").is_file()
+
+
+def _check_control_guidance(summary: dict, miro_model) -> None:
+    """The sweep's first point is what MIRO samples at --control-guidance (1.5), not at --guidance (3)."""
+    import numpy as np
+
+    from mirokit.world import experiment as X
+    from mirokit.world.demo import CONTROL_TARGETS, HIGH, MISSING
+    from mirokit.world.prompts import load_shapes_eval
+
+    s = summary["settings"]
+    prompts = load_shapes_eval()
+    order = np.random.default_rng(s["seed"] + 1).permutation(len(prompts))[: s["control_prompts"]]
+    captions = [prompts[i]["prompt"] for i in order]
+    key = "world_quality"
+    measured = summary["controllability"][key]["measured"][0]["mean"]
+
+    def mean_at(guidance: float) -> float:
+        exp = X.ExperimentConfig(sample_steps=s["sample_steps"], solver=s["solver"], guidance=guidance, seed=s["seed"])
+        images = X.sample_prompts(miro_model, captions, exp, rewards=HIGH | {key: CONTROL_TARGETS[0]}, negative=MISSING,
+                                  seed=s["seed"] + 1)
+        return float(np.mean(X.score_images(images, captions, [key])[key]))
+
+    assert s["control_guidance"] == 1.5 and measured == pytest.approx(mean_at(1.5), abs=1e-6)
+    assert measured != pytest.approx(mean_at(s["guidance"]), abs=1e-6)
 
 
 def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_path):

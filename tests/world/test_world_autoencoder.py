@@ -60,6 +60,24 @@ def test_space_normalises_decodes_and_rebuilds_from_its_spec(tmp_path):
     assert pix.data_shape(4, 8) == (3, 32) and torch.allclose(pix.to_model(pixels), latents)
 
 
+def test_space_codes_in_cpu_chunks_like_one_call_of_the_autoencoder(tmp_path):
+    # the space runs the autoencoder in channels-last chunks of CPU_CHUNK on the CPU (faster); the result must
+    # not depend on that: 150 images (two full chunks and a partial one) as one default-layout call
+    from mirokit.world.ae_space import CPU_CHUNK
+
+    torch.manual_seed(0)
+    WorldAutoencoder(TINY).save_pretrained(tmp_path / "ae")
+    reference = WorldAutoencoder.from_pretrained(tmp_path / "ae")
+    space = WorldAESpace(WorldAESpaceConfig(name_or_path=str(tmp_path / "ae")))
+    pixels = torch.rand(150, 3, 32, 32) * 2 - 1
+    assert len(pixels) > 2 * CPU_CHUNK
+    latents = space.encode(pixels)
+    assert latents.is_contiguous() and torch.allclose(latents, reference.encode(pixels), atol=1e-5)
+    images = space.decode(latents)
+    assert images.is_contiguous() and torch.allclose(images, ((reference.decode(latents) + 1) / 2).clamp(0, 1), atol=1e-5)
+    assert space.encode(pixels[:0]).shape == (0, 4, 8, 8) and space.decode(latents[:0]).shape == (0, 3, 32, 32)
+
+
 def test_world_source_serves_latents(tmp_path):
     latents = torch.randn(16, 4, 8, 8)
     save_file({"latents": latents}, str(tmp_path / "lat.safetensors"))
