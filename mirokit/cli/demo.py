@@ -8,7 +8,7 @@ import argparse
 
 def add_parser(sub) -> None:
     from mirokit.sampling.solvers import SOLVERS
-    from mirokit.world.demo import EVAL_SHARE, DemoConfig
+    from mirokit.world.demo import CONTROL_OTHERS, EVAL_SHARE, DemoConfig
 
     d = DemoConfig()
     p = sub.add_parser(
@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--guidance", type=float, default=d.guidance, help="joint guidance scale w")
     p.add_argument("--control-guidance", type=float, default=None,
                    help="joint guidance scale of the controllability sweep (default: --guidance)")
+    p.add_argument("--control-others", default=d.control_others, choices=tuple(CONTROL_OTHERS),
+                   help="the other rewards' targets while the controllability sweep varies one (default: missing)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the world, the weights and the noise")
     p.add_argument("--official-negative", action="store_true",
                    help="also sample MIRO guided away from the official negative targets (every reward 0, empty "
@@ -67,7 +69,7 @@ def run(args) -> int:
                      batch_size=args.batch_size, eval_prompts=args.eval_prompts,
                      eval_images=args.eval_images, control_prompts=args.control_prompts,
                      sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance,
-                     control_guidance=args.control_guidance, seed=args.seed,
+                     control_guidance=args.control_guidance, control_others=args.control_others, seed=args.seed,
                      official_negative=args.official_negative, started_at=args.started_at, config=args.config,
                      overrides=list(args.overrides))
     summary = run_demo(cfg)

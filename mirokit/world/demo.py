@@ -38,6 +38,8 @@ VARIANTS = {  # report row -> (run, positive targets, negative targets)
 }
 """What is sampled and compared. MIRO asks for every reward at 1 with guidance against the trained
 unconditional branch (empty prompt, rewards missing), as the baseline's text guidance is."""
+CONTROL_OTHERS = {"missing": MISSING, "high": HIGH}
+"""the other rewards' targets while the controllability sweep varies one (DemoConfig.control_others)"""
 OFFICIAL_ROW = {"miro, away from all-0": ("miro", HIGH, {k: 0.0 for k in WORLD_REWARDS})}
 """The extra row of --official-negative: the official negative targets (all 0 with the empty prompt, a
 combination the model never trains on: caption dropout also drops the rewards)."""
@@ -81,6 +83,10 @@ class DemoConfig:
     """joint guidance scale w"""
     control_guidance: float | None = None
     """joint guidance scale of the controllability sweep; None = `guidance`"""
+    control_others: str = "missing"
+    """the other rewards' targets while one is swept: "missing" (its own effect, as a user who sets only that
+    target gets it) or "high" (every other at 1: that reward in combination with the others high, a
+    combination the world rarely shows for low alignment; README "The demo")"""
     seed: int = 0
     """seed of the world, the weights and the sampling noise"""
     config: str = "demo_world"
@@ -94,6 +100,10 @@ class DemoConfig:
     started_at: float | None = None
     """when the budget started (seconds since the epoch; None = now): `make demo` passes its own start, so
     the install counts against the budget too"""
+
+    def __post_init__(self):
+        if self.control_others not in CONTROL_OTHERS:
+            raise ValueError(f"unknown control_others {self.control_others!r}; known: {', '.join(CONTROL_OTHERS)}")
 
 
 def variants(cfg: DemoConfig) -> dict[str, tuple[str, dict, dict]]:
@@ -211,10 +221,10 @@ def evaluate_models(pipes: dict, cfg: DemoConfig, exp: X.ExperimentConfig) -> di
 
 
 def controllability(pipe, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
-    """For each reward: its target swept over CONTROL_TARGETS (the others at 1, guidance w =
-    cfg.control_guidance, default cfg.guidance, against the unconditional branch), that reward's mean raw
-    score on MIRO's samples with its interval (the same prompts and noise at every target), and the Spearman
-    correlation of means and targets."""
+    """For each reward: its target swept over CONTROL_TARGETS (the other rewards missing, or at 1 with
+    cfg.control_others "high"; guidance w = cfg.control_guidance, default cfg.guidance, against the
+    unconditional branch), that reward's mean raw score on MIRO's samples with its interval (the same prompts
+    and noise at every target), and the Spearman correlation of means and targets."""
     from tqdm.auto import tqdm
 
     from mirokit.evaluate.stats import mean_ci, spearman
@@ -229,8 +239,8 @@ def controllability(pipe, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
     for key in WORLD_REWARDS:
         cis = []
         for target in CONTROL_TARGETS:
-            images = X.sample_prompts(pipe, captions, exp, rewards=HIGH | {key: target}, negative=MISSING,
-                                      seed=cfg.seed + 1)
+            images = X.sample_prompts(pipe, captions, exp, rewards=CONTROL_OTHERS[cfg.control_others] | {key: target},
+                                      negative=MISSING, seed=cfg.seed + 1)
             cis.append(mean_ci(X.score_images(images, captions, [key])[key]))
             bar.update(1)
         means = [c["mean"] for c in cis]

@@ -112,8 +112,10 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              "Intervals are 95%: ShapesEval's is stratified by task (its overall is the mean of the six task "
              "accuracies); SE = how many standard errors the paired difference is from zero. Colour fidelity: "
              "of the colour clauses whose objects were found, the share with the asked colour (reward hacking "
-             "would show here). The controllability sweep uses other prompts and noise than the comparison, and "
-             f"guidance w = {control_guidance(summary['settings']):g}."]
+             "would show here). The controllability sweep uses other prompts and noise than the comparison, "
+             f"guidance w = {control_guidance(summary['settings']):g}, and sets one reward's target with the others "
+             + ("at 1." if summary["settings"].get("control_others") == "high" else
+                "missing (that reward's own effect, as a user who sets only that target gets it).")]
     return write_page(out, "MIRO vs a no-reward baseline on the shapes world", intro=intro, tables=tables,
                       figures=figures, notes=notes, summary=None)
 

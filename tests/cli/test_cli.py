@@ -106,7 +106,7 @@ def test_demo_smoke(tmp_path):
     for key, control in summary["controllability"].items():
         assert len(control["measured"]) == 5 and (control["spearman"] is None or -1 <= control["spearman"] <= 1)
     assert summary["plan"]["steps"] == 2
-    _check_control_guidance(summary, out / "runs" / "miro" / "model")
+    _check_control_sweep(summary, out / "runs" / "miro" / "model")
     # the budget counted from --started-at (make demo's start: the install counts too)
     assert summary["plan"]["seconds_before_demo"] >= 30 and summary["seconds"] >= 30
     html = (out / "report.html").read_text()
@@ -117,12 +117,13 @@ def test_demo_smoke(tmp_path):
     assert (out / "runs" / "miro" / "model" / "calibration.json").is_file()
 
 
-def _check_control_guidance(summary: dict, miro_model) -> None:
-    """The sweep's first point is what MIRO samples at --control-guidance (1.5), not at --guidance (3)."""
+def _check_control_sweep(summary: dict, miro_model) -> None:
+    """The sweep's first point is what MIRO samples at --control-guidance (1.5), not at --guidance (3), with
+    the other rewards missing (the default --control-others), not at 1."""
     import numpy as np
 
     from mirokit.world import experiment as X
-    from mirokit.world.demo import CONTROL_TARGETS, HIGH, MISSING
+    from mirokit.world.demo import CONTROL_OTHERS, CONTROL_TARGETS, MISSING
     from mirokit.world.prompts import load_shapes_eval
 
     s = summary["settings"]
@@ -132,14 +133,16 @@ def _check_control_guidance(summary: dict, miro_model) -> None:
     key = "world_quality"
     measured = summary["controllability"][key]["measured"][0]["mean"]
 
-    def mean_at(guidance: float) -> float:
+    def mean_at(guidance: float, others: str) -> float:
         exp = X.ExperimentConfig(sample_steps=s["sample_steps"], solver=s["solver"], guidance=guidance, seed=s["seed"])
-        images = X.sample_prompts(miro_model, captions, exp, rewards=HIGH | {key: CONTROL_TARGETS[0]}, negative=MISSING,
-                                  seed=s["seed"] + 1)
+        images = X.sample_prompts(miro_model, captions, exp, rewards=CONTROL_OTHERS[others] | {key: CONTROL_TARGETS[0]},
+                                  negative=MISSING, seed=s["seed"] + 1)
         return float(np.mean(X.score_images(images, captions, [key])[key]))
 
-    assert s["control_guidance"] == 1.5 and measured == pytest.approx(mean_at(1.5), abs=1e-6)
-    assert measured != pytest.approx(mean_at(s["guidance"]), abs=1e-6)
+    assert s["control_guidance"] == 1.5 and s["control_others"] == "missing"
+    assert measured == pytest.approx(mean_at(1.5, "missing"), abs=1e-6)
+    assert measured != pytest.approx(mean_at(s["guidance"], "missing"), abs=1e-6)
+    assert measured != pytest.approx(mean_at(1.5, "high"), abs=1e-6)
 
 
 def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_path):
