@@ -48,12 +48,25 @@ def add_parser(sub) -> None:
     p.add_argument("--official-negative", action="store_true",
                    help="also sample MIRO guided away from the official negative targets (every reward 0, empty "
                         "prompt) as an extra report row")
+    p.add_argument("--quality-mix", type=_target_or_none, default=d.quality_mix, metavar="TARGET|none",
+                   help=f"also sample MIRO with world_quality's target at TARGET and the others at 1 (a reward mix; "
+                        f"default {d.quality_mix:g}; kept when the budget affords it, see README), or none")
     p.add_argument("--started-at", type=float, default=None, metavar="EPOCH_SECONDS",
                    help="count the budget from this time instead of now (`make demo` passes its own start, so the "
                         "install counts too)")
     p.add_argument("--config", default=d.config, help="run config of both models (file or built-in name)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for both models")
     p.set_defaults(func=run)
+
+
+def _target_or_none(text: str) -> float | None:
+    """--quality-mix's value: a number, or none."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or none") from None
 
 
 def run(args) -> int:
@@ -70,7 +83,7 @@ def run(args) -> int:
                      eval_images=args.eval_images, control_prompts=args.control_prompts,
                      sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance,
                      control_guidance=args.control_guidance, control_others=args.control_others, seed=args.seed,
-                     official_negative=args.official_negative, started_at=args.started_at, config=args.config,
+                     official_negative=args.official_negative, quality_mix=args.quality_mix, started_at=args.started_at, config=args.config,
                      overrides=list(args.overrides))
     summary = run_demo(cfg)
     print(terminal_summary(summary))

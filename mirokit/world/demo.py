@@ -9,9 +9,10 @@
 3. write the latents and scores the training processes read, and fix the number of training steps (the
    same for both models) from the time now left, so that the demo ends within budget;
 4. train the baseline (no rewards) and MIRO (all three rewards) side by side, one process and core each;
-5. sample every ShapesEval prompt from both (MIRO: all targets 1; with --official-negative also MIRO guided
-   away from all-0 targets; the same noise for all), evaluate with ShapesEval, the rewards, colour fidelity and single-object class
-   accuracy, each with a 95% interval and MIRO's paired difference; sweep each reward's target (control);
+5. sample every ShapesEval prompt from both (MIRO: all targets 1; where the budget affords it also the
+   quality mix, and with --official-negative MIRO guided away from all-0 targets; the same noise for all),
+   evaluate with ShapesEval, the rewards, colour fidelity and single-object class accuracy, each with a 95%
+   interval and each MIRO row's paired difference to the baseline; sweep each reward's target (control);
 6. write OUT/report.html, OUT/summary.json and OUT/figures/.
 """
 
@@ -97,6 +98,11 @@ class DemoConfig:
     """never fewer training steps than this, whatever the budget"""
     official_negative: bool = False
     """also sample MIRO guided away from the official negative targets (an extra report row)"""
+    quality_mix: float | None = 0.625
+    """also sample MIRO with every reward at 1 except world_quality at this target (an extra report row, the
+    analogue of the paper's inference-time reward mix: aesthetic 0.625 lifted GenEval from 67.7 to 75), when
+    the evaluation with it fits `MIX_SHARE` of the budget (always with fixed --steps or --eval-images); None =
+    never"""
     started_at: float | None = None
     """when the budget started (seconds since the epoch; None = now): `make demo` passes its own start, so
     the install counts against the budget too"""
@@ -104,11 +110,16 @@ class DemoConfig:
     def __post_init__(self):
         if self.control_others not in CONTROL_OTHERS:
             raise ValueError(f"unknown control_others {self.control_others!r}; known: {', '.join(CONTROL_OTHERS)}")
+        if self.quality_mix is not None and not 0.0 <= self.quality_mix <= 1.0:
+            raise ValueError(f"quality_mix must be in [0, 1] (a calibrated target), got {self.quality_mix}")
 
 
 def variants(cfg: DemoConfig) -> dict[str, tuple[str, dict, dict]]:
-    """The report rows cfg samples: VARIANTS, plus OFFICIAL_ROW with cfg.official_negative."""
-    return {**VARIANTS, **(OFFICIAL_ROW if cfg.official_negative else {})}
+    """The report rows cfg samples: VARIANTS, the quality mix with cfg.quality_mix, OFFICIAL_ROW with
+    cfg.official_negative."""
+    mix = {} if cfg.quality_mix is None else {
+        f"miro, quality {cfg.quality_mix:g}": ("miro", HIGH | {"world_quality": cfg.quality_mix}, MISSING)}
+    return {**VARIANTS, **mix, **(OFFICIAL_ROW if cfg.official_negative else {})}
 
 
 STAGES = ("measure", "world", "write", "train", "evaluate", "report")
@@ -116,6 +127,10 @@ EVAL_SHARE = 0.2
 """the largest share of the budget the evaluation may take with 2 images per prompt (on the slowest machine
 of issue 10 it takes ~15%: 2 images lifted MIRO's lead from +1.4..+2.8 to +4.8..+5.3 standard errors in
 three seeds at the cost of ~12% of the steps)"""
+MIX_SHARE = 0.15
+"""the largest share of the budget the evaluation may take with the quality-mix row (DemoConfig.quality_mix):
+on a machine 3.9x slower than ours the row would cost ~110-130 of ~1,100-1,300 training steps, so it is left
+out there"""
 PARALLEL = 0.85
 """images/s of two runs side by side, each on one core, as a fraction of the one-process probe (measured 0.86-0.97
 for the demo trunk, 0.83 for the former wider one)"""
@@ -151,19 +166,30 @@ def evaluation_images(cfg: DemoConfig, per_prompt: int) -> int:
             + len(WORLD_REWARDS) * len(CONTROL_TARGETS) * cfg.control_prompts)
 
 
+def plan_evaluation(cfg: DemoConfig, image_cost_s: float) -> DemoConfig:
+    """cfg with its evaluation fixed for a machine where an evaluated image costs `image_cost_s` (sampling and
+    scoring): images per prompt 2 when the comparison without the quality mix fits EVAL_SHARE of the budget,
+    else 1 (unless cfg.eval_images is set); the quality-mix row kept only when the evaluation with it fits
+    MIX_SHARE (or cfg.eval_images is set)."""
+    budget = cfg.minutes * 60
+    plain = replace(cfg, quality_mix=None)
+    per_prompt = cfg.eval_images or (2 if evaluation_images(plain, 2) * image_cost_s <= EVAL_SHARE * budget else 1)
+    keep_mix = cfg.eval_images is not None or evaluation_images(cfg, per_prompt) * image_cost_s <= MIX_SHARE * budget
+    return replace(cfg if keep_mix else plain, eval_images=per_prompt)
+
+
 def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s: float, score_s: float) -> dict:
     """Training steps that fit: the time left minus the evaluation (every image costs `image_s` to sample
-    and `score_s` to score) and a margin for start-up and the report, at `train_img_s` per model. Also
-    picks the images per ShapesEval prompt when cfg.eval_images is None (see DemoConfig)."""
-    per_prompt = cfg.eval_images
-    if per_prompt is None:
-        per_prompt = 2 if evaluation_images(cfg, 2) * (image_s + score_s) <= EVAL_SHARE * cfg.minutes * 60 else 1
-    eval_images = evaluation_images(cfg, per_prompt)
+    and `score_s` to score; see plan_evaluation) and a margin for start-up and the report, at `train_img_s`
+    per model."""
+    evaluated = plan_evaluation(cfg, image_s + score_s)
+    eval_images = evaluation_images(evaluated, evaluated.eval_images)
     eval_s = eval_images * (image_s + score_s)
     margin = 15.0 + 0.03 * cfg.minutes * 60  # start-up, report, error of the plan
     train_s = seconds_left - eval_s - margin
     steps = max(cfg.min_steps, int(train_s * train_img_s * PARALLEL / cfg.batch_size))
-    return {"steps": steps, "eval_images_per_prompt": per_prompt, "train_seconds": train_s, "eval_seconds": eval_s,
+    return {"steps": steps, "eval_images_per_prompt": evaluated.eval_images, "quality_mix": evaluated.quality_mix,
+            "train_seconds": train_s, "eval_seconds": eval_s,
             "eval_images": eval_images, "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
             "score_seconds_per_image": score_s, "margin_seconds": margin}
 
@@ -211,13 +237,17 @@ def evaluate_models(pipes: dict, cfg: DemoConfig, exp: X.ExperimentConfig) -> di
         rewards[name] = X.score_images(samples[name], captions, WORLD_REWARDS, workers=exp.workers)
         models[name] = {**X.summarize_samples(records[name], ids),
                         "rewards": {k: mean_ci(v, ids) for k, v in rewards[name].items()}}
-    a, b = records["miro"], records["baseline"]
-    tags = [r["tag"] for r in a]
-    diff = {"shapes_eval": paired_mean_ci(X.column(a, "correct"), X.column(b, "correct"), ids, tags),
-            "colour_fidelity": paired_mean_ci(X.column(a, "colour_ok"), X.column(b, "colour_ok"), ids),
-            "single_object_class": paired_mean_ci(X.column(a, "class_ok"), X.column(b, "class_ok"), ids),
-            **{key: paired_mean_ci(rewards["miro"][key], rewards["baseline"][key], ids) for key in WORLD_REWARDS}}
-    return {"models": models, "miro_minus_baseline": diff, "samples": samples, "captions": captions}
+    b, tags = records["baseline"], [r["tag"] for r in records["baseline"]]
+
+    def minus_baseline(name: str) -> dict:
+        a = records[name]
+        return {"shapes_eval": paired_mean_ci(X.column(a, "correct"), X.column(b, "correct"), ids, tags),
+                "colour_fidelity": paired_mean_ci(X.column(a, "colour_ok"), X.column(b, "colour_ok"), ids),
+                "single_object_class": paired_mean_ci(X.column(a, "class_ok"), X.column(b, "class_ok"), ids),
+                **{key: paired_mean_ci(rewards[name][key], rewards["baseline"][key], ids) for key in WORLD_REWARDS}}
+
+    return {"models": models, "minus_baseline": {name: minus_baseline(name) for name in models if name != "baseline"},
+            "samples": samples, "captions": captions}
 
 
 def controllability(pipe, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
@@ -291,7 +321,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         left = cfg.minutes * 60 - (time.perf_counter() - start)
         plan.update(plan_steps(cfg, left, train_img_s, image_s, score_s), world_samples=exp.num_samples,
                     world_seconds_per_sample=world_s)
-        cfg = replace(cfg, eval_images=plan["eval_images_per_prompt"])
+        cfg = replace(cfg, eval_images=plan["eval_images_per_prompt"], quality_mix=plan["quality_mix"])
     else:
         plan["world_samples"] = exp.num_samples
         cfg = replace(cfg, eval_images=cfg.eval_images or 2)
@@ -306,7 +336,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     control = controllability(pipes["miro"], cfg, exp)
     stage(6, "writing the report", marks)
     summary = {"seconds": time.perf_counter() - start, "plan": plan, "models": result["models"],
-               "miro_minus_baseline": result["miro_minus_baseline"], "controllability": control,
+               "minus_baseline": result["minus_baseline"], "controllability": control,
                "settings": asdict(cfg), "world_latents": str(latent_path)}
     write_demo_report(out, summary, result["samples"], result["captions"], runs)
     summary["stage_seconds"] = stage_seconds(marks, time.perf_counter())

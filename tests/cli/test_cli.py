@@ -74,6 +74,7 @@ def test_unknown_reward_key_is_one_line_listing_known_keys(trained_model, tmp_pa
 
 @pytest.mark.parametrize("argv,expected", [
     (["train", "--config", "cpu_tiny", "train.stepz=3"], "unknown config key(s) train.stepz"),
+    (["demo", "--quality-mix", "2"], "quality_mix must be in [0, 1]"),
     (["train", "--config", "no_such_config.yaml"], "config file not found"),
     (["train", "--config", "cpu_tiny", "train.precision=fp8"], "unknown precision"),
     (["train", "--config", "cpu_tiny", "data.kind=jsonl"], "missing required key(s) data.path"),
@@ -92,21 +93,24 @@ def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
 def test_demo_smoke(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
-                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative",
+                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative", "--quality-mix", "0.5",
                  "--control-guidance", "1.5", "--started-at", str(time.time() - 30), "train.progress=false"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["seconds"] > 0 and set(summary["models"]) == {"baseline", "miro", "miro, away from all-0"}
+    rows = {"miro", "miro, quality 0.5", "miro, away from all-0"}
+    assert summary["seconds"] > 0 and set(summary["models"]) == {"baseline", *rows}
     for model in summary["models"].values():
         ci = model["shapes_eval"]
         assert 0.0 <= ci["mean"] <= 1.0 and ci["low"] <= ci["mean"] <= ci["high"]
         assert len(model["per_tag"]) == 6  # every task keeps its share of the 24 prompts
         assert set(model["rewards"]) == {"world_alignment", "world_quality", "world_composition"}
-    diff = summary["miro_minus_baseline"]
-    assert {"shapes_eval", "colour_fidelity", "single_object_class", "world_quality"} <= set(diff)
+    assert set(summary["minus_baseline"]) == rows
+    for diff in summary["minus_baseline"].values():
+        assert {"shapes_eval", "colour_fidelity", "single_object_class", "world_quality"} <= set(diff)
     for key, control in summary["controllability"].items():
         assert len(control["measured"]) == 5 and (control["spearman"] is None or -1 <= control["spearman"] <= 1)
     assert summary["plan"]["steps"] == 2
     _check_control_sweep(summary, out / "runs" / "miro" / "model")
+    _check_mix_row(summary, out / "runs" / "miro" / "model")
     # the budget counted from --started-at (make demo's start: the install counts too)
     assert summary["plan"]["seconds_before_demo"] >= 30 and summary["seconds"] >= 30
     html = (out / "report.html").read_text()
@@ -115,6 +119,30 @@ def test_demo_smoke(tmp_path):
     cal = json.loads((out / "calibration.json").read_text())
     assert set(cal["rewards"]) == {"world_alignment", "world_quality", "world_composition"}
     assert (out / "runs" / "miro" / "model" / "calibration.json").is_file()
+
+
+def _check_mix_row(summary: dict, miro_model) -> None:
+    """The quality-mix row is MIRO sampled with world_quality's target at --quality-mix (0.5), the others at 1:
+    its mean quality is what those targets give on the evaluation's prompts and noise, not what all-1 gives."""
+    import numpy as np
+
+    from mirokit.world import experiment as X
+    from mirokit.world.demo import HIGH, MISSING
+    from mirokit.world.prompts import load_shapes_eval
+
+    s = summary["settings"]
+    prompts = load_shapes_eval()
+    chosen = np.linspace(0, len(prompts) - 1, s["eval_prompts"]).round().astype(int)
+    captions = [prompts[i]["prompt"] for i in chosen for _ in range(s["eval_images"])]
+    exp = X.ExperimentConfig(sample_steps=s["sample_steps"], solver=s["solver"], guidance=s["guidance"], seed=s["seed"])
+
+    def quality_at(target: float) -> float:
+        images = X.sample_prompts(miro_model, captions, exp, rewards=HIGH | {"world_quality": target}, negative=MISSING)
+        return float(np.mean(X.score_images(images, captions, ["world_quality"])["world_quality"]))
+
+    measured = summary["models"]["miro, quality 0.5"]["rewards"]["world_quality"]["mean"]
+    assert s["quality_mix"] == 0.5 and measured == pytest.approx(quality_at(0.5), abs=1e-6)
+    assert measured != pytest.approx(quality_at(1.0), abs=1e-6)
 
 
 def _check_control_sweep(summary: dict, miro_model) -> None:

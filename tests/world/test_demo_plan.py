@@ -1,6 +1,10 @@
 """The demo's budget: steps from the measured speed, never a longer demo on a faster machine."""
 
-from mirokit.world.demo import EVAL_SHARE, DemoConfig, evaluation_images, plan_steps
+from dataclasses import replace
+
+import pytest
+
+from mirokit.world.demo import EVAL_SHARE, HIGH, MISSING, MIX_SHARE, DemoConfig, evaluation_images, plan_steps, variants
 
 
 def test_a_faster_machine_gets_more_steps_in_the_same_budget():
@@ -16,15 +20,16 @@ def test_a_faster_machine_gets_more_steps_in_the_same_budget():
 
 def test_two_images_per_prompt_only_when_the_evaluation_fits_its_share_of_the_budget():
     cfg = DemoConfig(minutes=7)
-    # at the boundary: 2 images per prompt cost just under / just over EVAL_SHARE of the budget
-    per_image = EVAL_SHARE * cfg.minutes * 60 / evaluation_images(cfg, 2)
+    # at the boundary: 2 images per prompt (without the quality mix) cost just under / just over EVAL_SHARE
+    per_image = EVAL_SHARE * cfg.minutes * 60 / evaluation_images(replace(cfg, quality_mix=None), 2)
     assert plan_steps(cfg, 390.0, 314.0, 0.999 * per_image, 0.0)["eval_images_per_prompt"] == 2
     assert plan_steps(cfg, 390.0, 314.0, 1.001 * per_image, 0.0)["eval_images_per_prompt"] == 1
     # the slowest machine of issue 10 (per-image costs measured on a fast one, x3.9) keeps 2 images
     assert plan_steps(DemoConfig(minutes=9.25), 307.0, 188.0, 0.011, 0.012)["eval_images_per_prompt"] == 2
     assert plan_steps(cfg, 390.0, 314.0, 0.0083, 0.0028)["eval_images_per_prompt"] == 2
     slow = plan_steps(cfg, 320.0, 87.0, 0.030, 0.010)
-    assert slow["eval_images_per_prompt"] == 1 and slow["eval_images"] == evaluation_images(cfg, 1)
+    assert slow["eval_images_per_prompt"] == 1 and slow["quality_mix"] is None
+    assert slow["eval_images"] == evaluation_images(replace(cfg, quality_mix=None), 1)
     assert plan_steps(DemoConfig(minutes=7, eval_images=3), 390.0, 314.0, 0.0083, 0.0028)["eval_images_per_prompt"] == 3
     assert plan_steps(cfg, 10.0, 87.0, 0.030, 0.010)["steps"] == cfg.min_steps  # never fewer than min_steps
 
@@ -44,3 +49,28 @@ def test_the_world_grows_with_the_steps_a_fast_machine_affords():
     plan = plan_steps(cfg, 500.0 - fast * 0.003, 570.0, 0.003, 0.003)
     assert plan["steps"] * cfg.batch_size / fast <= cfg.max_epochs * 1.01
     assert plan["steps"] * cfg.batch_size / (570.0 * PARALLEL) + fast * 0.003 <= 500.0 - plan["eval_seconds"] - plan["margin_seconds"] + 1e-6
+
+
+def test_the_quality_mix_row_only_where_the_budget_affords_it():
+    cfg = DemoConfig(minutes=9.25)
+    assert variants(cfg)["miro, quality 0.625"] == ("miro", HIGH | {"world_quality": 0.625}, MISSING)
+    assert list(variants(DemoConfig(quality_mix=None))) == ["baseline", "miro"]
+    # at the boundary: the evaluation with the row costs just under / just over MIX_SHARE of the budget
+    per_image = MIX_SHARE * cfg.minutes * 60 / evaluation_images(cfg, 2)
+    kept, dropped = (plan_steps(cfg, 400.0, 700.0, f * per_image, 0.0) for f in (0.999, 1.001))
+    assert kept["quality_mix"] == 0.625 and kept["eval_images"] == evaluation_images(cfg, 2)
+    assert dropped["quality_mix"] is None and dropped["eval_images_per_prompt"] == 2
+    assert dropped["eval_images"] == evaluation_images(replace(cfg, quality_mix=None), 2)
+    assert dropped["steps"] > kept["steps"]  # what the row would have cost goes to training
+    # our machine keeps it; one 3.9x slower (the slowest of issue 10) trains instead
+    assert plan_steps(cfg, 430.0, 790.0, 0.0025, 0.0027)["quality_mix"] == 0.625
+    assert plan_steps(cfg, 310.0, 790.0 / 3.9, 0.0025 * 3.9, 0.0027 * 3.9)["quality_mix"] is None
+    # fixed images per prompt: the row as configured
+    assert plan_steps(replace(cfg, eval_images=2), 310.0, 200.0, 0.01, 0.01)["quality_mix"] == 0.625
+    assert plan_steps(replace(cfg, quality_mix=None), 430.0, 790.0, 0.0025, 0.0027)["quality_mix"] is None
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_a_quality_mix_outside_the_calibrated_range_is_refused(bad):
+    with pytest.raises(ValueError, match="quality_mix must be in"):
+        DemoConfig(quality_mix=bad)
