@@ -83,8 +83,8 @@ def run(args) -> int:
                      eval_images=args.eval_images, control_prompts=args.control_prompts,
                      sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance,
                      control_guidance=args.control_guidance, control_others=args.control_others, seed=args.seed,
-                     official_negative=args.official_negative, quality_mix=args.quality_mix, started_at=args.started_at, config=args.config,
-                     overrides=list(args.overrides))
+                     official_negative=args.official_negative, quality_mix=args.quality_mix,
+                     started_at=args.started_at, config=args.config, overrides=list(args.overrides))
     summary = run_demo(cfg)
     print(terminal_summary(summary))
     print(f"done in {summary['seconds']:.0f} s; report: {args.out}/report.html")

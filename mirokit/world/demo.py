@@ -118,8 +118,13 @@ def variants(cfg: DemoConfig) -> dict[str, tuple[str, dict, dict]]:
     """The report rows cfg samples: VARIANTS, the quality mix with cfg.quality_mix, OFFICIAL_ROW with
     cfg.official_negative."""
     mix = {} if cfg.quality_mix is None else {
-        f"miro, quality {cfg.quality_mix:g}": ("miro", HIGH | {"world_quality": cfg.quality_mix}, MISSING)}
+        mix_row_name(cfg.quality_mix): ("miro", HIGH | {"world_quality": cfg.quality_mix}, MISSING)}
     return {**VARIANTS, **mix, **(OFFICIAL_ROW if cfg.official_negative else {})}
+
+
+def mix_row_name(quality: float) -> str:
+    """The report row of the quality mix at target `quality`."""
+    return f"miro, quality {quality:g}"
 
 
 STAGES = ("measure", "world", "write", "train", "evaluate", "report")
@@ -188,8 +193,9 @@ def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s
     margin = 15.0 + 0.03 * cfg.minutes * 60  # start-up, report, error of the plan
     train_s = seconds_left - eval_s - margin
     steps = max(cfg.min_steps, int(train_s * train_img_s * PARALLEL / cfg.batch_size))
+    left_out = cfg.quality_mix if evaluated.quality_mix is None else None
     return {"steps": steps, "eval_images_per_prompt": evaluated.eval_images, "quality_mix": evaluated.quality_mix,
-            "train_seconds": train_s, "eval_seconds": eval_s,
+            "quality_mix_left_out": left_out, "train_seconds": train_s, "eval_seconds": eval_s,
             "eval_images": eval_images, "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
             "score_seconds_per_image": score_s, "margin_seconds": margin}
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from mirokit.evaluate import report
 from mirokit.evaluate.pages import fmt_ci, plot_ci_grid, plot_ci_panels, text_table, write_page
+from mirokit.world.demo import MIX_SHARE, mix_row_name
 
 LABELS = {"shapes_eval": "ShapesEval overall", "colour_fidelity": "colour fidelity",
           "single_object_class": "single-object class found"}
@@ -25,7 +26,8 @@ def difference_table(diffs: dict[str, dict]) -> tuple[list[str], list[list]]:
     row its difference to the baseline [95% interval] and how many standard errors that is from 0."""
     names = list(diffs)
     header = ["metric", *(h for n in names for h in (f"{n} - baseline [95%]", "SE"))]
-    rows = [[LABELS.get(k, k), *(c for n in names for c in (fmt_ci(diffs[n][k], 3), f"{standard_errors(diffs[n][k]):+.1f}"))]
+    rows = [[LABELS.get(k, k), *(c for n in names
+                                 for c in (fmt_ci(diffs[n][k], 3), f"{standard_errors(diffs[n][k]):+.1f}"))]
             for k in diffs[names[0]]]
     return header, rows
 
@@ -112,9 +114,12 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              f"Sampling: {summary['settings']['solver']}, {summary['settings']['sample_steps']} steps, guidance "
              f"w = {summary['settings']['guidance']:g}. 'miro' asks for every reward at 1 and is guided against the "
              "trained unconditional branch (empty prompt, rewards missing), like the baseline's text guidance."
-             + (f" '{mix}' asks for every reward at 1 except world_quality at {summary['settings']['quality_mix']:g}: "
-                "a reward mix (the paper's analogue: an aesthetic target of 0.625 raised GenEval from 67.7 to 75)."
-                if (mix := mix_row(models)) else "")
+             + (f" '{mix_row_name(mix)}' asks for every reward at 1 except world_quality at {mix:g}: a reward mix "
+                "(the paper's analogue: an aesthetic target of 0.625 raised GenEval from 67.7 to 75)."
+                if (mix := summary["settings"].get("quality_mix")) is not None else "")
+             + (f" The reward-mix row (quality {left_out:g}) was left out: with it the evaluation would take more "
+                f"than {MIX_SHARE:.0%} of the budget on this machine, so that time went to training."
+                if (left_out := plan.get("quality_mix_left_out")) is not None else "")
              + (" 'miro, away from all-0' uses the official negative targets instead (empty prompt with every reward "
                 "at 0); the model never sees that combination in training (caption dropout also drops the rewards)."
                 if "miro, away from all-0" in summary["models"] else ""),
@@ -127,11 +132,6 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
                 "missing (that reward's own effect, as a user who sets only that target gets it).")]
     return write_page(out, "MIRO vs a no-reward baseline on the shapes world", intro=intro, tables=tables,
                       figures=figures, notes=notes, summary=None)
-
-
-def mix_row(models: dict) -> str | None:
-    """The quality-mix row's name among the report's models, None without one."""
-    return next((n for n in models if n.startswith("miro, quality ")), None)
 
 
 def reward_keys_of(models: dict) -> list[str]:
@@ -148,4 +148,6 @@ def terminal_summary(summary: dict) -> str:
              text_table(*difference_table(summary["minus_baseline"])),
              "", "control (Spearman of measured vs target): " + ", ".join(
                  f"{k} {v['spearman']:.2f}" for k, v in summary["controllability"].items())]
+    if (left_out := summary["plan"].get("quality_mix_left_out")) is not None:
+        lines.append(f"reward-mix row (quality {left_out:g}) left out: the budget went to training (README \"Reward mix\")")
     return "\n".join(lines)

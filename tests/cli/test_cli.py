@@ -93,7 +93,8 @@ def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
 def test_demo_smoke(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
-                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative", "--quality-mix", "0.5",
+                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative",
+                 "--quality-mix", "0.5",
                  "--control-guidance", "1.5", "--started-at", str(time.time() - 30), "train.progress=false"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = {"miro", "miro, quality 0.5", "miro, away from all-0"}
@@ -177,15 +178,22 @@ def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_p
     # the path `make demo` takes (no fixed steps): a probe world, a measured plan, the world sized by it;
     # through run_demo, which the CLI calls, with a smaller smallest world than the CLI's 8,000
     from mirokit.world.demo import DemoConfig, run_demo
+    from mirokit.world.demo_report import terminal_summary
 
     out = tmp_path / "demo"
-    cfg = DemoConfig(out_dir=str(out), minutes=0.05, batch_size=8, eval_prompts=12, control_prompts=1,
+    cfg = DemoConfig(out_dir=str(out), minutes=0.002, batch_size=8, eval_prompts=12, control_prompts=1,
                      sample_steps=2, min_samples=200, probe_samples=64, overrides=["train.progress=false"])
     summary = run_demo(cfg)
     plan = json.loads((out / "summary.json").read_text())["plan"]
     assert plan == summary["plan"] and plan["train_images_per_s"] > 0 and plan["world_seconds_per_sample"] > 0
-    # a 3-second budget affords no more than the smallest world and the fewest steps
+    # a 0.12-second budget affords no more than the smallest world and the fewest steps
     assert plan["world_samples"] == 200 and plan["steps"] == cfg.min_steps
     assert summary["settings"]["eval_images"] == plan["eval_images_per_prompt"]
+    # nor the reward-mix row (its evaluation, ~0.25 s here, would have to fit 15% of 0.12 s): left out, and the
+    # report and the terminal say so
+    assert plan["quality_mix"] is None and plan["quality_mix_left_out"] == 0.625
+    assert set(summary["models"]) == {"baseline", "miro"} and set(summary["minus_baseline"]) == {"miro"}
+    assert "The reward-mix row (quality 0.625) was left out" in (out / "report.html").read_text()
+    assert "reward-mix row (quality 0.625) left out" in terminal_summary(summary)
     assert list(summary["stage_seconds"]) == ["measure", "world", "write", "train", "evaluate", "report"]
     assert not (out / "probe").exists()

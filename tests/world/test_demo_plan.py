@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from mirokit.world.demo import EVAL_SHARE, HIGH, MISSING, MIX_SHARE, DemoConfig, evaluation_images, plan_steps, variants
+from mirokit.world.demo import (EVAL_SHARE, HIGH, MISSING, MIX_SHARE, DemoConfig, evaluation_images, plan_steps,
+                                 variants)
 
 
 def test_a_faster_machine_gets_more_steps_in_the_same_budget():
@@ -59,7 +60,9 @@ def test_the_quality_mix_row_only_where_the_budget_affords_it():
     per_image = MIX_SHARE * cfg.minutes * 60 / evaluation_images(cfg, 2)
     kept, dropped = (plan_steps(cfg, 400.0, 700.0, f * per_image, 0.0) for f in (0.999, 1.001))
     assert kept["quality_mix"] == 0.625 and kept["eval_images"] == evaluation_images(cfg, 2)
-    assert dropped["quality_mix"] is None and dropped["eval_images_per_prompt"] == 2
+    assert kept["quality_mix_left_out"] is None
+    assert dropped["quality_mix"] is None and dropped["quality_mix_left_out"] == 0.625
+    assert dropped["eval_images_per_prompt"] == 2
     assert dropped["eval_images"] == evaluation_images(replace(cfg, quality_mix=None), 2)
     assert dropped["steps"] > kept["steps"]  # what the row would have cost goes to training
     # our machine keeps it; one 3.9x slower (the slowest of issue 10) trains instead
@@ -67,7 +70,8 @@ def test_the_quality_mix_row_only_where_the_budget_affords_it():
     assert plan_steps(cfg, 310.0, 790.0 / 3.9, 0.0025 * 3.9, 0.0027 * 3.9)["quality_mix"] is None
     # fixed images per prompt: the row as configured
     assert plan_steps(replace(cfg, eval_images=2), 310.0, 200.0, 0.01, 0.01)["quality_mix"] == 0.625
-    assert plan_steps(replace(cfg, quality_mix=None), 430.0, 790.0, 0.0025, 0.0027)["quality_mix"] is None
+    never = plan_steps(replace(cfg, quality_mix=None), 430.0, 790.0, 0.0025, 0.0027)
+    assert never["quality_mix"] is None and never["quality_mix_left_out"] is None
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
