@@ -5,7 +5,8 @@ Checkpoint directory layout (HF style, no pickle):
     model.safetensors      generator weights (EMA when written by the trainer)
     text_encoder/          text encoder spec (config.json) and, if trained, its model.safetensors
     pipeline.json          image space, reward keys, sampler defaults, mirokit version, training config
-    uncond_text.safetensors  optional: the embedding used for the empty prompt (official MIRO models)
+    calibration.json       optional: how the training data's raw reward scores became targets in [0, 1]
+    uncond_text.safetensors  optional: the embedding used for the empty prompt (precomputed text)
     train_state/           only in training checkpoints: everything needed to resume exactly
 
 `MiroPipeline.from_pretrained` also reads the released MIRO checkpoints (a folder or hub repo with
@@ -22,17 +23,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mirokit.data.calibration import Calibration
+from mirokit.data.source import DatasetInfo
 from mirokit.encoders.hub import one_line
 from mirokit.encoders.pixel import ImageSpace, PixelSpace, build_image_space
-from mirokit.encoders.text import TextEncoder, build_text_encoder, load_text_encoder
+from mirokit.encoders.text import TextEncoder, build_text_encoder
 from mirokit.models.generator import MiroGenerator
+from mirokit.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_json, read_weights, write_json
 
 PIPELINE_NAME = "pipeline.json"
 TEXT_ENCODER_DIR = "text_encoder"
-UNCOND_NAME = "uncond_text.safetensors"
 FORMAT_VERSION = 2
 """2: config.json's backbone is a {kind: ...} section (format 1 files are upgraded on load)"""
-OFFICIAL_FILES = ("config.json", "model.safetensors", "uncond_embedding.npy")
+OFFICIAL_FILES = (CONFIG_NAME, WEIGHTS_NAME, "uncond_embedding.npy")
 OFFICIAL_TEXT_ENCODER = "google/flan-t5-xl"
 OFFICIAL_VAE = "stabilityai/sdxl-vae"
 
@@ -41,16 +44,18 @@ class MiroPipeline:
     """Holds the pieces needed to turn prompts + reward targets into images.
 
     `uncond_text` (L, D), if set, is the embedding of the empty prompt (all L tokens valid) used by
-    the unconditional guidance branch instead of encoding "" (the official models ship one).
+    the unconditional guidance branch instead of encoding "" (the official models ship one);
+    `calibration`, if set, says which raw reward scores each target in [0, 1] stands for.
     """
 
     def __init__(self, generator: MiroGenerator, text_encoder: TextEncoder, image_space: ImageSpace | None = None,
-                 extra: dict | None = None, uncond_text: Tensor | None = None):
+                 extra: dict | None = None, uncond_text: Tensor | None = None, calibration: Calibration | None = None):
         self.generator = generator
         self.text_encoder = text_encoder
         self.image_space = image_space or PixelSpace()
         self.extra = dict(extra or {})
         self.uncond_text = None if uncond_text is None else uncond_text.float().reshape(-1, uncond_text.shape[-1])
+        self.calibration = calibration
 
     @property
     def device(self) -> torch.device:
@@ -92,19 +97,15 @@ class MiroPipeline:
                         text_encoder_state: dict | None = None) -> None:
         """Write the checkpoint layout above; explicit state dicts (e.g. EMA weights) are written instead of
         the live weights (which are not touched)."""
-        from safetensors.torch import save_file
-
         from mirokit import __version__
 
         directory = Path(directory)
         self.generator.save_pretrained(directory, state_dict=generator_state)
         self.text_encoder.save_pretrained(directory / TEXT_ENCODER_DIR, state_dict=text_encoder_state)
+        DatasetInfo(calibration=self.calibration, uncond_text=self.uncond_text).save(directory)
         meta = {"format_version": FORMAT_VERSION, "mirokit_version": __version__,
                 "image_space": self.image_space.spec(), "reward_keys": self.reward_keys, **self.extra}
-        if self.uncond_text is not None:
-            save_file({"embedding": self.uncond_text.contiguous().cpu()}, str(directory / UNCOND_NAME))
-            meta["uncond_text"] = UNCOND_NAME
-        (directory / PIPELINE_NAME).write_text(json.dumps(meta, indent=2))
+        write_json(directory / PIPELINE_NAME, meta)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, variant: str | None = None,
@@ -143,11 +144,11 @@ def _resolve_folder(name_or_path: str, variant: str | None) -> Path:
 
 
 def _is_official(directory: Path) -> bool:
-    if (directory / PIPELINE_NAME).is_file() or not (directory / "config.json").is_file():
+    if (directory / PIPELINE_NAME).is_file() or not (directory / CONFIG_NAME).is_file():
         return False
     try:
-        config = json.loads((directory / "config.json").read_text())
-    except json.JSONDecodeError:
+        config = json.loads((directory / CONFIG_NAME).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(config, dict) and "network" in config and "preconditioning" in config
 
@@ -158,20 +159,16 @@ def _load_mirokit(directory: Path, *, text_encoder: str | None, vae: str | None)
             raise FileNotFoundError(f"{directory} is a training checkpoint of a sharded run without a model "
                                     f"export; write one with `mirokit export {directory} --out DIR`")
         raise FileNotFoundError(f"not a mirokit model directory: {directory} (missing {PIPELINE_NAME})")
-    meta = json.loads((directory / PIPELINE_NAME).read_text())
+    meta = read_json(directory / PIPELINE_NAME, "pipeline description")
     generator = MiroGenerator.from_pretrained(directory)
-    encoder = load_text_encoder(directory / TEXT_ENCODER_DIR)
+    encoder = TextEncoder.from_pretrained(directory / TEXT_ENCODER_DIR)
     if text_encoder is not None:
         encoder = _replace_path(encoder.spec(), text_encoder, "text encoder", build_text_encoder)
     space_spec = meta.get("image_space") or {"kind": "pixels"}
     space = _replace_path(space_spec, vae, "VAE", build_image_space) if vae is not None else build_image_space(space_spec)
-    uncond = None
-    if meta.get("uncond_text"):
-        from safetensors.torch import load_file
-
-        uncond = load_file(str(directory / meta["uncond_text"]))["embedding"]
+    info = DatasetInfo.load(directory)
     extra = {k: v for k, v in meta.items() if k not in ("image_space", "reward_keys", "uncond_text")}
-    return MiroPipeline(generator, encoder.eval(), space, extra, uncond)
+    return MiroPipeline(generator, encoder.eval(), space, extra, info.uncond_text, info.calibration)
 
 
 def _replace_path(spec: dict, name_or_path: str, what: str, build):
@@ -183,20 +180,15 @@ def _replace_path(spec: dict, name_or_path: str, what: str, build):
 
 def _load_official(directory: Path, *, text_encoder: str | None, vae: str | None) -> MiroPipeline:
     """A released MIRO checkpoint -> MiroPipeline (frozen FLAN-T5, SDXL-VAE latent space, stored uncond)."""
-    from safetensors.torch import load_file
-
     from mirokit.models.official import convert_official_config, convert_official_state_dict
 
     for name in OFFICIAL_FILES:
         if not (directory / name).is_file():
             raise FileNotFoundError(f"official MIRO checkpoint {directory} is missing {name}")
-    config = json.loads((directory / "config.json").read_text())
-    state = load_file(str(directory / "model.safetensors"))
+    config = read_json(directory / CONFIG_NAME, "config")
+    state = read_weights(directory / WEIGHTS_NAME)
     generator = MiroGenerator(convert_official_config(config))
-    missing, unexpected = generator.load_state_dict(convert_official_state_dict(state), strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{directory / 'model.safetensors'} does not match its config.json: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}")
+    load_weights(generator, convert_official_state_dict(state), directory / WEIGHTS_NAME)
     pre = config.get("data_preprocessing", {})
     if "data_preprocessing.scale" in state:
         scale = state["data_preprocessing.scale"].float().flatten().tolist()

@@ -25,7 +25,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from mirokit.train.checkpoint import latest_checkpoint
-    from mirokit.train.loop import export_checkpoint
+    from mirokit.train.export import export_checkpoint
 
     source = Path(args.checkpoint)
     if not (source / "train_state").is_dir():

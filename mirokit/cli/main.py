@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per command (each module adds its own flags)."""
     import importlib
 
+    from mirokit.registry import load_plugins
+
+    load_plugins()  # plugins may patch or add components before any command runs
     parser = argparse.ArgumentParser(
         prog="mirokit",
         description="MIRO: multi-reward conditioned pretraining for text-to-image generators.",

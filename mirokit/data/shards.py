@@ -40,7 +40,6 @@ from mirokit.tars import index_members, shard_list
 log = logging.getLogger(__name__)
 
 ENCODING_FILE = "encoding.json"
-UNCOND_FILE = "uncond_text.safetensors"
 INDEX_FILE = "mirokit-index.json"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -142,9 +141,7 @@ class EncodedShards(Dataset):
         self.max_skips = max_skips
         self.open_shards = open_shards
         self.encoding = json.loads((folder / ENCODING_FILE).read_text()) if folder and (folder / ENCODING_FILE).is_file() else {}
-        uncond = None
-        if folder is not None and (folder / UNCOND_FILE).is_file():
-            uncond = load_tensors((folder / UNCOND_FILE).read_bytes())["embedding"].float()
+        uncond = DatasetInfo.load(folder).uncond_text if folder is not None else None
         keys = calibration.keys if calibration is not None else self.encoding.get("reward_keys", [])
         self.info = DatasetInfo(reward_keys=tuple(keys), calibration=calibration, uncond_text=uncond)
         self._open: OrderedDict[int, _OpenShard] = OrderedDict()

@@ -49,9 +49,16 @@ class Sample(NamedTuple):
     """unreadable samples this one replaces (counted in the run's metrics)"""
 
 
+CALIBRATION_FILE = "calibration.json"
+"""the reward calibration of a dataset, beside its data and in every model and checkpoint trained on it"""
+UNCOND_TEXT_FILE = "uncond_text.safetensors"
+"""the text encoder's states of the empty prompt ({"embedding": (L, D)}), same places"""
+
+
 @dataclass(frozen=True, eq=False)
 class DatasetInfo:
-    """What a training dataset declares about itself."""
+    """What a training dataset declares about itself; the one owner of the dataset-side files
+    (CALIBRATION_FILE, UNCOND_TEXT_FILE) wherever they are written: encoded data, checkpoints, model folders."""
 
     reward_keys: tuple[str, ...] = ()
     """reward keys its samples carry"""
@@ -59,6 +66,33 @@ class DatasetInfo:
     """how its raw reward scores were mapped to [0, 1]; saved as calibration.json with the model"""
     uncond_text: Tensor | None = None
     """(L, D) text states of the empty prompt, for datasets with precomputed text (caption dropout uses it)"""
+
+    def save(self, directory: str | Path) -> None:
+        """Write the files of what this info holds (calibration.json, uncond_text.safetensors) into `directory`."""
+        from mirokit.pretrained import save_weights
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.calibration is not None:
+            self.calibration.save(directory / CALIBRATION_FILE)
+        if self.uncond_text is not None:
+            save_weights({"embedding": self.uncond_text.float()}, directory / UNCOND_TEXT_FILE)
+
+    @classmethod
+    def load(cls, directory: str | Path, reward_keys: tuple[str, ...] = ()) -> "DatasetInfo":
+        """The info saved in `directory` by `save` (each file optional); unreadable files are one-line errors."""
+        from mirokit.pretrained import read_weights
+
+        directory = Path(directory)
+        calibration = uncond = None
+        if (directory / CALIBRATION_FILE).is_file():
+            calibration = Calibration.load(directory / CALIBRATION_FILE)
+        if (directory / UNCOND_TEXT_FILE).is_file():
+            states = read_weights(directory / UNCOND_TEXT_FILE)
+            if "embedding" not in states:
+                raise DataError(f"{directory / UNCOND_TEXT_FILE} holds no tensor named 'embedding'")
+            uncond = states["embedding"].float()
+        return cls(reward_keys=tuple(reward_keys), calibration=calibration, uncond_text=uncond)
 
 
 @runtime_checkable

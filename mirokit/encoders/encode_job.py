@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from mirokit.data.batch import DataError
 from mirokit.data.jsonl import load_image
-from mirokit.data.shards import ENCODING_FILE, UNCOND_FILE, sample_members
+from mirokit.data.shards import ENCODING_FILE, sample_members
+from mirokit.data.source import DatasetInfo
 from mirokit.encoders.text_hf import HFTextEncoder, HFTextEncoderConfig
 from mirokit.encoders.vae import LatentStats, VAESpace, VAESpaceConfig
 from mirokit.tars import ShardWriter, caption_of, iter_samples, shard_list
@@ -191,10 +192,7 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
     encoders = Encoders(cfg)
     encoders.vae.vae, encoders.text.load()  # load both now: a missing model fails before any work
     if is_main:
-        empty = encoders.texts([""])[0]
-        from safetensors.torch import save_file
-
-        save_file({"embedding": empty.contiguous()}, str(out / UNCOND_FILE))
+        DatasetInfo(uncond_text=encoders.texts([""])[0]).save(out)
     mine = [p for i, p in enumerate(paths) if i % cfg.num_shards == cfg.shard_index]
     todo = [p for p in mine if not (out / p.name).is_file()]
     for path in todo:  # leftovers of a killed run (these shards are ours alone)

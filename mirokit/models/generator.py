@@ -7,24 +7,19 @@ and `preconditioning` like the official checkpoints.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from mirokit.config import ConfigError, from_dict, to_dict
 from mirokit.flow.precond import input_scale, output_scale
 from mirokit.models.backbone import BACKBONES, BackboneConfig, check_backbone
 from mirokit.models.conditioning import ConditioningConfig, RewardTextConditioner
 from mirokit.models.embedders import FourierFeatures
 from mirokit.models.layers import linear_flops, xavier_init_
 from mirokit.models.rin import RINConfig
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from mirokit.pretrained import PretrainedMixin
 
 
 @dataclass(kw_only=True)
@@ -111,12 +106,16 @@ class Preconditioning(nn.Module):
         return self.logvar_proj(gamma.reshape(-1))[:, 0].float().clone()
 
 
-class MiroGenerator(nn.Module):
+class MiroGenerator(PretrainedMixin, nn.Module):
     """Reward- and text-conditioned velocity model with preconditioning.
 
     Call: `model(y, gamma, text=(B,L,Dt), text_mask=(B,L), rewards=(B,K), self_cond=state|None)`.
     `rewards` holds values in [0, 1]; NaN marks a missing/dropped reward.
+    Persistence: `save_pretrained(dir, state_dict=None)` / `from_pretrained(dir)` (mirokit.pretrained).
     """
+
+    config_class = GeneratorConfig
+    pretrained_name = "generator"
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -167,36 +166,10 @@ class MiroGenerator(nn.Module):
                for k in self.config.reward_keys]
         return torch.tensor(row, dtype=torch.float32, device=device).expand(batch_size, -1).clone()
 
-    # -- persistence ---------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, state_dict: dict[str, Tensor] | None = None) -> None:
-        """Write config.json + model.safetensors (optionally an explicit state dict, e.g. EMA weights)."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(to_dict(self.config), indent=2))
-        tensors = state_dict if state_dict is not None else self.state_dict()
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / WEIGHTS_NAME))
-
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "MiroGenerator":
-        """Rebuild from config.json and load model.safetensors; missing files give a one-line error."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"not a mirokit generator directory: {directory} (missing {name})")
-        try:
-            cfg = from_dict(GeneratorConfig, upgrade_config_dict(json.loads((directory / CONFIG_NAME).read_text())))
-        except (json.JSONDecodeError, ConfigError) as err:
-            raise ConfigError(f"{directory / CONFIG_NAME}: {err}") from None
-        model = cls(cfg)
-        missing, unexpected = model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{directory / WEIGHTS_NAME} does not match its config: "
-                             f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-        return model.to(device).eval()
+    def config_from_dict(cls, data: dict, source) -> GeneratorConfig:
+        """config.json -> GeneratorConfig; a format-1 file (`backbone: "rin"` beside a `rin:` section) is upgraded."""
+        return super().config_from_dict(upgrade_config_dict(data) if isinstance(data, dict) else data, source)
 
 
 def official_rin_config(reward_keys: list[str]) -> GeneratorConfig:

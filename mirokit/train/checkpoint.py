@@ -2,10 +2,11 @@
 
     OUT/checkpoints/step_0000500/
         train_state/shard-0000R-model-00001-of-00001.safetensors
-                               rank R-1's part of every training tensor: `model.*` (raw weights),
-                               `ema.*` (EMA shadow), `optim.<param>.<key>` (optimizer state); a
-                               replicated tensor is written once
-        train_state/state.json step, images seen, world size, optimizer groups, resolved run config
+                               rank R-1's part of every training tensor, named after the Stateful it
+                               belongs to: `model.*` (raw weights), `ema.*` (EMA shadow),
+                               `optim.<param>.<key>` (optimizer state); a replicated tensor is written once
+        train_state/state.json step, world size and each Stateful's JSON values under its name (the
+                               optimizer's class and groups; the trainer's images seen and resolved config)
         calibration.json       the reward calibration of the data (if any)
         config.json, model.safetensors, text_encoder/, pipeline.json
                                the loadable EMA model; written by unsharded runs (DDP or one process,
@@ -26,7 +27,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -118,42 +119,110 @@ def read_tensors(checkpoint: str | Path, prefix: str = "") -> dict[str, torch.Te
     return {name[len(prefix):]: value for name, value in targets.items()}
 
 
+class Stateful(Protocol):
+    """What a checkpoint holds of one object: `state_dict()` -> {key: tensor (may be a DTensor shard) or a
+    JSON value}; `load_state_dict(state)` takes the same dict back. The checkpoint writes the tensors into
+    the safetensors shards (as `NAME.key`; they are loaded in place into the tensors `state_dict()` returns)
+    and the JSON values into state.json (under NAME). An object may also define `check_state(stored, path)`,
+    called with its stored JSON values before any tensor is read, to refuse a checkpoint in one line."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ModelState:
+    """A (possibly DDP-wrapped or FSDP2-sharded) model as a Stateful: its weights and buffers."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def state_dict(self) -> dict[str, Any]:
+        """{name: live tensor}: loading fills them in place."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(self.model)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load `state` (this object's own tensors after an in-place load, or any full state)."""
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        set_model_state_dict(self.model, state)
+
+
+class OptimizerState:
+    """An optimizer as a Stateful: its moments per parameter (sharded like the parameters), its class and
+    param groups (JSON). A checkpoint of another optimizer class is refused in one line."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+        self.model = model
+        self.optimizer = optimizer
+        self._osd: dict | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"optimizer": class name, "param_groups": [...], "<param>.<key>": live state tensor}."""
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        self._osd = get_optimizer_state_dict(self.model, self.optimizer)  # initialises an empty state (lr 0 step)
+        flat: dict[str, Any] = {"optimizer": type(self.optimizer).__name__, "param_groups": [
+            {k: v for k, v in g.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
+            for g in self._osd["param_groups"]]}
+        for fqn, entries in self._osd["state"].items():
+            for key, value in entries.items():
+                if not torch.is_tensor(value):
+                    raise TypeError(f"optimizer state {fqn}.{key} is not a tensor ({type(value).__name__})")
+                flat[f"{fqn}.{key}"] = value
+        return flat
+
+    def check_state(self, stored: dict, path: Path) -> None:
+        """A checkpoint written by another optimizer class is a one-line ValueError."""
+        if stored.get("optimizer") != type(self.optimizer).__name__:
+            raise ValueError(f"{path} was trained with {stored.get('optimizer')}, this run uses "
+                             f"{type(self.optimizer).__name__} (optim.name)")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Push the state loaded in place into the tensors of the last `state_dict()` into the optimizer
+        (the live param groups are kept: the loop sets the learning rate every step)."""
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+        if self._osd is None:
+            raise RuntimeError("OptimizerState.load_state_dict needs the tensors of a state_dict() call first")
+        set_optimizer_state_dict(self.model, self.optimizer, self._osd)
+
+
 class Checkpointer:
-    """Saves and restores everything a run needs to continue exactly: weights, EMA, optimizer, step.
+    """Saves and restores everything a run needs to continue exactly: one Stateful per name.
 
     Args:
         out_dir: the run folder.
-        model: the model as parallelized (plain, DDP or FSDP2).
-        optimizer: built on the model's final parameters.
-        ema: the `EMA` of the model (its shadow is sharded like the parameters under FSDP2).
+        states: {name: Stateful}, e.g. {"model": ModelState(model), "ema": ema,
+            "optim": OptimizerState(model, optimizer), "train": trainer}; a new piece of state is one entry.
         dist: this process's place in the job.
         keep: how many step checkpoints to keep (0 = all).
     """
 
-    def __init__(self, out_dir: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, ema,
-                 dist: DistInfo, keep: int = 2):
+    def __init__(self, out_dir: str | Path, *, states: dict[str, Stateful], dist: DistInfo, keep: int = 2):
+        bad = [name for name in states if not name or "." in name]
+        if bad:
+            raise ValueError(f"checkpoint state names must be non-empty and without dots, got {bad[0]!r}")
         self.out_dir = Path(out_dir)
-        self.model = model
-        self.optimizer = optimizer
-        self.ema = ema
+        self.states = dict(states)
         self.dist = dist
         self.keep = keep
 
-    def _tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """(flat name -> live tensor, optimizer param groups) — the same tensors the run trains with."""
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    def _split(self) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+        """(flat "NAME.key" -> live tensor, NAME -> JSON values) of every state."""
+        tensors: dict[str, torch.Tensor] = {}
+        values: dict[str, dict] = {}
+        for name, obj in self.states.items():
+            for key, value in obj.state_dict().items():
+                if torch.is_tensor(value):
+                    tensors[f"{name}.{key}"] = value
+                else:
+                    values.setdefault(name, {})[key] = value
+        return tensors, values
 
-        flat = {f"model.{k}": v for k, v in get_model_state_dict(self.model).items()}
-        flat.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
-        osd = get_optimizer_state_dict(self.model, self.optimizer)  # initialises an empty state (lr 0 step)
-        for fqn, entries in osd["state"].items():
-            for key, value in entries.items():
-                if not torch.is_tensor(value):
-                    raise TypeError(f"optimizer state {fqn}.{key} is not a tensor ({type(value).__name__})")
-                flat[f"optim.{fqn}.{key}"] = value
-        return flat, osd
-
-    def save(self, step: int, state: dict, export: Callable[[Path], None] | None = None) -> Path:
+    def save(self, step: int, export: Callable[[Path], None] | None = None) -> Path:
         """Write OUT/checkpoints/step_N atomically (every rank calls this); returns its path.
 
         `export(dir)`, if given, runs on rank 0 and writes the loadable model part into the folder.
@@ -166,13 +235,10 @@ class Checkpointer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         barrier()
-        flat, osd = self._tensors()
-        save_tensors(flat, tmp / STATE_DIR)
+        tensors, values = self._split()
+        save_tensors(tensors, tmp / STATE_DIR)
         if self.dist.is_main:
-            groups = [{k: v for k, v in g.items() if isinstance(v, (str, int, float, bool, list, tuple, type(None)))}
-                      for g in osd["param_groups"]]
-            meta = {"step": step, "world_size": self.dist.world_size, "optimizer": type(self.optimizer).__name__,
-                    "param_groups": groups, **state}
+            meta = {"step": step, "world_size": self.dist.world_size, **values}
             if export is not None:
                 export(tmp)
             (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps(meta, indent=2))
@@ -186,17 +252,17 @@ class Checkpointer:
         return final
 
     def load(self, path: str | Path) -> dict:
-        """Restore weights, EMA and optimizer from checkpoint `path` (every rank calls this, with any
-        number of ranks); returns its state.json."""
-        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
-
+        """Restore every state from checkpoint `path` (every rank calls this, with any number of ranks);
+        returns its state.json."""
         path = Path(path)
         meta = read_state(path)
-        if meta.get("optimizer") != type(self.optimizer).__name__:
-            raise ValueError(f"{path} was trained with {meta.get('optimizer')}, this run uses "
-                             f"{type(self.optimizer).__name__} (optim.name)")
-        flat, osd = self._tensors()
-        load_tensors(flat, path / STATE_DIR)
-        set_model_state_dict(self.model, {k[len("model."):]: v for k, v in flat.items() if k.startswith("model.")})
-        set_optimizer_state_dict(self.model, self.optimizer, osd)  # osd holds the loaded tensors
+        tensors, _ = self._split()
+        for name, obj in self.states.items():
+            if hasattr(obj, "check_state"):
+                obj.check_state(meta.get(name, {}), path)
+        load_tensors(tensors, path / STATE_DIR)
+        for name, obj in self.states.items():
+            cut = len(name) + 1
+            mine = {k[cut:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            obj.load_state_dict({**meta.get(name, {}), **mine})
         return meta

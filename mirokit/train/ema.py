@@ -32,7 +32,7 @@ class EMA:
     `shadow[name] = decay * shadow[name] + (1 - decay) * float32(value)` on every `update`.
     Integer / bool buffers (e.g. BatchNorm's `num_batches_tracked`) are copied, not averaged,
     and keep their dtype.  Shadows live on the device of the tensors they track.  With FSDP2 the
-    shadows are sharded DTensors like the parameters; `state_dict()` then gathers full tensors
+    shadows are sharded DTensors like the parameters; `full_state()` then gathers full tensors
     and must be called on every rank.
 
     Args:
@@ -83,6 +83,11 @@ class EMA:
             value.copy_(self.shadow[name])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The live shadow tensors by name (sharded DTensors under FSDP2): what a checkpoint saves, and loads
+        back in place."""
+        return dict(self.shadow)
+
+    def full_state(self) -> dict[str, torch.Tensor]:
         """Name -> full tensor on CPU (float32 for floating entries), ready for safetensors; a fresh copy.
 
         Sharded (FSDP2) entries are gathered one at a time, so a device never holds more than one
@@ -97,7 +102,7 @@ class EMA:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load tensors from `state_dict()` (same names and shapes) into the existing shadow."""
+        """Load tensors of `state_dict()` or `full_state()` (same names and shapes) into the existing shadow."""
         if state.keys() != self.shadow.keys():
             missing = sorted(self.shadow.keys() - state.keys())[:5]
             extra = sorted(state.keys() - self.shadow.keys())[:5]

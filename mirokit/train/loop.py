@@ -22,7 +22,7 @@ import yaml
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mirokit.config import from_dict, to_dict
+from mirokit.config import to_dict
 from mirokit.data.batch import Batch
 from mirokit.data.loader import StepBatchSampler, batches, build_loader
 from mirokit.data.sampler import EpochShuffle
@@ -32,11 +32,11 @@ from mirokit.encoders.pixel import build_image_space
 from mirokit.encoders.text import build_text_encoder, pad_tokens
 from mirokit.flow.loss import draw_flow_noise, flow_matching_loss
 from mirokit.models.generator import MiroGenerator
-from mirokit.pipeline import UNCOND_NAME, MiroPipeline
-from mirokit.train.checkpoint import Checkpointer, checkpoint_name, latest_checkpoint, read_state, read_tensors
+from mirokit.train.checkpoint import Checkpointer, ModelState, OptimizerState, checkpoint_name, latest_checkpoint
 from mirokit.train.conditions import drop_conditions
 from mirokit.train.config import RunConfig
 from mirokit.train.ema import EMA
+from mirokit.train.export import pipeline_from_ema
 from mirokit.train.metrics import MetricsLogger
 from mirokit.train.mfu import device_peak_tflops, throughput_stats, train_flops_per_image
 from mirokit.train.module import TrainModule
@@ -49,45 +49,6 @@ FINAL_MODEL_DIR = "model"
 def step_generator(seed: int, step: int) -> torch.Generator:
     """CPU generator for optimizer step `step`: a pure function of (seed, step)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
-
-
-def split_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Entries of `state` whose name starts with `prefix.`, with the prefix removed."""
-    cut = len(prefix) + 1
-    return {k[cut:]: v for k, v in state.items() if k.startswith(prefix + ".")}
-
-
-def write_model(directory: Path, cfg: RunConfig, module: TrainModule, text_encoder, ema_state: dict,
-                step: int, info: DatasetInfo) -> None:
-    """Write a loadable model folder (pipeline layout) from full EMA tensors of `module`'s parameters; the
-    data's calibration and empty-prompt text states travel with it."""
-    pipe = MiroPipeline(module.generator, text_encoder, build_image_space(cfg.image_space),
-                        extra={"training": to_dict(cfg), "step": step}, uncond_text=info.uncond_text)
-    te_state = split_prefix(ema_state, "text_encoder") if module.text_encoder is not None else None
-    pipe.save_pretrained(directory, generator_state=split_prefix(ema_state, "generator"), text_encoder_state=te_state)
-    save_dataset_info(directory, info)
-
-
-def save_dataset_info(directory: Path, info: DatasetInfo) -> None:
-    """calibration.json and uncond_text.safetensors of the data, if it has them, into `directory`."""
-    if info.calibration is not None:
-        info.calibration.save(Path(directory) / "calibration.json")
-    if info.uncond_text is not None:
-        from safetensors.torch import save_file
-
-        save_file({"embedding": info.uncond_text.contiguous().cpu()}, str(Path(directory) / UNCOND_NAME))
-
-
-def load_dataset_info(directory: Path) -> DatasetInfo:
-    """The DatasetInfo parts saved by `save_dataset_info` (reward keys not included)."""
-    from safetensors.torch import load_file
-
-    from mirokit.data.calibration import Calibration
-
-    directory = Path(directory)
-    calibration = Calibration.load(directory / "calibration.json") if (directory / "calibration.json").is_file() else None
-    uncond = load_file(str(directory / UNCOND_NAME))["embedding"] if (directory / UNCOND_NAME).is_file() else None
-    return DatasetInfo(calibration=calibration, uncond_text=uncond)
 
 
 class Trainer:
@@ -127,15 +88,14 @@ class Trainer:
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.ema = EMA(self.module, tc.ema_decay, warmup=tc.ema_warmup)
         self.out_dir = Path(cfg.out_dir)
-        self.checkpointer = Checkpointer(self.out_dir, model=self.model, optimizer=self.optimizer, ema=self.ema,
-                                         dist=self.dist, keep=tc.keep_checkpoints)
         self.step = 0
         self.data_skipped = 0  # unreadable samples replaced so far (this rank)
+        self.checkpointer = Checkpointer(self.out_dir, dist=self.dist, keep=tc.keep_checkpoints, states={
+            "model": ModelState(self.model), "ema": self.ema, "optim": OptimizerState(self.model, self.optimizer),
+            "train": self})
         latest = latest_checkpoint(self.out_dir)
         if latest is not None:
-            resumed = self.checkpointer.load(latest)
-            self.step = int(resumed["step"])
-            self.data_skipped = int(resumed.get("data_skipped", 0)) if self.dist.is_main else 0
+            self.step = int(self.checkpointer.load(latest)["step"])
             if self.dist.is_main:
                 print(f"resuming from {latest} at step {self.step}")
         self.metrics = MetricsLogger(self.out_dir, enabled=self.dist.is_main)
@@ -151,31 +111,48 @@ class Trainer:
         self.peak_tflops = device_peak_tflops(self.dist.device, tc.peak_tflops)
 
     # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The loop's own checkpointed state (JSON): images seen, unreadable samples so far (summed over ranks: a
+        collective), the resolved config. The step is the checkpoint's own."""
+        skipped = all_reduce_mean(torch.tensor([float(self.data_skipped)], device=self.dist.device)).item()
+        return {"images_seen": self.step * self.cfg.train.batch_size, "config": to_dict(self.cfg),
+                "data_skipped": int(round(skipped * self.dist.world_size))}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back the count of unreadable samples (kept on rank 0, which logs the sum)."""
+        self.data_skipped = int(state.get("data_skipped", 0)) if self.dist.is_main else 0
+
     @property
     def rows(self) -> tuple[int, int]:
         """This rank's rows [lo, hi) of every global batch."""
         per_rank = self.micro_batch * self.cfg.train.grad_accum
         return self.dist.rank * per_rank, (self.dist.rank + 1) * per_rank
 
+    def ema_pipeline(self):
+        """The EMA weights as a MiroPipeline in unsharded copies (every rank calls this: FSDP2 gathers); rank 0
+        gets the pipeline, the others None."""
+        ema_state = self.ema.full_state()
+        if not self.dist.is_main:
+            return None
+        return pipeline_from_ema(self.cfg, ema_state, info=self.dataset.info, step=self.step,
+                                 text_encoder=self.text_encoder, image_space=self.image_space, device=self.dist.device)
+
     def export(self, directory: Path) -> None:
-        """Write a loadable model folder with the EMA weights (every rank calls this: FSDP2 gathers)."""
-        ema_state = self.ema.state_dict()
-        if self.dist.is_main:
-            write_model(directory, self.cfg, self.module, self.text_encoder, ema_state, self.step, self.dataset.info)
+        """Write a loadable model folder with the EMA weights (every rank calls this)."""
+        pipe = self.ema_pipeline()
+        if pipe is not None:
+            pipe.save_pretrained(directory)
 
     def save(self) -> Path:
-        """Checkpoint the current step (every rank writes its shard); unsharded runs also export the EMA model."""
-        def export(directory: Path) -> None:
-            if self.sharded:  # no full gather for intermediate checkpoints; `mirokit export` makes one
-                save_dataset_info(directory, self.dataset.info)
-            else:
-                write_model(directory, self.cfg, self.module, self.text_encoder, self.ema.state_dict(), self.step,
-                            self.dataset.info)
-
-        skipped = all_reduce_mean(torch.tensor([float(self.data_skipped)], device=self.dist.device)).item()
-        state = {"images_seen": self.step * self.cfg.train.batch_size, "config": to_dict(self.cfg),
-                 "data_skipped": int(round(skipped * self.dist.world_size))}
-        return self.checkpointer.save(self.step, state, export)
+        """Checkpoint the current step (every rank writes its shard); unsharded runs also export the EMA model
+        (rank 0 holds the full weights anyway), sharded ones only the data's files (`mirokit export` makes the
+        model from any checkpoint)."""
+        if self.sharded:
+            return self.checkpointer.save(self.step, self.dataset.info.save)
+        ema_state = self.ema.full_state()
+        return self.checkpointer.save(self.step, lambda directory: pipeline_from_ema(
+            self.cfg, ema_state, info=self.dataset.info, step=self.step, text_encoder=self.text_encoder,
+            image_space=self.image_space).save_pretrained(directory))
 
     # -- one step ---------------------------------------------------------------------------
     def _bf16(self) -> bool:
@@ -269,9 +246,9 @@ class Trainer:
 
     def validate(self) -> Path | None:
         """Write the validation grid of the current step (every rank calls this; rank 0 samples)."""
-        from mirokit.train.validation import ema_pipeline, validate
+        from mirokit.train.validation import validate
 
-        pipe = ema_pipeline(self)
+        pipe = self.ema_pipeline()
         return None if pipe is None else validate(self.cfg.validation, pipe, self.step, self.out_dir, self.metrics)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -328,21 +305,6 @@ class Trainer:
         self.export(final)
         self.metrics.close()
         return final
-
-
-def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write a loadable model folder from any training checkpoint (sharded or not), in this process.
-
-    The EMA shards of every rank are read and joined into full tensors; nothing else is loaded.
-    """
-    checkpoint, out = Path(checkpoint), Path(out)
-    meta = read_state(checkpoint)
-    cfg = from_dict(RunConfig, meta["config"])
-    text_encoder = build_text_encoder(cfg.text_encoder)
-    module = TrainModule(MiroGenerator(cfg.model), text_encoder)
-    ema_state = read_tensors(checkpoint, "ema.")
-    write_model(out, cfg, module, text_encoder, ema_state, int(meta["step"]), load_dataset_info(checkpoint))
-    return out
 
 
 def train(cfg: RunConfig, dataset: TrainDataset | None = None) -> Path:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 VALIDATION_DIR = "validation"
 
@@ -69,26 +68,3 @@ def validate(cfg: ValidationConfig, pipe, step: int, out_dir: Path, metrics) -> 
     Image.fromarray(grid).save(path)
     metrics.log_image(step, "validation", grid)
     return path
-
-
-@torch.no_grad()
-def ema_pipeline(trainer):
-    """A MiroPipeline holding the trainer's EMA weights in unsharded copies (every rank must call this;
-    rank 0 gets the pipeline, the others None)."""
-    from mirokit.encoders.text import build_text_encoder
-    from mirokit.models.generator import MiroGenerator
-    from mirokit.pipeline import MiroPipeline
-    from mirokit.train.loop import split_prefix
-
-    state = trainer.ema.state_dict()
-    if not trainer.dist.is_main:
-        return None
-    generator = MiroGenerator(trainer.cfg.model)
-    generator.load_state_dict(split_prefix(state, "generator"))
-    text_encoder = trainer.text_encoder
-    if trainer.module.text_encoder is not None:  # trained: its EMA weights too
-        text_encoder = build_text_encoder(trainer.cfg.text_encoder)
-        text_encoder.load_state_dict(split_prefix(state, "text_encoder"))
-    pipe = MiroPipeline(generator.eval(), text_encoder.eval(), trainer.image_space,
-                        uncond_text=trainer.dataset.info.uncond_text)
-    return pipe.to(trainer.dist.device)

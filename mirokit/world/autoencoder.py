@@ -13,7 +13,6 @@ small L2 penalty on the latents, so that nearby latents decode to nearby images 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from mirokit.config import ConfigError, from_dict, to_dict
+from mirokit.config import ConfigError
+from mirokit.pretrained import WEIGHTS_NAME, PretrainedMixin
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 BUILTIN = Path(__file__).with_name("world_ae")
 """the autoencoder that ships with mirokit (`name_or_path: builtin`)"""
 
@@ -64,8 +62,11 @@ class _Res(nn.Module):
         return x + self.conv2(F.silu(self.norm2(self.conv1(F.silu(self.norm1(x))))))
 
 
-class WorldAutoencoder(nn.Module):
-    """(B, 3, H, W) in [-1, 1] <-> (B, C, H/f, W/f) latents."""
+class WorldAutoencoder(PretrainedMixin, nn.Module):
+    """(B, 3, H, W) in [-1, 1] <-> (B, C, H/f, W/f) latents; persisted by mirokit.pretrained."""
+
+    config_class = WorldAEConfig
+    pretrained_name = "world autoencoder"
 
     def __init__(self, cfg: WorldAEConfig | None = None):
         super().__init__()
@@ -91,39 +92,22 @@ class WorldAutoencoder(nn.Module):
         """z: (B, C, h, w) latents -> (B, 3, h*f, w*f) images, about [-1, 1] (not clamped)."""
         return self.decoder(z)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json + model.safetensors; returns the folder."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(directory / WEIGHTS_NAME))
-        return directory
+    @classmethod
+    def resolve_folder(cls, name_or_path: str | Path) -> Path:
+        """"builtin" -> the autoencoder shipped with mirokit; anything else is a folder."""
+        return BUILTIN if str(name_or_path) == "builtin" else Path(name_or_path).expanduser()
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = "builtin") -> "WorldAutoencoder":
-        """Load a folder written by save_pretrained ("builtin": the one shipped with mirokit); missing or
-        mismatched files are a one-line error."""
-        from safetensors.torch import load_file
-
-        directory = BUILTIN if str(name_or_path) == "builtin" else Path(name_or_path)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"world autoencoder weights not found: {directory} (missing {name})")
-        try:
-            model = cls(from_dict(WorldAEConfig, json.loads((directory / CONFIG_NAME).read_text())))
-            model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
-        except (json.JSONDecodeError, RuntimeError) as err:
-            raise ValueError(f"{directory}: not a world autoencoder ({str(err).splitlines()[0]})") from None
-        return model.eval().requires_grad_(False)
+    def from_pretrained(cls, name_or_path: str | Path = "builtin", *, device="cpu") -> "WorldAutoencoder":
+        """A folder written by save_pretrained ("builtin": the one shipped with mirokit), frozen, in eval mode."""
+        return super().from_pretrained(name_or_path, device=device).requires_grad_(False)
 
 
 def weights_fingerprint(name_or_path: str | Path = "builtin") -> str:
     """The first 16 hex digits of the sha256 of an autoencoder folder's model.safetensors."""
     import hashlib
 
-    directory = BUILTIN if str(name_or_path) == "builtin" else Path(name_or_path)
+    directory = WorldAutoencoder.resolve_folder(name_or_path)
     path = directory / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"world autoencoder weights not found: {directory} (missing {WEIGHTS_NAME})")

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from mirokit.encoders import HFTextEncoder, build_text_encoder, load_text_encoder
+from mirokit.encoders import HFTextEncoder, TextEncoder, build_text_encoder
 
 from conftest import build_tiny_t5
 
@@ -56,7 +56,7 @@ def test_lazy_load_spec_and_save(t5_dir, tmp_path):
     lazy.save_pretrained(tmp_path / "saved")
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["config.json"]
     assert json.loads((tmp_path / "saved" / "config.json").read_text()) == lazy.spec()
-    loaded = load_text_encoder(tmp_path / "saved")
+    loaded = TextEncoder.from_pretrained(tmp_path / "saved")
     emb, mask = loaded(["a red circle"])  # loads on first forward
     assert emb.shape == (1, 8, 32) and mask.sum().item() == 4
     half = HFTextEncoder(str(t5_dir), max_length=8, dtype="bfloat16")

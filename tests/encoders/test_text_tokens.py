@@ -13,7 +13,6 @@ from mirokit.encoders import (
     TokenTextEncoder,
     TokenTextEncoderConfig,
     build_text_encoder,
-    load_text_encoder,
 )
 from mirokit.encoders.text_tokens import BOS_ID, PAD_ID, tokenize
 
@@ -94,30 +93,12 @@ def test_save_and_load_round_trip(tmp_path):
     encoder.save_pretrained(tmp_path / "enc")
     assert json.loads((tmp_path / "enc" / "config.json").read_text()) == encoder.spec()
     assert (tmp_path / "enc" / "model.safetensors").is_file()
-    loaded = load_text_encoder(tmp_path / "enc").eval()
+    loaded = TextEncoder.from_pretrained(tmp_path / "enc")
     assert isinstance(loaded, TokenTextEncoder) and loaded.spec() == encoder.spec()
     with torch.no_grad():
         assert torch.equal(loaded(CAPTIONS)[0], encoder(CAPTIONS)[0])
     rebuilt = build_text_encoder(encoder.spec())
     assert rebuilt.spec() == encoder.spec()
-
-
-def test_load_errors_are_one_line(tmp_path):
-    _encoder().save_pretrained(tmp_path / "enc")
-    (tmp_path / "enc" / "model.safetensors").unlink()
-    cases = [
-        (tmp_path / "missing", "text encoder directory not found"),
-        (tmp_path, "has no config.json"),
-        (tmp_path / "enc", "trainable but has no model.safetensors"),
-    ]
-    for directory, match in cases:
-        with pytest.raises(ValueError, match=match) as info:
-            load_text_encoder(directory)
-        assert "\n" not in str(info.value)
-    _encoder(dim=32).save_pretrained(tmp_path / "small")
-    (tmp_path / "small" / "config.json").write_text(json.dumps(_encoder().spec()))
-    with pytest.raises(ValueError, match="do not match the config"):
-        load_text_encoder(tmp_path / "small")
 
 
 @pytest.mark.parametrize(

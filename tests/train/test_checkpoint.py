@@ -16,6 +16,27 @@ import test_optim
 DIST = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
+class Note:
+    """A Stateful holding only a JSON value (the trainer's counters are one)."""
+
+    def __init__(self, text: str = ""):
+        self.text = text
+
+    def state_dict(self):
+        return {"text": self.text}
+
+    def load_state_dict(self, state):
+        self.text = state["text"]
+
+
+def saver(root, model, opt, ema, note=None, **kwargs):
+    """A Checkpointer of the model, its optimizer, its EMA (and a Note)."""
+    states = {"model": ckpt.ModelState(model), "optim": ckpt.OptimizerState(model, opt), "ema": ema}
+    if note is not None:
+        states["note"] = note
+    return ckpt.Checkpointer(root, states=states, dist=DIST, **kwargs)
+
+
 class Tiny(test_optim.Tiny):
     """test_optim's model plus a buffer (checkpointed too)."""
 
@@ -47,14 +68,15 @@ def test_save_load_continues_exactly(name, tmp_path):
     model, opt, ema = _run(name)
     for s in range(3):
         _step(model, opt, ema, s)
-    path = ckpt.Checkpointer(tmp_path, model=model, optimizer=opt, ema=ema, dist=DIST).save(3, {"note": "x"})
-    assert path.name == "step_0000003" and ckpt.read_state(path)["note"] == "x"
+    path = saver(tmp_path, model, opt, ema, Note("x")).save(3)
+    assert path.name == "step_0000003" and ckpt.read_state(path)["note"] == {"text": "x"}
     files = sorted(p.name for p in (path / "train_state").iterdir())
     assert files == ["shard-00001-model-00001-of-00001.safetensors", "state.json"]  # no pickle anywhere
 
     resumed, opt2, ema2 = _run(name)  # fresh weights and optimizer: everything comes from the checkpoint
-    meta = ckpt.Checkpointer(tmp_path, model=resumed, optimizer=opt2, ema=ema2, dist=DIST).load(path)
-    assert meta["step"] == 3
+    note = Note()
+    meta = saver(tmp_path, resumed, opt2, ema2, note).load(path)
+    assert meta["step"] == 3 and note.text == "x"
     control = copy.deepcopy(model)  # same weights, fresh optimizer state
     opt3, ema3 = build_optimizer(control, OptimConfig(name=name, lr=1e-2)), EMA(control, 0.7)
     for s in range(3, 6):
@@ -71,14 +93,14 @@ def test_save_load_continues_exactly(name, tmp_path):
 def test_mismatches_are_one_line_errors(tmp_path):
     model, opt, ema = _run("adamw")
     _step(model, opt, ema, 0)
-    path = ckpt.Checkpointer(tmp_path, model=model, optimizer=opt, ema=ema, dist=DIST).save(1, {})
+    path = saver(tmp_path, model, opt, ema).save(1)
     model2, opt2, ema2 = _run("lamb")
     with pytest.raises(ValueError, match="trained with AdamW, this run uses Lamb"):
-        ckpt.Checkpointer(tmp_path, model=model2, optimizer=opt2, ema=ema2, dist=DIST).load(path)
+        saver(tmp_path, model2, opt2, ema2).load(path)
     bigger = nn.Sequential(Tiny(), nn.Linear(2, 2))
     opt3 = build_optimizer(bigger, OptimConfig(name="adamw"))
     with pytest.raises(ValueError, match="does not match this run: it has no tensor") as info:
-        ckpt.Checkpointer(tmp_path, model=bigger, optimizer=opt3, ema=EMA(bigger), dist=DIST).load(path)
+        saver(tmp_path, bigger, opt3, EMA(bigger)).load(path)
     assert "\n" not in str(info.value)
     with pytest.raises(FileNotFoundError, match="not a mirokit training checkpoint"):
         ckpt.read_state(tmp_path)
@@ -86,10 +108,10 @@ def test_mismatches_are_one_line_errors(tmp_path):
 
 def test_keep_prunes_old_checkpoints_and_leaves_no_temporaries(tmp_path):
     model, opt, ema = _run("adamw")
-    saver = ckpt.Checkpointer(tmp_path, model=model, optimizer=opt, ema=ema, dist=DIST, keep=2)
+    checkpointer = saver(tmp_path, model, opt, ema, keep=2)
     for step in (1, 2, 3):
         _step(model, opt, ema, step)
-        saver.save(step, {})
+        checkpointer.save(step)
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_0000002", "step_0000003"]
     assert ckpt.latest_checkpoint(tmp_path).name == "step_0000003"
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))

@@ -81,7 +81,7 @@ def _full(t):
 
 def _result(model, ema):
     weights = {n: _full(p).flatten().tolist() for n, p in unwrap(model).named_parameters()}
-    return {"weights": weights, "ema": {n: t.flatten().tolist() for n, t in ema.state_dict().items()}}
+    return {"weights": weights, "ema": {n: t.flatten().tolist() for n, t in ema.full_state().items()}}
 
 
 def _worker(out_dir: Path) -> None:

@@ -94,7 +94,7 @@ def test_state_dict_roundtrip_and_copy_to(tmp_path):
         for p in model.parameters():
             p.add_(1.0)
     ema.update(model)
-    save_file(ema.state_dict(), str(tmp_path / "ema.safetensors"))
+    save_file(ema.full_state(), str(tmp_path / "ema.safetensors"))
 
     other = EMA(Tiny(), decay=0.8)
     other.load_state_dict(load_file(str(tmp_path / "ema.safetensors")))

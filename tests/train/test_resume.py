@@ -46,4 +46,4 @@ def test_checkpoints_are_pruned_and_complete(tmp_path):
     assert names == ["step_0000006", "step_0000008"]
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
     state = ckpt.read_state(tmp_path / "checkpoints/step_0000008")
-    assert state["step"] == 8 and state["images_seen"] == 64
+    assert state["step"] == 8 and state["train"]["images_seen"] == 64

@@ -25,7 +25,7 @@ def test_shapes_save_load_round_trip(tmp_path):
     ae.save_pretrained(tmp_path / "ae")
     again = WorldAutoencoder.from_pretrained(tmp_path / "ae")
     assert torch.equal(again.encode(x), z)
-    with pytest.raises(FileNotFoundError, match="missing config.json"):
+    with pytest.raises(FileNotFoundError, match="folder not found"):
         WorldAutoencoder.from_pretrained(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="multiples of 8"):
         WorldAEConfig(widths=[6])

@@ -1,0 +1,63 @@
+"""Trained weights -> a loadable model folder: one `pipeline_from_ema` for the final export, every checkpoint's
+model part, `mirokit export` of any (sharded) checkpoint, and the validation grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mirokit.config import from_dict, to_dict
+from mirokit.data.source import DatasetInfo
+from mirokit.encoders.pixel import ImageSpace, build_image_space
+from mirokit.encoders.text import TextEncoder, build_text_encoder
+from mirokit.models.generator import MiroGenerator
+from mirokit.pipeline import MiroPipeline
+from mirokit.pretrained import load_weights
+from mirokit.train.checkpoint import read_state, read_tensors
+from mirokit.train.config import RunConfig
+
+
+def split_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """Entries of `state` whose name starts with `prefix.`, with the prefix removed."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+
+def pipeline_from_ema(cfg: RunConfig, ema_state: dict[str, Tensor], *, info: DatasetInfo, step: int,
+                      text_encoder: TextEncoder | None = None, image_space: ImageSpace | None = None,
+                      device: torch.device | str | None = None) -> MiroPipeline:
+    """A MiroPipeline of fresh, unsharded copies holding the full EMA tensors `ema_state` ("generator.*", and
+    "text_encoder.*" when the encoder is trained) of a run configured by `cfg`, with the data's calibration
+    and empty-prompt states. A frozen `text_encoder` (or `image_space`) is reused as it is; otherwise built
+    from `cfg`. With `device` the pipeline moves there (shared parts too); else the new copies stay on the CPU.
+    Names that do not fit the config are a one-line error."""
+    generator = MiroGenerator(cfg.model)
+    load_weights(generator, split_prefix(ema_state, "generator"), f"the EMA weights of step {step}")
+    encoder = text_encoder if text_encoder is not None else build_text_encoder(cfg.text_encoder)
+    if encoder.trainable:
+        encoder = build_text_encoder(cfg.text_encoder)
+        load_weights(encoder, split_prefix(ema_state, "text_encoder"), f"the text encoder's EMA weights of step {step}")
+    space = image_space if image_space is not None else build_image_space(cfg.image_space)
+    pipe = MiroPipeline(generator.eval(), encoder.eval(), space, extra={"training": to_dict(cfg), "step": step},
+                        uncond_text=info.uncond_text, calibration=info.calibration)
+    return pipe if device is None else pipe.to(device)
+
+
+def checkpoint_config(meta: dict) -> RunConfig:
+    """The resolved run config stored in a checkpoint's state.json."""
+    return from_dict(RunConfig, (meta.get("train") or {}).get("config", meta.get("config")))
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a loadable model folder from any training checkpoint (sharded or not), in this process.
+
+    The EMA shards of every rank are read and joined into full tensors; nothing else is loaded.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    meta = read_state(checkpoint)
+    pipe = pipeline_from_ema(checkpoint_config(meta), read_tensors(checkpoint, "ema."),
+                             info=DatasetInfo.load(checkpoint), step=int(meta["step"]))
+    pipe.save_pretrained(out)
+    return out
