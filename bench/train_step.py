@@ -35,7 +35,7 @@ from mirokit.models.generator import (
     official_rin_config,
 )
 from mirokit.pipeline import MiroPipeline
-from mirokit.sampling import GuidanceConfig, SampleConfig, generate
+from mirokit.sampling import SamplingSettings, generate
 from mirokit.train.optim import OptimConfig, build_optimizer
 
 OFFICIAL_REWARD_KEYS = ["clip_score", "aesthetic_score", "image_reward_score", "pick_a_score_score",
@@ -172,8 +172,8 @@ def bench_sampler(model: MiroGenerator, images: int, steps: int, repeats: int, d
     encoder = TokenTextEncoder(TokenTextEncoderConfig(dim=model.config.text_dim))
     pipe = MiroPipeline(model, encoder).to(device)
     prompts = [f"a small red ball number {i}" for i in range(images)]
-    cfg = SampleConfig(steps=steps, solver="euler", guidance=GuidanceConfig(scale=7.0), batch_size=images)
-    return images / median_seconds(lambda: generate(pipe, prompts, cfg=cfg), repeats, device)
+    settings = SamplingSettings(steps=steps, solver="euler", guidance=7.0, batch_size=images)
+    return images / median_seconds(lambda: generate(pipe, prompts, settings), repeats, device)
 
 
 # -- models ---------------------------------------------------------------------------------------

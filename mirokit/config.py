@@ -1,4 +1,5 @@
-"""Plain-dataclass configs: build from dicts/YAML, reject unknown keys, apply `a.b=value` overrides.
+"""Plain-dataclass configs: build from dicts/YAML, reject unknown keys, apply `a.b=value` overrides; and the
+parsing of `KEY=VALUE` numbers given on the command line.
 
 Every config in mirokit is a keyword-only dataclass living beside the class that uses it.
 This module only knows how to turn nested dicts into those dataclasses and back.
@@ -7,6 +8,7 @@ This module only knows how to turn nested dicts into those dataclasses and back.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -184,3 +186,33 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node[parts[-1]] = value
         given.add(parts)
     return data
+
+
+MISSING_WORDS = ("nan", "none", "missing")
+"""Words that mean "reward missing" where a target value is expected."""
+
+
+def parse_number(raw: str, context: str, *, allow_missing: bool = False) -> float | None:
+    """A command-line value -> finite float (or None for nan/none/missing when `allow_missing`); one-line
+    ValueError naming `context` otherwise."""
+    if allow_missing and raw.strip().lower() in MISSING_WORDS:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        hint = " (use nan for 'missing')" if allow_missing else ""
+        raise ValueError(f"{context}: {raw!r} is not a number{hint}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{context}: values must be finite")
+    return value
+
+
+def parse_key_values(items: list[str] | None, flag: str) -> dict[str, float | None]:
+    """["k=0.5", "j=nan"] -> {"k": 0.5, "j": None}; malformed items raise a one-line ValueError."""
+    out: dict[str, float | None] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
+        out[key] = parse_number(raw, f"{flag} {item!r}", allow_missing=True)
+    return out

@@ -47,27 +47,44 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """A user's device name -> torch.device: "auto" (cuda if available, else cpu), "cpu", "cuda" or "cuda:N";
+    CUDA asked for where there is none, or anything else, is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
 def init_distributed(device_pref: str = "auto") -> DistInfo:
     """Read the launcher's environment, pick the device and (if WORLD_SIZE > 1) join the group.
 
     Args:
         device_pref: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cuda" (error
-            if unavailable) or "cpu".
+            if unavailable; cuda:LOCAL_RANK), "cuda:N" (that GPU) or "cpu".
 
     The backend is nccl on CUDA and gloo on CPU; MASTER_ADDR/MASTER_PORT come from the launcher
     (torchrun).  A single process never creates a process group.  Calling this twice is safe.
     """
-    if device_pref not in DEVICE_PREFS:
-        raise ValueError(f"unknown device preference {device_pref!r}; known: {', '.join(DEVICE_PREFS)}")
+    if device_pref not in DEVICE_PREFS and not device_pref.startswith("cuda:"):
+        raise ValueError(f"unknown device {device_pref!r}; known: {', '.join(DEVICE_PREFS)}, cuda:N")
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world_size:
         raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world_size}")
-    if device_pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+    if device_pref.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device_pref!r} requested but CUDA is not available")
     if device_pref != "cpu" and torch.cuda.is_available():
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        device = resolve_device(device_pref) if ":" in device_pref else torch.device(
+            "cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")

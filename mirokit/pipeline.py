@@ -17,7 +17,9 @@ config.json holding `network` / `preconditioning` sections, model.safetensors wi
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +33,9 @@ from mirokit.encoders.text import TextEncoder, build_text_encoder
 from mirokit.models.generator import MiroGenerator
 from mirokit.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_json, read_weights, write_json
 
+if TYPE_CHECKING:
+    from mirokit.sampling import SamplingSettings
+
 PIPELINE_NAME = "pipeline.json"
 TEXT_ENCODER_DIR = "text_encoder"
 FORMAT_VERSION = 2
@@ -40,8 +45,22 @@ OFFICIAL_TEXT_ENCODER = "google/flan-t5-xl"
 OFFICIAL_VAE = "stabilityai/sdxl-vae"
 
 
+@dataclass
+class MiroPipelineOutput:
+    """What `MiroPipeline.__call__` returns."""
+
+    images: list
+    """PIL images, prompt-major (every image of prompt 0, then prompt 1, ...)"""
+    prompts: list[str]
+    """the prompt of each image"""
+    indices: list[tuple[int, int]]
+    """(prompt index, image index) of each image: its noise is seeded by (settings.seed, *index)"""
+    settings: "SamplingSettings"
+    """every sampling setting used (resolved from the arguments, the preset and the model's defaults)"""
+
+
 class MiroPipeline:
-    """Holds the pieces needed to turn prompts + reward targets into images.
+    """Holds the pieces needed to turn prompts + reward targets into images: `pipe("a red circle").images`.
 
     `uncond_text` (L, D), if set, is the embedding of the empty prompt (all L tokens valid) used by
     the unconditional guidance branch instead of encoding "" (the official models ship one);
@@ -69,15 +88,58 @@ class MiroPipeline:
 
     @property
     def sampler_defaults(self) -> dict:
-        """{"steps", "guidance"} the model was released with (empty for mirokit-trained models)."""
+        """The partial sampling settings the model was saved with (pipeline.json "sampler_defaults": e.g. the
+        released steps and guidance of the official models, the demo's sampler); below explicit settings and
+        presets, above the official sampler (mirokit.sampling.resolve)."""
         return dict(self.extra.get("sampler_defaults", {}))
 
-    def to(self, device: torch.device | str) -> "MiroPipeline":
-        """Move generator, text encoder and image space to `device`; returns self."""
-        self.generator.to(device)
-        self.text_encoder.to(device)
-        self.image_space.to(device)
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "MiroPipeline":
+        """Move generator, text encoder and image space to `device`, and the generator's weights to `dtype`
+        (e.g. torch.bfloat16: inputs are cast to it, samples come back in float32); returns self."""
+        if device is not None:
+            self.generator.to(device)
+            self.text_encoder.to(device)
+            self.image_space.to(device)
+        if dtype is not None:
+            self.generator.to_dtype(dtype)
         return self
+
+    def __call__(self, prompt: str | list[str], *, rewards: dict[str, float | None] | None = None,
+                 negative_rewards: dict[str, float | None] | None = None, num_images: int = 1,
+                 seed: int | None = None, preset: str | None = None, steps: int | None = None,
+                 guidance: float | None = None, text_guidance: float | None = None,
+                 reward_guidance: float | None = None, solver: str | None = None, shift: float | None = None,
+                 batch_size: int | None = None, callback=None, progress: bool = False) -> "MiroPipelineOutput":
+        """Prompt(s) + reward targets -> `MiroPipelineOutput` (`.images`: PIL images, prompt-major: every image
+        of the first prompt, then the next; `.settings`: the SamplingSettings used).
+
+        rewards: positive targets {key: value in [0, 1] or None = missing}; keys not named are asked at 1.0.
+        negative_rewards: targets of the unconditional branch; keys not named get 0.0.
+        preset: a built-in preset name ("official", "fast") or a preset JSON file; the other keyword arguments
+            override it, and it overrides the model's defaults (`sampler_defaults`), as `mirokit sample` does.
+        Image j of prompt i starts from noise seeded by (seed, i, j): the same pixels as `mirokit sample` with
+        the same settings. callback(StepProgress) runs after every step; returning False cancels
+        (mirokit.sampling.SamplingCancelled). A reward key the model lacks is a one-line ValueError.
+        """
+        from mirokit.sampling import generate, initial_noise, prompt_major_pairs, resolve
+        from mirokit.sampling.presets import load_preset
+
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError("prompt must be a string or a non-empty list of strings")
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
+        explicit = {"rewards": rewards, "negative_rewards": negative_rewards, "seed": seed, "steps": steps,
+                    "guidance": guidance, "text_guidance": text_guidance, "reward_guidance": reward_guidance,
+                    "solver": solver, "shift": shift, "batch_size": batch_size}
+        settings = resolve(explicit, load_preset(preset), self.sampler_defaults)
+        pairs = prompt_major_pairs(len(prompts), num_images)
+        mc = self.generator.config
+        noise = initial_noise((mc.image_channels, mc.image_size, mc.image_size), settings.seed, pairs)
+        per_image = [prompts[i] for i, _ in pairs]
+        samples = generate(self, per_image, settings, noise=noise, progress=progress, callback=callback)
+        return MiroPipelineOutput(images=self.image_space.to_pil(samples), prompts=per_image, indices=pairs,
+                                  settings=settings)
 
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> tuple[Tensor, Tensor]:

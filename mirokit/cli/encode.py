@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from mirokit.registry import COMMANDS
 
+
+@COMMANDS.register("encode")
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "encode", help="precompute VAE latents and T5 text states for scored shards",
@@ -47,8 +50,8 @@ def run(args) -> int:
     from mirokit.encoders.encode_job import EncodeJobConfig, finish_encoding, run_encode_job
     from mirokit.tars import shard_list
 
-    dist = init_distributed("auto" if args.device == "auto" else ("cpu" if args.device == "cpu" else "cuda"))
-    device = str(dist.device) if args.device == "auto" else args.device
+    dist = init_distributed(args.device)
+    device = str(dist.device)
     if args.batch_size < 1 or args.image_size < 8 or args.max_length < 1:
         raise ValueError("--batch-size, --max-length must be >= 1 and --image-size >= 8")
     cfg = EncodeJobConfig(

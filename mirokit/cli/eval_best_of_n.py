@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from mirokit.cli.eval_common import add_eval_flags, build_runs, header, load_prompt_set
+from mirokit.registry import COMMANDS
 
 
+@COMMANDS.register("eval.best-of-n")
 def add_parser(esub) -> None:
     p = esub.add_parser(
         "best-of-n", help="test-time scaling: expected best-of-N score for N = 1, 2, 4, ... from one pool of samples",

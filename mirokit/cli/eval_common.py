@@ -3,10 +3,8 @@ repeatable), prompt set, scorers, sampling flags (mirokit.cli.sampling_flags) an
 
 from __future__ import annotations
 
-import argparse
-
 from mirokit.cli.sampling_flags import (add_model_flags, add_sampling_flags, check_targets_known, parse_named,
-                                        resolve_device, resolve_sampling, targets_for)
+                                        resolve_flags, settings_record, targets_for)
 
 
 def add_eval_flags(p, *, several: bool = True, prompts_default: str | None = "parti-style", score: bool = True,
@@ -38,6 +36,7 @@ def add_eval_flags(p, *, several: bool = True, prompts_default: str | None = "pa
 
 def build_runs(args, *, several: bool = True) -> list:
     """Load the models and resolve each one's sampling settings -> [ModelRun]."""
+    from mirokit.distributed import resolve_device
     from mirokit.evaluate.samples import ModelRun, load_pipes
 
     if getattr(args, "images_per_prompt", 1) < 1:
@@ -47,7 +46,7 @@ def build_runs(args, *, several: bool = True) -> list:
     unknown = sorted(set(presets) - set(models))
     if unknown:
         raise ValueError(f"--model-preset names {unknown[0]!r}, which is not a --model name ({', '.join(models)})")
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))
     if several:
         pipes = load_pipes(models, device=device, text_encoder=args.text_encoder, vae=args.vae)
     else:
@@ -57,17 +56,16 @@ def build_runs(args, *, several: bool = True) -> list:
                                                        text_encoder=args.text_encoder, vae=args.vae)}
     runs = []
     for name, pipe in pipes.items():
-        model_args = argparse.Namespace(**{**vars(args), "preset": presets.get(name, args.preset)})
-        sampling = resolve_sampling(model_args, pipe.sampler_defaults)
+        preset = presets.get(name, args.preset)
+        sampling = resolve_flags(args, pipe.sampler_defaults, preset=preset)
         check_targets_known(sampling.rewards, {n: p.reward_keys for n, p in pipes.items()}, "--reward")
         check_targets_known(sampling.negative_rewards, {n: p.reward_keys for n, p in pipes.items()},
                             "--negative-reward")
-        rewards = targets_for(pipe.reward_keys, sampling.rewards)
-        negative = targets_for(pipe.reward_keys, sampling.negative_rewards)
-        settings = {"model": str(models[name]), **sampling.settings(), "rewards": rewards, "negative_rewards": negative,
-                    "reward_keys": pipe.reward_keys, "device": device}
-        runs.append(ModelRun(name=name, pipe=pipe, rewards=rewards, negative=negative, cfg=sampling.cfg,
-                             settings=settings))
+        sampling = sampling.replace(rewards=targets_for(pipe.reward_keys, sampling.rewards),
+                                    negative_rewards=targets_for(pipe.reward_keys, sampling.negative_rewards))
+        record = {"model": str(models[name]), **settings_record(sampling, preset), "reward_keys": pipe.reward_keys,
+                  "device": device}
+        runs.append(ModelRun(name=name, pipe=pipe, settings=sampling, record=record))
     return runs
 
 
@@ -84,7 +82,7 @@ def load_prompt_set(args) -> tuple[list[dict], list[int]]:
     from mirokit.evaluate.samples import choose_prompts, load_prompts
 
     records = load_prompts(args.prompts)
-    return records, choose_prompts(len(records), args.max_prompts, args.seed)
+    return records, choose_prompts(len(records), args.max_prompts, args.seed or 0)
 
 
 def header(args, records: list[dict], indices: list[int], **extra) -> dict:

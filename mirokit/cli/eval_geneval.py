@@ -12,7 +12,10 @@ EPILOG = """examples:
   mirokit eval geneval samples/ --out r/results.json --detector ...   # afterwards: merges the shards
 """
 
+from mirokit.registry import COMMANDS
 
+
+@COMMANDS.register("eval.geneval")
 def add_parser(esub) -> None:
     from mirokit.evaluate.geneval_colour import DEFAULT_CLIP
     from mirokit.evaluate.geneval_detector import FACEBOOK_HUB_ID

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from mirokit.cli.eval_common import add_eval_flags, build_runs, header, load_prompt_set, scorer_keys
+from mirokit.registry import COMMANDS
 
 
+@COMMANDS.register("eval.rewards")
 def add_parser(esub) -> None:
     p = esub.add_parser(
         "rewards", help="mean and 95%% CI of reward scores over a prompt set, several models side by side",

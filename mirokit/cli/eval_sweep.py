@@ -6,8 +6,10 @@ import argparse
 
 from mirokit.cli.eval_common import (add_eval_flags, add_metric_flags, build_runs, header, metric_and_scorers,
                                      scorer_keys)
+from mirokit.registry import COMMANDS
 
 
+@COMMANDS.register("eval.sweep")
 def add_parser(esub) -> None:
     p = esub.add_parser(
         "sweep", help="sweep a reward target, a pair, the guidance scale or the sampler; plots and sampling cost",
@@ -42,20 +44,18 @@ def add_parser(esub) -> None:
 
 
 def reference_setting(args, pipe, preset: str):
-    """The --reference preset as a Setting: the preset's solver, steps and shift; guidance and targets as for the
+    """The --reference preset as settings: the preset's solver, steps and shift; guidance and targets as for the
     swept settings (explicit flags over the preset), so only the sampler differs."""
-    from mirokit.cli.sampling_flags import resolve_sampling, targets_for
-    from mirokit.evaluate.settings_eval import Setting
+    from mirokit.cli.sampling_flags import resolve_flags, targets_for
 
-    ns = argparse.Namespace(**{**vars(args), "preset": preset, "steps": None, "solver": None, "shift": None})
-    sampling = resolve_sampling(ns, pipe.sampler_defaults)
-    return Setting(rewards=targets_for(pipe.reward_keys, sampling.rewards),
-                   negative=targets_for(pipe.reward_keys, sampling.negative_rewards), cfg=sampling.cfg)
+    ns = argparse.Namespace(**{**vars(args), "steps": None, "solver": None, "shift": None})
+    sampling = resolve_flags(ns, pipe.sampler_defaults, preset=preset)
+    return sampling.replace(rewards=targets_for(pipe.reward_keys, sampling.rewards),
+                            negative_rewards=targets_for(pipe.reward_keys, sampling.negative_rewards))
 
 
 def run(args) -> int:
     from mirokit.evaluate.samples import choose_prompts
-    from mirokit.evaluate.settings_eval import Setting
     from mirokit.evaluate.sweep import format_sweep, parse_sweep, run_sweep, write_sweep_report
 
     run_ = build_runs(args, several=False)[0]
@@ -66,8 +66,8 @@ def run(args) -> int:
     swept_keys = [p.split(":", 1)[1] for p, _ in sweeps if p.startswith("reward:")]
     metric, scorers = metric_and_scorers(args, spec, list(dict.fromkeys([*keys, *swept_keys])))
     records = metric.prompts()
-    indices = choose_prompts(len(records), args.max_prompts, args.seed)
-    base = Setting(rewards=run_.rewards, negative=run_.negative, cfg=run_.cfg)
+    base = run_.settings
+    indices = choose_prompts(len(records), args.max_prompts, base.seed)
     reference = reference_setting(args, pipe, args.reference) if args.reference else None
     summary = run_sweep(pipe, base, sweeps, records, indices, metric=metric, scorers=scorers,
                         images_per_prompt=args.images_per_prompt, reference=reference,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from mirokit.cli.eval_common import add_eval_flags, add_metric_flags, build_runs, header, metric_and_scorers
+from mirokit.registry import COMMANDS
 
 
+@COMMANDS.register("eval.tune-targets")
 def add_parser(esub) -> None:
     p = esub.add_parser(
         "tune-targets", help="search positive/negative reward targets and guidance that maximise a metric",
@@ -53,18 +55,17 @@ def _range(raw: str | None) -> tuple[float, float] | None:
 
 def run(args) -> int:
     from mirokit.evaluate.samples import choose_prompts
-    from mirokit.evaluate.settings_eval import Setting
     from mirokit.evaluate.tune_targets import format_tune, tune_targets, write_tune_report
 
     search = tuple(s.strip() for s in args.search.split(",") if s.strip())
     run_ = build_runs(args, several=False)[0]
     metric, scorers = metric_and_scorers(args, args.metric, list(dict.fromkeys(args.score or [])))
     records = metric.prompts()
-    indices = choose_prompts(len(records), args.max_prompts, args.seed)
-    base = Setting(rewards=run_.rewards, negative=run_.negative, cfg=run_.cfg)
+    base = run_.settings
+    indices = choose_prompts(len(records), args.max_prompts, base.seed)
     summary = tune_targets(run_.pipe, base, records, indices, metric=metric, budget=args.budget,
                            tune_fraction=args.tune_fraction, images_per_prompt=args.images_per_prompt,
-                           guidance_range=_range(args.guidance_range), search=search, scorers=scorers, seed=args.seed)
+                           guidance_range=_range(args.guidance_range), search=search, scorers=scorers, seed=base.seed)
     summary = {**header(args, records, indices, model=str(args.model), prompts=args.prompts or args.metric),
                **summary}
     paths = write_tune_report(summary, args.out, preset_path=args.preset_out)

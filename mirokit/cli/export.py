@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from mirokit.registry import COMMANDS
 
+
+@COMMANDS.register("export")
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export", help="write a model folder (EMA weights) from a training checkpoint, sharded or not",

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, resolve_sampling
+from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, resolve_flags, settings_record
+from mirokit.registry import COMMANDS, add_group
 
 
+@COMMANDS.register("generate")
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "generate", help="generate images for a benchmark's prompts in its folder layout (GenEval)",
-        description="Generate the images a benchmark evaluates, in the layout its evaluator reads.",
-    )
-    gsub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True, help="which layout to write")
+    add_group(sub, "generate", metavar="BENCHMARK",
+              help="generate images for a benchmark's prompts in its folder layout (GenEval)",
+              description="Generate the images a benchmark evaluates, in the layout its evaluator reads.")
+
+
+@COMMANDS.register("generate.geneval")
+def add_geneval_parser(gsub) -> None:
     g = gsub.add_parser(
         "geneval", help="GenEval's layout: OUT/00000/metadata.jsonl + OUT/00000/samples/0000.png ...",
         description="Generate images for GenEval's 553 prompts (or any GenEval-schema JSONL given with --prompts) "
@@ -60,20 +64,19 @@ def run_geneval(args) -> int:
     if args.num_shards < 1 or not 0 <= args.shard_index < args.num_shards:
         raise ValueError(f"--shard-index must be in 0..{args.num_shards - 1} and --num-shards >= 1")
     records = load_prompts(args.prompts) if args.prompts else default_geneval_prompts()
-    dist = init_distributed("auto" if args.device == "auto" else ("cpu" if args.device == "cpu" else "cuda"))
+    dist = init_distributed(args.device)
     try:
-        device = str(dist.device) if args.device in ("auto", "cuda") else args.device
+        device = str(dist.device)
         pipe = MiroPipeline.from_pretrained(args.model, variant=args.variant, device=device,
                                             text_encoder=args.text_encoder, vae=args.vae)
-        sampling = resolve_sampling(args, pipe.sampler_defaults)
+        sampling = resolve_flags(args, pipe.sampler_defaults)
         settings = {"model": str(args.model), "variant": args.variant, "text_encoder": args.text_encoder,
                     "vae": args.vae, "prompts": args.prompts or "geneval", "num_prompts": len(records),
-                    **sampling.settings(), "reward_keys": pipe.reward_keys, "batch_size": args.batch_size,
-                    "device": device, "mirokit_version": __version__}
+                    **settings_record(sampling, args.preset), "reward_keys": pipe.reward_keys, "device": device,
+                    "mirokit_version": __version__}
         shard = args.shard_index * dist.world_size + dist.rank
         shards = args.num_shards * dist.world_size
-        result = generate_geneval(pipe, records, args.out, images_per_prompt=args.images_per_prompt,
-                                  rewards=sampling.rewards, negative=sampling.negative_rewards, cfg=sampling.cfg,
+        result = generate_geneval(pipe, records, args.out, sampling, images_per_prompt=args.images_per_prompt,
                                   shard_index=shard, num_shards=shards, settings=settings, progress=dist.is_main)
         print(f"shard {shard + 1}/{shards}: {result['prompts']} prompts, wrote {result['written']} images "
               f"({result['skipped']} already there, {result['redrawn']} unreadable ones redrawn) to {result['out']}")

@@ -1,5 +1,5 @@
-"""`mirokit` command line: train, sample, export, convert-official, vae, demo, score, encode, calibrate, world,
-eval. Errors in user input print one line and exit 2."""
+"""`mirokit` command line: parses and calls. Every command is registered (mirokit.registry.COMMANDS) by its module
+in mirokit/cli/ or by a plugin. Errors in user input print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -9,30 +9,13 @@ import sys
 
 from mirokit import __version__
 
-COMMANDS = {
-    "train": "mirokit.cli.train",
-    "sample": "mirokit.cli.sample",
-    "export": "mirokit.cli.export",
-    "convert-official": "mirokit.cli.convert_official",
-    "convert-geneval-detector": "mirokit.cli.convert_geneval",
-    "vae": "mirokit.cli.vae",
-    "demo": "mirokit.cli.demo",
-    "score": "mirokit.cli.score",
-    "encode": "mirokit.cli.encode",
-    "calibrate": "mirokit.cli.calibrate",
-    "world": "mirokit.cli.world",
-    "eval": "mirokit.cli.eval",
-    "generate": "mirokit.cli.generate",
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-parser per command (each module adds its own flags)."""
-    import importlib
+    """The top-level parser with one sub-parser per registered command (mirokit.registry.COMMANDS: the modules
+    of mirokit.cli and the plugins' commands; each adds its own flags)."""
+    from mirokit.registry import add_commands, load_plugins
 
-    from mirokit.registry import load_plugins
-
-    load_plugins()  # plugins may patch or add components before any command runs
+    load_plugins()  # plugins may add commands and components, or patch them, before any command runs
     parser = argparse.ArgumentParser(
         prog="mirokit",
         description="MIRO: multi-reward conditioned pretraining for text-to-image generators.",
@@ -40,8 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mirokit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
-        importlib.import_module(module).add_parser(sub)
+    add_commands(sub)
     return parser
 
 

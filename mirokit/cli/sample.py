@@ -6,12 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from mirokit.cli.sampling_flags import (add_model_flags, add_sampling_flags, parse_key_values, resolve_device,
-                                        resolve_sampling)
-
-__all__ = ["add_parser", "parse_key_values", "run"]
+from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, explicit_settings, settings_record
+from mirokit.registry import COMMANDS
 
 
+@COMMANDS.register("sample")
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "sample", help="generate images from a trained model",
@@ -32,27 +31,24 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from mirokit.distributed import resolve_device
     from mirokit.pipeline import MiroPipeline
-    from mirokit.sampling import generate
 
     if args.num_images < 1:
         raise ValueError("--num-images must be >= 1")
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))
     pipe = MiroPipeline.from_pretrained(args.model, variant=args.variant, device=device,
                                         text_encoder=args.text_encoder, vae=args.vae)
-    sampling = resolve_sampling(args, pipe.sampler_defaults)
-    prompts = [p for p in args.prompt for _ in range(args.num_images)]
-    x = generate(pipe, prompts, rewards=sampling.rewards, negative_rewards=sampling.negative_rewards,
-                 cfg=sampling.cfg, progress=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = pipe(args.prompt, num_images=args.num_images, preset=args.preset, progress=True, **explicit_settings(args))
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
     files = []
-    for i, image in enumerate(pipe.image_space.to_pil(x)):
-        name = f"{i // args.num_images:03d}_{i % args.num_images:03d}.png"
-        image.save(out / name)
-        files.append({"file": name, "prompt": prompts[i]})
-    settings = {"model": str(args.model), **sampling.settings(), "reward_keys": pipe.reward_keys,
+    for image, prompt, (i, j) in zip(out.images, out.prompts, out.indices):
+        name = f"{i:03d}_{j:03d}.png"
+        image.save(folder / name)
+        files.append({"file": name, "prompt": prompt})
+    settings = {"model": str(args.model), **settings_record(out.settings, args.preset), "reward_keys": pipe.reward_keys,
                 "num_images": args.num_images, "device": device, "images": files}
-    (out / "settings.json").write_text(json.dumps(settings, indent=2))
-    print(f"wrote {len(files)} images to {out}")
+    (folder / "settings.json").write_text(json.dumps(settings, indent=2))
+    print(f"wrote {len(files)} images to {folder}")
     return 0

@@ -1,22 +1,10 @@
 """The reward-target and sampler flags shared by `mirokit sample`, `mirokit generate` and the `mirokit eval`
-commands, and their resolution: explicit flag > --preset > the model's released defaults > built-in defaults."""
+commands. They are parsed into explicit partial settings; `mirokit.sampling.resolve` decides what wins
+(explicit flag > --preset > the model's defaults > the official sampler)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from mirokit.sampling.presets import parse_number
-
-
-def parse_key_values(items: list[str] | None, flag: str) -> dict[str, float | None]:
-    """["k=0.5", "j=nan"] -> {"k": 0.5, "j": None}; malformed items raise a one-line ValueError."""
-    out: dict[str, float | None] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
-        out[key] = parse_number(raw, f"{flag} {item!r}", allow_missing=True)
-    return out
+from mirokit.config import parse_key_values
 
 
 def parse_named(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -80,70 +68,32 @@ def add_sampling_flags(p, *, targets: bool = True) -> None:
                         "the others 1")
     p.add_argument("--shift", type=float, default=None,
                    help="time shift of the signal-level grid (default: the preset's, else 1)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward batch (default 16)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward batch (default 16)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
 
 
-@dataclass(kw_only=True)
-class Sampling:
-    """Resolved sampling settings of one command."""
-
-    rewards: dict
-    """positive targets {key: value or None} (flags over preset)"""
-    negative_rewards: dict
-    """negative-branch targets {key: value or None}"""
-    cfg: object
-    """the SampleConfig"""
-    preset: str | None
-    """the --preset given, if any"""
-
-    def settings(self) -> dict:
-        """A JSON record of every setting (for settings.json / summaries)."""
-        g = self.cfg.guidance
-        return {"preset": self.preset, "rewards": self.rewards, "negative_rewards": self.negative_rewards,
-                "solver": self.cfg.solver, "steps": self.cfg.steps, "shift": self.cfg.shift, "guidance": g.scale,
-                "text_guidance": g.text_scale, "reward_guidance": g.reward_scale, "seed": self.cfg.seed}
+def explicit_settings(args) -> dict:
+    """The sampling settings given on the command line (argparse namespace of add_sampling_flags), as a partial
+    settings dict (unset flags are None)."""
+    return {"rewards": parse_key_values(getattr(args, "reward", None), "--reward"),
+            "negative_rewards": parse_key_values(getattr(args, "negative_reward", None), "--negative-reward"),
+            "steps": args.steps, "solver": args.solver, "shift": args.shift, "guidance": args.guidance,
+            "text_guidance": args.text_guidance, "reward_guidance": args.reward_guidance, "seed": args.seed,
+            "batch_size": args.batch_size}
 
 
-def _first(*values):
-    return next(v for v in values if v is not None)
+def resolve_flags(args, model_defaults: dict | None = None, preset: str | None = None):
+    """Flags + --preset (or `preset`) + a model's sampling defaults -> SamplingSettings (mirokit.sampling.resolve)."""
+    from mirokit.sampling import resolve
+    from mirokit.sampling.presets import load_preset
+
+    return resolve(explicit_settings(args), load_preset(preset if preset is not None else args.preset), model_defaults)
 
 
-def resolve_device(name: str) -> str:
-    """"auto" -> cuda if available else cpu; anything else as given."""
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
-def resolve_sampling(args, defaults: dict | None = None) -> Sampling:
-    """Flags (argparse namespace of add_sampling_flags) + preset + the model's `sampler_defaults` -> Sampling.
-
-    Any guidance flag given replaces all of the preset's guidance settings (joint or separate)."""
-    from mirokit.sampling import GuidanceConfig, SampleConfig
-    from mirokit.sampling.presets import SamplingPreset, load_preset
-
-    preset = load_preset(args.preset) if args.preset else SamplingPreset()
-    defaults = defaults or {}
-    flagged = any(v is not None for v in (args.guidance, args.text_guidance, args.reward_guidance))
-    source = args if flagged else preset
-    scale = _first(source.guidance, defaults.get("guidance"), 7.0)
-    steps = _first(args.steps, preset.steps, defaults.get("steps"), 50)
-    if steps < 1 or args.batch_size < 1:
-        raise ValueError("--steps and --batch-size must be >= 1")
-    if args.seed < 0:
-        raise ValueError("--seed must be >= 0")
-    shift = _first(args.shift, preset.shift, 1.0)
-    if shift <= 0:
-        raise ValueError("--shift must be > 0")
-    guidance = GuidanceConfig(scale=scale, text_scale=source.text_guidance, reward_scale=source.reward_guidance)
-    cfg = SampleConfig(steps=steps, solver=_first(args.solver, preset.solver, "euler"), shift=shift,
-                       guidance=guidance, seed=args.seed, batch_size=args.batch_size)
-    rewards = {**(preset.rewards or {}), **parse_key_values(getattr(args, "reward", None), "--reward")}
-    negative = {**(preset.negative_rewards or {}),
-                **parse_key_values(getattr(args, "negative_reward", None), "--negative-reward")}
-    return Sampling(rewards=rewards, negative_rewards=negative, cfg=cfg, preset=args.preset)
+def settings_record(settings, preset: str | None) -> dict:
+    """A JSON record of every setting and the preset named (settings.json, summaries)."""
+    return {"preset": preset, **settings.to_json()}
 
 
 def targets_for(reward_keys: list[str], targets: dict) -> dict:

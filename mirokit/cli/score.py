@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from mirokit.registry import COMMANDS
 
+
+@COMMANDS.register("score")
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "score", help="score a dataset with reward models (one parquet per input shard)",
@@ -54,8 +57,6 @@ def parse_options(items: list[str]) -> dict:
 
 
 def run(args) -> int:
-    import torch
-
     from mirokit.rewards import available_scorers
     from mirokit.rewards.job import ScoreJobConfig, run_score_job
     from mirokit.distributed import cleanup, init_distributed
@@ -66,10 +67,8 @@ def run(args) -> int:
         return 0
     if not args.inputs or not args.out:
         raise ValueError("give input files and --out (or --list)")
-    dist = init_distributed("auto" if args.device == "auto" else ("cpu" if args.device == "cpu" else "cuda"))
-    device = str(dist.device) if args.device == "auto" else args.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but CUDA is not available")
+    dist = init_distributed(args.device)
+    device = str(dist.device)
     cfg = ScoreJobConfig(
         inputs=args.inputs, out_dir=args.out, rewards=args.reward, reward_options=parse_options(args.option),
         batch_size=args.batch_size, num_workers=args.num_workers,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from mirokit.registry import COMMANDS
 
+
+@COMMANDS.register("train")
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train (or resume) a reward-conditioned generator",

@@ -139,3 +139,78 @@ class Calibration:
             if len(cal.edges) != NUM_BINS - 1 or any(not math.isfinite(e) for e in cal.edges):
                 raise ValueError(f"{path}: reward {key!r} must have {NUM_BINS - 1} finite edges")
         return cls(rewards)
+
+
+def parquet_files(inputs: list[str | Path]) -> list[Path]:
+    """Parquet files and folders of them (their *.parquet, sorted) -> the files; a missing input or none found is
+    a one-line error."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(path.glob("*.parquet"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"input not found: {item}")
+    if not files:
+        raise ValueError("no parquet files found in the inputs")
+    return files
+
+
+def _reward_columns(schema, requested: list[str] | None, path: Path) -> list[str]:
+    import pyarrow as pa
+
+    floats = [f.name for f in schema if pa.types.is_floating(f.type) and f.name not in ("key", "caption", "error")]
+    if requested is None:
+        return floats
+    for key in requested:
+        if key not in schema.names:
+            raise ValueError(f"unknown reward key {key!r} in {path}; columns: {', '.join(floats) or 'none'}")
+    return requested
+
+
+def fit_calibration(files: list[Path], rewards: list[str] | None = None, captions: tuple[str, ...] = ()) -> Calibration:
+    """Stream over score parquet files (memory holds only each reward's unique values) -> a Calibration with 64
+    quantile bins per reward column (default: every float column but key/caption/error). The columns
+    NAME_<reward> of each named caption in `captions` are pooled into <reward>'s bins."""
+    import pyarrow.parquet as pq
+
+    accumulators: dict[str, RewardAccumulator] = {}
+    prefixes = tuple(f"{name}_" for name in captions)
+    for path in files:
+        pf = pq.ParquetFile(path)
+        keys = _reward_columns(pf.schema_arrow, rewards, path)
+        if rewards is None:  # named-caption columns are pooled, not calibrated on their own
+            keys = [k for k in keys if not k.startswith(prefixes)]
+        pooled = {k: [p + k for p in prefixes if p + k in pf.schema_arrow.names] for k in keys}
+        for key in keys:
+            accumulators.setdefault(key, RewardAccumulator(key))
+        columns = [*keys, *(c for cols in pooled.values() for c in cols)]
+        for batch in pf.iter_batches(columns=columns, batch_size=65536):
+            for key in keys:
+                for column in [key, *pooled[key]]:
+                    accumulators[key].add(batch.column(column).to_numpy(zero_copy_only=False))
+    if not accumulators:
+        raise ValueError("no reward columns found")
+    return Calibration({k: a.finish() for k, a in accumulators.items()})
+
+
+def apply_calibration(files: list[Path], calibration: Calibration, out_dir: str | Path,
+                      rewards: list[str] | None = None) -> list[Path]:
+    """Write each score parquet file into OUT with its reward columns mapped to multiples of 1/63 (NaN stays
+    NaN) -> the files written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in files:
+        table = pq.read_table(path)
+        for key in _reward_columns(table.schema, rewards, path):
+            values = calibration.apply(key, table.column(key).to_numpy(zero_copy_only=False))
+            table = table.set_column(table.schema.get_field_index(key), key, pa.array(values, pa.float32()))
+        pq.write_table(table, out / path.name)
+        written.append(out / path.name)
+    return written

@@ -257,3 +257,32 @@ class VAESpace:
 
         arr = (self.decode(x) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+
+
+def init_tiny_vae(out: str | Path, *, widths: tuple[int, ...] = (16, 32), latent_channels: int = 4,
+                  image_size: int = 32, samples: int = 512, seed: int = 0) -> dict:
+    """Write a small diffusers AutoencoderKL with random weights in hub layout to OUT, and the per-channel
+    statistics of its latents on `samples` built-in toy images (OUT/latent_stats.json, for
+    `normalisation: stats`) -> {"parameters", "downsampling", "mean", "std", "stats"}. For CPU latent-space
+    runs and tests: a random VAE is not a good image codec."""
+    from diffusers import AutoencoderKL
+
+    from mirokit.data.toy import ToyShapesDataset
+
+    if not widths or min(widths) < 4 or any(w % 4 for w in widths):
+        raise ValueError("--channels: every width must be a multiple of 4 (GroupNorm with 4 groups)")
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * len(widths),
+                        up_block_types=("UpDecoderBlock2D",) * len(widths), block_out_channels=tuple(widths),
+                        latent_channels=latent_channels, norm_num_groups=4, layers_per_block=1,
+                        sample_size=image_size)
+    vae.save_pretrained(str(out))
+    space = VAESpace(VAESpaceConfig(name_or_path=str(out), normalisation="explicit", scale=[1.0] * latent_channels,
+                                    bias=[0.0] * latent_channels, sample=False))
+    images = ToyShapesDataset(samples, image_size=image_size, seed=seed).images(range(samples))
+    stats = LatentStats()
+    stats.update(space.encode_moments(images))
+    path = stats.save(f"{out}/latent_stats.json")
+    mean, std = stats.result()
+    return {"parameters": sum(p.numel() for p in vae.parameters()), "downsampling": 2 ** (len(widths) - 1),
+            "mean": mean, "std": std, "stats": str(path)}

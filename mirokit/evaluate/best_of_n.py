@@ -63,8 +63,8 @@ def best_of_n(runs: list[ModelRun], records: list[dict], indices: list[int], sco
                disable=not progress, dynamic_ncols=True)
     models, exact, rows = {}, {}, []
     for run in runs:
-        res = sample_and_score(run.pipe, records, indices, images_per_prompt=pool, rewards=run.rewards,
-                               negative=run.negative, cfg=run.cfg, scorers=scorers, bar=bar)
+        res = sample_and_score(run.pipe, records, indices, images_per_prompt=pool, settings=run.settings,
+                               scorers=scorers, bar=bar)
         rows += [{"model": run.name, "prompt_index": i, "image": j,
                   **{key: float(v[k]) for key, v in res["scores"].items()}} for k, (i, j) in enumerate(res["pairs"])]
         sel = _pools(res["scores"][select], res["pairs"])
@@ -77,7 +77,7 @@ def best_of_n(runs: list[ModelRun], records: list[dict], indices: list[int], sco
             curves[key] = {str(n): ci for n, ci in curve.items()}
         exact[run.name] = [mean_best_of_n(sel_pools, n) for n in range(1, pool + 1)]
         unscored = int((~np.isfinite(res["scores"][select])).sum())
-        models[run.name] = {"curves": curves, "unscored": unscored, "settings": run.settings}
+        models[run.name] = {"curves": curves, "unscored": unscored, "settings": run.record}
     bar.close()
     target = models[reference]["curves"][select]["1"]["mean"]
     saved = {}

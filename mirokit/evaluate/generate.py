@@ -73,32 +73,32 @@ def shard_batches(pairs: list, batch_size: int, shard_index: int, num_shards: in
     return batches[shard_index::num_shards]
 
 
-def generate_geneval(pipe, records: list[dict], out: str | Path, *, images_per_prompt: int = 4, rewards=None,
-                     negative=None, cfg=None, shard_index: int = 0, num_shards: int = 1,
-                     settings: dict | None = None, progress: bool = True) -> dict:
+def generate_geneval(pipe, records: list[dict], out: str | Path, sampling=None, *, images_per_prompt: int = 4,
+                     shard_index: int = 0, num_shards: int = 1, settings: dict | None = None,
+                     progress: bool = True) -> dict:
     """Fill OUT with this shard's images of `records` (GenEval-schema dicts with "prompt").
 
-    rewards / negative: {key: value} targets; cfg: SampleConfig (its seed seeds every image's noise);
-    settings: recorded in OUT/settings.json and checked on resume. Returns {"prompts" (touched by this
+    sampling: SamplingSettings (targets, sampler; its seed seeds every image's noise); settings: the JSON
+    record written to OUT/settings.json and checked on resume. Returns {"prompts" (touched by this
     shard), "written", "skipped" (already there), "redrawn" (unreadable files replaced), "out"}.
     """
     from PIL import Image
 
     from mirokit.evaluate.samples import render
-    from mirokit.sampling import SampleConfig
+    from mirokit.sampling import SamplingSettings
 
-    cfg = cfg or SampleConfig()
+    sampling = sampling or SamplingSettings()
     if images_per_prompt < 1:
         raise ValueError("--images-per-prompt must be >= 1")
     if images_per_prompt > 10000 or len(records) > 100000:
         raise ValueError("GenEval's layout numbers images with 4 digits and prompts with 5")
-    for targets, default in ((rewards, 1.0), (negative, 0.0)):  # unknown keys: a one-line error before any work
-        pipe.generator.rewards_tensor(dict(targets or {}), 1, default)
+    for targets, default in ((sampling.rewards, 1.0), (sampling.negative_rewards, 0.0)):  # fail before any work
+        pipe.generator.rewards_tensor(dict(targets), 1, default)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, dict(settings or {}, images_per_prompt=images_per_prompt, seed=cfg.seed))
+    check_settings(out, dict(settings or {}, images_per_prompt=images_per_prompt, seed=sampling.seed))
     pairs = [(i, j) for i in range(len(records)) for j in range(images_per_prompt)]
-    mine = shard_batches(pairs, cfg.batch_size, shard_index, num_shards)
+    mine = shard_batches(pairs, sampling.batch_size, shard_index, num_shards)
     prompts = sorted({i for batch in mine for i, _ in batch})
     for i in prompts:
         folder = out / f"{i:05d}"
@@ -118,8 +118,7 @@ def generate_geneval(pipe, records: list[dict], out: str | Path, *, images_per_p
     bar = tqdm(total=sum(len(m) for _, m in todo), desc=f"generating (shard {shard_index + 1}/{num_shards})",
                unit="img", disable=not progress or not todo, dynamic_ncols=True)
     for batch, missing in todo:
-        images = render(pipe, [records[i]["prompt"] for i, _ in batch], batch, rewards=rewards, negative=negative,
-                        cfg=cfg)
+        images = render(pipe, [records[i]["prompt"] for i, _ in batch], batch, sampling)
         for k in missing:  # the batch is computed whole (bit-identical images); only the missing ones are written
             i, j = batch[k]
             path = out / f"{i:05d}" / "samples" / f"{j:04d}.png"

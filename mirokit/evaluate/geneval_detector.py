@@ -19,7 +19,7 @@ processor, whose resizing and padding differ):
    (an empty mask gives [0, 0, 0, 0] and score 0).
 
 Label i is GenEval's `object_names.txt` line i (COCO's 80 thing classes in order). Only a checkpoint made by
-`mirokit convert-geneval-detector` from GenEval's mmdet weights reproduces published GenEval numbers; the
+`mirokit convert geneval-detector` from GenEval's mmdet weights reproduces published GenEval numbers; the
 facebook hub release (`facebook/mask2former-swin-small-coco-instance`, trained with detectron2) is accepted
 as an alternative and logs a warning.
 """
@@ -35,9 +35,9 @@ import numpy as np
 
 FACEBOOK_HUB_ID = "facebook/mask2former-swin-small-coco-instance"
 CONVERTED_MARKER = "mirokit_geneval.json"
-"""written beside config.json by `mirokit convert-geneval-detector` (source checkpoint, key layout)"""
+"""written beside config.json by `mirokit convert geneval-detector` (source checkpoint, key layout)"""
 NOT_CONVERTED_WARNING = ("GenEval detector {model!r} was not converted from GenEval's mmdet checkpoint "
-                         "(no mirokit_geneval.json): only `mirokit convert-geneval-detector` output reproduces "
+                         "(no mirokit_geneval.json): only `mirokit convert geneval-detector` output reproduces "
                          "published GenEval numbers")
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def instance_postprocess(class_logits, mask_logits, *, padded_hw: tuple[int, int
 
 
 def is_converted(folder: str | Path) -> bool:
-    """True if `folder` holds a `mirokit convert-geneval-detector` output (its marker file)."""
+    """True if `folder` holds a `mirokit convert geneval-detector` output (its marker file)."""
     return (Path(folder) / CONVERTED_MARKER).is_file()
 
 
@@ -204,7 +204,7 @@ class Mask2FormerDetector:
         self.model_path, self.is_local = resolve_model_path(model, "GenEval detector")
         if self.is_local and not (Path(self.model_path) / "config.json").is_file():
             raise FileNotFoundError(f"GenEval detector folder {self.model_path} has no config.json "
-                                    "(make one with `mirokit convert-geneval-detector SRC.pth OUT/`)")
+                                    "(make one with `mirokit convert geneval-detector SRC.pth OUT/`)")
         self.device, self.dtype_name, self.dtype = device, dtype, torch_dtype(dtype)
         self.min_score, self.max_per_image, self.preprocess = min_score, max_per_image, preprocess
         self.converted = self.is_local and is_converted(self.model_path)

@@ -22,7 +22,7 @@ from mirokit.evaluate.metrics import METRICS, tag_mean
 class GenEvalMetric:
     """GenEval accuracy of generated images.
 
-    detector: a `mirokit convert-geneval-detector` folder (published numbers) or a Mask2Former hub id/folder;
+    detector: a `mirokit convert geneval-detector` folder (published numbers) or a Mask2Former hub id/folder;
     clip: CLIP hub id or folder for colours; device: torch device string; prompts: another GenEval-schema
     JSONL (default the official 553); batch_size: images per detector forward; rules: GenEval's options.
     """

@@ -27,8 +27,8 @@ def evaluate_rewards(runs: list[ModelRun], records: list[dict], indices: list[in
     bar = tqdm(total=total, desc="sampling + scoring", unit="img", disable=not progress, dynamic_ncols=True)
     results, grids, rows = {}, {}, []
     for run in runs:
-        res = sample_and_score(run.pipe, records, indices, images_per_prompt=images_per_prompt, rewards=run.rewards,
-                               negative=run.negative, cfg=run.cfg, scorers=scorers, keep_images=True, bar=bar)
+        res = sample_and_score(run.pipe, records, indices, images_per_prompt=images_per_prompt, settings=run.settings,
+                               scorers=scorers, keep_images=True, bar=bar)
         firsts = [k for k, (i, j) in enumerate(res["pairs"]) if j == 0][:grid_prompts]
         grids[run.name] = [Image.fromarray(res["images"][k]) for k in firsts]
         results[run.name] = res
@@ -49,7 +49,7 @@ def summarize(runs: list[ModelRun], results: dict, records: list[dict], keys: li
     for run in runs:
         res = results[run.name]
         groups = [i for i, _ in res["pairs"]]
-        entry = {"rewards": {k: mean_ci(res["scores"][k], groups) for k in keys}, "settings": run.settings}
+        entry = {"rewards": {k: mean_ci(res["scores"][k], groups) for k in keys}, "settings": run.record}
         categories = sorted({records[i].get("category") for i in groups} - {None})
         if categories:
             entry["by_category"] = {

@@ -1,8 +1,8 @@
-"""What every evaluation command shares: prompt sets, per-image noise, sampling to uint8, reward scoring.
+"""What every evaluation command shares: prompt sets, sampling to uint8, reward scoring.
 
-Noise is a pure function of (seed, prompt index, image index), so an image does not depend on the batch
-it was drawn in, on sharding or on resuming, and two models (or two settings) compared on one prompt
-set start from the same noise (common random numbers: their difference has less variance).
+Image j of prompt i starts from noise seeded by (seed, i, j) (mirokit.sampling.noise), so an image does not
+depend on the batch it was drawn in, on sharding or on resuming, and two models (or two settings) compared on
+one prompt set start from the same noise (common random numbers: their difference has less variance).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 PROMPTS_DIR = Path(__file__).with_name("prompts")
@@ -93,42 +92,25 @@ def choose_prompts(count: int, limit: int | None, seed: int = 0) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(count, size=limit, replace=False).tolist())
 
 
-def image_seed(seed: int, prompt_index: int, image_index: int) -> int:
-    """A 63-bit seed from (seed, prompt index, image index) via numpy's SeedSequence hash."""
-    a, b = np.random.SeedSequence([seed, prompt_index, image_index]).generate_state(2)
-    return (int(a) << 31 ^ int(b)) & (2 ** 63 - 1)
-
-
-def initial_noise(pipe, seed: int, pairs: list[tuple[int, int]]) -> torch.Tensor:
-    """(N, C, H, W) starting noise of the images `pairs` = [(prompt index, image index)] (CPU, float32)."""
-    mc = pipe.generator.config
-    shape = (mc.image_channels, mc.image_size, mc.image_size)
-    if not pairs:
-        return torch.zeros((0, *shape))
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(image_seed(seed, i, j)))
-                        for i, j in pairs])
-
-
 def to_uint8(images: list) -> np.ndarray:
     """N PIL images -> (N, H, W, 3) uint8."""
     return np.stack([np.asarray(im.convert("RGB")) for im in images]) if images else np.zeros((0, 1, 1, 3), np.uint8)
 
 
-def render(pipe, prompts: list[str], pairs: list[tuple[int, int]], *, rewards=None, negative=None, cfg=None,
+def render(pipe, prompts: list[str], pairs: list[tuple[int, int]], settings=None, *,
            progress: bool = False) -> np.ndarray:
-    """Sample prompts[k] from the noise of pairs[k] -> (N, H, W, 3) uint8.
-
-    rewards / negative: {key: value} targets, or (N, K) tensors for per-image targets (NaN = missing).
-    """
-    from mirokit.sampling import generate
+    """Sample prompts[k] from the noise of pairs[k] = (prompt index, image index) with `settings`
+    (SamplingSettings; default the official sampler) -> (N, H, W, 3) uint8."""
+    from mirokit.sampling import SamplingSettings, generate, initial_noise
 
     if len(prompts) != len(pairs):
         raise ValueError(f"{len(prompts)} prompts but {len(pairs)} noise indices")
     if not prompts:
         return np.zeros((0, 1, 1, 3), np.uint8)
-    seed = 0 if cfg is None else cfg.seed
-    x = generate(pipe, list(prompts), rewards=rewards, negative_rewards=negative, cfg=cfg, progress=progress,
-                 noise=initial_noise(pipe, seed, pairs))
+    settings = settings or SamplingSettings()
+    mc = pipe.generator.config
+    noise = initial_noise((mc.image_channels, mc.image_size, mc.image_size), settings.seed, pairs)
+    x = generate(pipe, list(prompts), settings, progress=progress, noise=noise)
     return to_uint8(pipe.image_space.to_pil(x))
 
 
@@ -170,26 +152,25 @@ def load_pipes(models: dict[str, str], *, device: str = "cpu", text_encoder: str
             for name, path in models.items()}
 
 
-def sample_and_score(pipe, records: list[dict], indices: list[int], *, images_per_prompt: int = 1, rewards=None,
-                     negative=None, cfg=None, scorers: dict | None = None, metric=None, keep_images: bool = False,
-                     bar=None) -> dict:
+def sample_and_score(pipe, records: list[dict], indices: list[int], settings=None, *, images_per_prompt: int = 1,
+                     scorers: dict | None = None, metric=None, keep_images: bool = False, bar=None) -> dict:
     """Draw `images_per_prompt` images for each prompt records[i], i in `indices`, batch by batch, and score them.
 
-    rewards / negative: {key: value} targets (keys the model lacks must be dropped by the caller);
+    settings: SamplingSettings (its targets name only keys the model knows: the caller drops the others);
     scorers: {key: scorer} of build_scorers; metric: a PromptMetric
     (its per-image scores). bar: a tqdm bar advanced by images. Returns {"pairs": [(i, j)], "scores":
     {key: (N,) float64}, "metric": (N,) float64 or None, "images": (N, H, W, 3) uint8 if keep_images}.
     """
-    from mirokit.sampling import SampleConfig
+    from mirokit.sampling import SamplingSettings
 
-    cfg = cfg or SampleConfig()
+    settings = settings or SamplingSettings()
     pairs = [(i, j) for i in indices for j in range(images_per_prompt)]
     scores: dict[str, list] = {k: [] for k in scorers or {}}
     metric_scores, kept = [], []
-    for start in range(0, len(pairs), cfg.batch_size):
-        chunk = pairs[start:start + cfg.batch_size]
+    for start in range(0, len(pairs), settings.batch_size):
+        chunk = pairs[start:start + settings.batch_size]
         prompts = [records[i]["prompt"] for i, _ in chunk]
-        images = render(pipe, prompts, chunk, rewards=rewards, negative=negative, cfg=cfg)
+        images = render(pipe, prompts, chunk, settings)
         for key, values in score_images(scorers or {}, images, prompts).items():
             scores[key].append(values)
         if metric is not None:
@@ -213,11 +194,7 @@ class ModelRun:
     """label in tables and plots"""
     pipe: Any
     """the loaded MiroPipeline"""
-    rewards: dict = field(default_factory=dict)
-    """positive targets it is sampled with (only keys it knows)"""
-    negative: dict = field(default_factory=dict)
-    """negative-branch targets (only keys it knows)"""
-    cfg: Any = None
-    """its SampleConfig"""
-    settings: dict = field(default_factory=dict)
-    """a JSON record of the settings (for the summary)"""
+    settings: Any = None
+    """its SamplingSettings (targets only of the keys it knows)"""
+    record: dict = field(default_factory=dict)
+    """a JSON record of the model and its settings (for the summary)"""

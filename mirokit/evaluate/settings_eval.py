@@ -1,6 +1,6 @@
 """One sampling setting evaluated on a metric's prompts: the building block of sweeps and target search.
 
-A setting is (positive targets, negative targets, SampleConfig). Evaluating it samples the prompts
+A setting is a SamplingSettings (targets, solver, steps, guidance, seed, ...). Evaluating it samples the prompts
 (noise from (seed, prompt, image), so two settings see the same noise), scores the images with the
 metric and with reward scorers, and returns the metric's value with a 95% interval (stratified by tag for
 GenEval-schema prompts when the metric's value is a mean of per-tag means, as GenEval's overall; else a
@@ -9,38 +9,10 @@ t-interval clustered by prompt) and each reward's mean with its interval.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
-
 import numpy as np
 
 from mirokit.evaluate.samples import sample_and_score
 from mirokit.evaluate.stats import mean_ci, paired_mean_ci, stratified_mean_ci
-
-
-@dataclass(kw_only=True)
-class Setting:
-    """Sampling settings of one evaluation point."""
-
-    rewards: dict = field(default_factory=dict)
-    """positive targets {key: value or None}"""
-    negative: dict = field(default_factory=dict)
-    """negative-branch targets"""
-    cfg: Any = None
-    """SampleConfig (solver, steps, shift, guidance, seed, batch size)"""
-
-    def to_json(self) -> dict:
-        """The settings as a preset-shaped dict (rewards, negative_rewards, guidance, solver, steps, shift)."""
-        g = self.cfg.guidance
-        out = {"rewards": dict(self.rewards), "negative_rewards": dict(self.negative), "guidance": g.scale,
-               "solver": self.cfg.solver, "steps": self.cfg.steps, "shift": self.cfg.shift}
-        if g.separate:
-            out.update(text_guidance=g.text_scale, reward_guidance=g.reward_scale)
-        return out
-
-    def with_cfg(self, **changes) -> "Setting":
-        """A copy with SampleConfig fields replaced."""
-        return Setting(rewards=dict(self.rewards), negative=dict(self.negative), cfg=replace(self.cfg, **changes))
 
 
 def build_metric(spec: str, prompts: str | None = None, scorer_options: dict | None = None,
@@ -77,12 +49,12 @@ def metric_interval(per_image: np.ndarray, records: list[dict], groups: list[int
     return {**ci, "centred": False}
 
 
-def evaluate_setting(pipe, setting: Setting, records: list[dict], indices: list[int], *, metric, scorers: dict,
+def evaluate_setting(pipe, settings, records: list[dict], indices: list[int], *, metric, scorers: dict,
                      images_per_prompt: int = 1, bar=None) -> dict:
-    """Sample records[indices] with `setting` -> {"metric": {"value", "ci"}, "rewards": {key: ci}, "per_image":
-    (N,) metric scores, "pairs": [(prompt, image)]}."""
-    res = sample_and_score(pipe, records, indices, images_per_prompt=images_per_prompt, rewards=setting.rewards,
-                           negative=setting.negative, cfg=setting.cfg, scorers=scorers, metric=metric, bar=bar)
+    """Sample records[indices] with `settings` (SamplingSettings) -> {"metric": {"value", "ci"}, "rewards":
+    {key: ci}, "per_image": (N,) metric scores, "pairs": [(prompt, image)]}."""
+    res = sample_and_score(pipe, records, indices, settings, images_per_prompt=images_per_prompt, scorers=scorers,
+                           metric=metric, bar=bar)
     recs = [records[i] for i, _ in res["pairs"]]
     groups = [i for i, _ in res["pairs"]]
     value = metric.summarize(res["metric"], recs)

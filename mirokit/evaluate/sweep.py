@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 
 from mirokit.evaluate.pages import (fmt_ci, plot_ci_curves, plot_ci_grid, plot_pareto, text_table, write_json,
                                     write_page)
-from mirokit.evaluate.settings_eval import Setting, evaluate_setting, paired_difference
-from mirokit.sampling.presets import parse_number
+from mirokit.evaluate.settings_eval import evaluate_setting, paired_difference
+from mirokit.sampling import SamplingSettings
+from mirokit.config import parse_number
 
 PARAMS = ("guidance", "steps", "shift", "solver")
 """sweepable settings besides reward:KEY and negative:KEY"""
@@ -59,26 +60,22 @@ def parse_sweep(spec: str, reward_keys: list[str]) -> tuple[str, list]:
     return name, values
 
 
-def apply_value(setting: Setting, param: str, value) -> Setting:
-    """A copy of `setting` with one swept value applied."""
-    from mirokit.sampling import GuidanceConfig
-
+def apply_value(settings: SamplingSettings, param: str, value) -> SamplingSettings:
+    """A copy of `settings` with one swept value applied (a swept guidance scale is the joint one)."""
     kind, _, key = param.partition(":")
     if kind == "reward":
-        return Setting(rewards={**setting.rewards, key: value}, negative=dict(setting.negative), cfg=setting.cfg)
+        return settings.replace(rewards={**settings.rewards, key: value})
     if kind == "negative":
-        return Setting(rewards=dict(setting.rewards), negative={**setting.negative, key: value}, cfg=setting.cfg)
+        return settings.replace(negative_rewards={**settings.negative_rewards, key: value})
     if param == "guidance":
-        return setting.with_cfg(guidance=GuidanceConfig(scale=value))
-    return setting.with_cfg(**{param: value})
+        return settings.replace(guidance=value, text_guidance=None, reward_guidance=None)
+    return settings.replace(**{param: value})
 
 
-def run_sweep(pipe, base: Setting, sweeps: list[tuple[str, list]], records: list[dict], indices: list[int], *,
-              metric, scorers: dict, images_per_prompt: int = 1, reference: Setting | None = None,
+def run_sweep(pipe, base: SamplingSettings, sweeps: list[tuple[str, list]], records: list[dict], indices: list[int],
+              *, metric, scorers: dict, images_per_prompt: int = 1, reference: SamplingSettings | None = None,
               reference_name: str = "reference", progress: bool = True) -> dict:
     """Evaluate the grid of swept values (one or two sweeps) and the optional reference -> the summary dict."""
-    from mirokit.sampling.solvers import function_evaluations
-
     if not 1 <= len(sweeps) <= 2:
         raise ValueError("give one or two --sweep")
     if len(sweeps) == 2 and sweeps[0][0] == sweeps[1][0]:
@@ -98,21 +95,20 @@ def run_sweep(pipe, base: Setting, sweeps: list[tuple[str, list]], records: list
             setting = apply_value(setting, param, value)
         res = evaluate_setting(pipe, setting, records, indices, metric=metric, scorers=scorers,
                                images_per_prompt=images_per_prompt, bar=bar)
-        point = {"values": {param: value for (param, _), value in zip(sweeps, values)}, "setting": setting.to_json(),
-                 "nfe": function_evaluations(setting.cfg.solver, setting.cfg.steps), "metric": res["metric"],
+        point = {"values": {param: value for (param, _), value in zip(sweeps, values)}, "setting": setting.to_preset(),
+                 "nfe": setting.function_evaluations, "metric": res["metric"],
                  "rewards": res["rewards"]}
         if ref is not None:
             point["vs_reference"] = paired_difference(res, ref, records)
         points.append(point)
     bar.close()
     summary = {"sweeps": [{"param": p, "values": v} for p, v in sweeps], "metric_name": metric.name,
-               "base": base.to_json(), "points": points,
+               "base": base.to_preset(), "points": points,
                "ci_method": "95%: metric stratified by tag for GenEval-schema prompts, else t-interval clustered by "
                             "prompt; rewards t-interval clustered by prompt"}
     if ref is not None:
-        summary["reference"] = {"name": reference_name, "setting": reference.to_json(), "metric": ref["metric"],
-                                "rewards": ref["rewards"],
-                                "nfe": function_evaluations(reference.cfg.solver, reference.cfg.steps)}
+        summary["reference"] = {"name": reference_name, "setting": reference.to_preset(), "metric": ref["metric"],
+                                "rewards": ref["rewards"], "nfe": reference.function_evaluations}
         summary["sampling_cost"] = sampling_cost(points, summary["reference"])
     return summary
 
@@ -172,7 +168,7 @@ def _label(values: dict) -> str:
 def write_sweep_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:
     """OUT/summary.json, OUT/sweep.png, OUT/pareto.png (two reward sweeps), OUT/cost.png, OUT/sampling_cost.md and
     OUT/fastest_preset.json (with a reference), OUT/report.html -> paths."""
-    from mirokit.sampling.presets import SamplingPreset, save_preset
+    from mirokit.sampling.presets import save_preset
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -234,8 +230,7 @@ def write_sweep_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:
             sampler = {k: v for k, v in best["setting"].items() if k not in ("rewards", "negative_rewards")}
             about = {"found_by": "mirokit eval sweep", "metric": summary["metric_name"], "value": best["value"],
                      "nfe": best["nfe"], "reference_nfe": cost["reference_nfe"]}
-            preset = SamplingPreset.from_json({**sampler, "about": about})
-            paths["preset"] = save_preset(preset, out / "fastest_preset.json")
+            paths["preset"] = save_preset(sampler, out / "fastest_preset.json", about=about)
     paths["html"] = write_page(out, "Sweep", tables=tables, figures=figures, summary=summary,
                                intro=[f"Swept: {', '.join(s['param'] for s in sweeps)}; metric "
                                       f"{summary['metric_name']}. {summary['ci_method']}."])

@@ -20,7 +20,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mirokit.evaluate.pages import fmt_ci, plot_ci_panels, text_table, write_json, write_page
-from mirokit.evaluate.settings_eval import Setting, evaluate_setting, paired_difference
+from mirokit.evaluate.settings_eval import evaluate_setting, paired_difference
+from mirokit.sampling import SamplingSettings
 
 SEARCHABLE = ("positive", "negative", "guidance")
 
@@ -47,18 +48,18 @@ def split_prompts(records: list[dict], indices: list[int], fraction: float, seed
     return sorted(tune), sorted(held)
 
 
-def _candidate(vector: np.ndarray, keys: list[str], base: Setting, search: tuple[str, ...]) -> Setting:
-    """[positive K | negative K | guidance] -> a Setting (parts not searched stay as in `base`)."""
-    from mirokit.sampling import GuidanceConfig
-
+def _candidate(vector: np.ndarray, keys: list[str], base: SamplingSettings,
+               search: tuple[str, ...]) -> SamplingSettings:
+    """[positive K | negative K | guidance] -> settings (parts not searched stay as in `base`)."""
     k = len(keys)
-    rewards = {key: round(float(v), 3) for key, v in zip(keys, vector[:k])} if "positive" in search else base.rewards
-    negative = ({key: round(float(v), 3) for key, v in zip(keys, vector[k:2 * k])} if "negative" in search
-                else base.negative)
-    cfg = base.cfg
+    changes = {}
+    if "positive" in search:
+        changes["rewards"] = {key: round(float(v), 3) for key, v in zip(keys, vector[:k])}
+    if "negative" in search:
+        changes["negative_rewards"] = {key: round(float(v), 3) for key, v in zip(keys, vector[k:2 * k])}
     if "guidance" in search:
-        cfg = base.with_cfg(guidance=GuidanceConfig(scale=round(float(vector[-1]), 3))).cfg
-    return Setting(rewards=dict(rewards), negative=dict(negative), cfg=cfg)
+        changes.update(guidance=round(float(vector[-1]), 3), text_guidance=None, reward_guidance=None)
+    return base.replace(**changes)
 
 
 def propose(rng: np.random.Generator, step: int, budget: int, best: np.ndarray, low: np.ndarray,
@@ -73,7 +74,7 @@ def propose(rng: np.random.Generator, step: int, budget: int, best: np.ndarray, 
     return np.clip(best + rng.normal(size=best.shape) * scale, low, high)
 
 
-def tune_targets(pipe, base: Setting, records: list[dict], indices: list[int], *, metric, budget: int,
+def tune_targets(pipe, base: SamplingSettings, records: list[dict], indices: list[int], *, metric, budget: int,
                  tune_fraction: float = 0.5, images_per_prompt: int = 1,
                  guidance_range: tuple[float, float] | None = None, search: tuple[str, ...] = SEARCHABLE,
                  scorers: dict | None = None, seed: int = 0, progress: bool = True) -> dict:
@@ -86,18 +87,18 @@ def tune_targets(pipe, base: Setting, records: list[dict], indices: list[int], *
         raise ValueError(f"--search takes {', '.join(SEARCHABLE)}; got {', '.join(search) or 'nothing'}")
     if budget < 2:
         raise ValueError("--budget must be >= 2 (the default targets and at least one candidate)")
-    g0 = base.cfg.guidance.scale
+    g0 = base.guidance
     lo_g, hi_g = guidance_range or (0.5 * g0, 2.0 * g0)
     if not 0 <= lo_g <= hi_g:
         raise ValueError(f"--guidance-range must be 0 <= LO <= HI, got {lo_g},{hi_g}")
     tune, held = split_prompts(records, indices, tune_fraction, seed)
-    default = Setting(rewards={k: 1.0 for k in keys}, negative={k: 0.0 for k in keys}, cfg=base.cfg)
+    default = base.replace(rewards={k: 1.0 for k in keys}, negative_rewards={k: 0.0 for k in keys})
     default_vec = np.array([1.0] * len(keys) + [0.0] * len(keys) + [min(max(g0, lo_g), hi_g)])
     low = np.array([0.0] * (2 * len(keys)) + [lo_g])
     high = np.array([1.0] * (2 * len(keys)) + [hi_g])
     rng = np.random.default_rng([seed, 11])
     per_eval = len(tune) * images_per_prompt
-    given = base if (base.rewards, base.negative) != (default.rewards, default.negative) else None
+    given = base if (base.rewards, base.negative_rewards) != (default.rewards, default.negative_rewards) else None
     bar = tqdm(total=budget * per_eval + (3 if given else 2) * len(held) * images_per_prompt, desc=f"tuning ({budget} candidates)",
                unit="img", disable=not progress, dynamic_ncols=True)
     trace, best_vec, best_value, best_setting = [], default_vec, -np.inf, default
@@ -106,7 +107,7 @@ def tune_targets(pipe, base: Setting, records: list[dict], indices: list[int], *
         setting = default if step == 0 else _candidate(vec, keys, base, search)
         value = evaluate_setting(pipe, setting, records, tune, metric=metric, scorers={},
                                  images_per_prompt=images_per_prompt, bar=bar)["metric"]["value"]
-        trace.append({"step": step, "setting": setting.to_json(), "value": value})
+        trace.append({"step": step, "setting": setting.to_preset(), "value": value})
         if np.isfinite(value) and value > best_value:
             best_vec, best_value, best_setting = vec, value, setting
     held_default = evaluate_setting(pipe, default, records, held, metric=metric, scorers=scorers or {},
@@ -120,12 +121,12 @@ def tune_targets(pipe, base: Setting, records: list[dict], indices: list[int], *
     diff = paired_difference(held_best, held_default, records)
     summary = {"metric_name": metric.name, "budget": budget, "search": list(search), "guidance_range": [lo_g, hi_g],
                "split": {"tune": tune, "held_out": held, "tune_fraction": tune_fraction},
-               "trace": trace, "best": {"setting": best_setting.to_json(), "tune_value": best_value,
+               "trace": trace, "best": {"setting": best_setting.to_preset(), "tune_value": best_value,
                                         "is_default": best_setting is default},
-               "default": {"setting": default.to_json(), "tune_value": trace[0]["value"]},
+               "default": {"setting": default.to_preset(), "tune_value": trace[0]["value"]},
                "held_out": {"default": _result(held_default), "tuned": _result(held_best), "difference": diff}}
     if given is not None:  # the targets given on the command line, when they are not the defaults
-        summary["given"] = {"setting": given.to_json()}
+        summary["given"] = {"setting": given.to_preset()}
         summary["held_out"]["given"] = _result(held_given)
         summary["held_out"]["difference_vs_given"] = paired_difference(held_best, held_given, records)
     summary["verdict"] = verdict(summary)
@@ -163,14 +164,12 @@ def verdict(summary: dict) -> dict:
     return {"beats_default": beats, "significant": significant, "statement": text}
 
 
-def best_preset(summary: dict):
-    """The tuned settings as a SamplingPreset, with their scores as provenance."""
-    from mirokit.sampling.presets import SamplingPreset
-
+def best_preset(summary: dict) -> dict:
+    """The tuned settings as a preset (partial settings), with their scores as provenance ("about")."""
     about = {"found_by": "mirokit eval tune-targets", "metric": summary["metric_name"],
              "tune_value": summary["best"]["tune_value"], "held_out_value": summary["held_out"]["tuned"]["value"],
              "held_out_default_value": summary["held_out"]["default"]["value"], **summary["verdict"]}
-    return SamplingPreset.from_json({**summary["best"]["setting"], "about": about})
+    return {**summary["best"]["setting"], "about": about}
 
 
 def write_tune_report(summary: dict, out_dir: str | Path, *, preset_path: str | Path | None = None) -> dict[str, Path]:

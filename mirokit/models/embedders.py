@@ -21,7 +21,7 @@ class FourierFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B,) -> (B, num_channels), computed in float32."""
-        y = torch.outer(x.float().reshape(-1), self.freqs) + self.phases
+        y = torch.outer(x.float().reshape(-1), self.freqs.float()) + self.phases.float()
         return y.cos() * math.sqrt(2.0)
 
 

@@ -102,8 +102,9 @@ class Preconditioning(nn.Module):
         """gamma: (B,) -> (B,) learned log-variance (zeros when uncertainty weighting is off)."""
         if self.logvar_proj is None:
             return torch.zeros_like(gamma, dtype=torch.float32)
+        features, head = self.logvar_proj
         # a fresh tensor, not a view of the projection: FSDP2 hooks the root module's outputs
-        return self.logvar_proj(gamma.reshape(-1))[:, 0].float().clone()
+        return head(features(gamma.reshape(-1)).to(head.weight.dtype))[:, 0].float().clone()
 
 
 class MiroGenerator(PretrainedMixin, nn.Module):
@@ -151,6 +152,16 @@ class MiroGenerator(PretrainedMixin, nn.Module):
     def logvar(self, gamma: Tensor) -> Tensor:
         """gamma: (B,) -> (B,) learned log-variance u(gamma) for the loss weighting."""
         return self.preconditioning.logvar(gamma)
+
+    def to_dtype(self, dtype: torch.dtype) -> "MiroGenerator":
+        """Cast the weights to `dtype` (e.g. torch.bfloat16 for inference); the random Fourier frequencies and
+        phases of the signal-level and target embeddings stay float32 (their rounding would move every
+        embedding). Returns self."""
+        self.to(dtype)
+        for module in self.modules():
+            if isinstance(module, FourierFeatures):
+                module.float()
+        return self
 
     def rewards_tensor(self, values: dict[str, float | None], batch_size: int, default: float,
                        device: torch.device | str = "cpu") -> Tensor:

@@ -258,20 +258,3 @@ def convert_image_reward_checkpoint(pt_path, out_dir, med_config=None, tokenizer
     if tokenizer is not None:
         load_blip_tokenizer(tokenizer).save_pretrained(out)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """python -m mirokit.rewards.image_reward_model ImageReward.pt OUT_DIR [--med-config F] [--tokenizer T]"""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Convert THUDM/ImageReward's ImageReward.pt to a BLIP folder")
-    parser.add_argument("checkpoint")
-    parser.add_argument("out_dir")
-    parser.add_argument("--med-config", default=None, help="their med_config.json (default: beside the .pt)")
-    parser.add_argument("--tokenizer", default=None, help="bert-base-uncased folder or hub id")
-    args = parser.parse_args(argv)
-    print(convert_image_reward_checkpoint(args.checkpoint, args.out_dir, args.med_config, args.tokenizer))
-
-
-if __name__ == "__main__":
-    main()

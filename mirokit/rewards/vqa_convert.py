@@ -177,22 +177,3 @@ def convert_clip_t5_checkpoint(src_dir, out_dir, tokenizer=None, vision_tower=No
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
         tokenizer.save_pretrained(out / "tokenizer")
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """python -m mirokit.rewards.vqa_convert SRC OUT [--tokenizer T] [--vision-tower DIR] [--dtype bfloat16]"""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Convert zhiqiulin/clip-flant5-* to mirokit's CLIP-T5 folder")
-    parser.add_argument("src")
-    parser.add_argument("out")
-    parser.add_argument("--tokenizer", default=None, help="google/flan-t5-xxl folder or hub id")
-    parser.add_argument("--vision-tower", default=None, help="openai/clip-vit-large-patch14-336 folder")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
-    args = parser.parse_args(argv)
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    print(convert_clip_t5_checkpoint(args.src, args.out, args.tokenizer, args.vision_tower, dtype=dtype))
-
-
-if __name__ == "__main__":
-    main()

@@ -104,6 +104,20 @@ class RunConfig:
     """flow-matching loss settings"""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     """sample grids from the EMA weights during training"""
+    sampling: dict = field(default_factory=dict)
+    """sampling defaults stored with the exported model (pipeline.json "sampler_defaults"), a partial
+    SamplingSettings such as {solver: ab2, steps: 6, guidance: 3}: `mirokit sample` and `MiroPipeline(...)` use
+    them where neither an explicit setting nor a preset decides (mirokit.sampling.resolve)"""
+
+    def __post_init__(self):
+        from mirokit.sampling import check_partial
+
+        self.sampling = check_partial(self.sampling, "config sampling")
+        unknown = [k for name in ("rewards", "negative_rewards") for k in self.sampling.get(name, {})
+                   if k not in self.model.reward_keys]
+        if unknown:
+            raise ValueError(f"config sampling: unknown reward key {unknown[0]!r}; the model has "
+                             f"{', '.join(self.model.reward_keys) or 'none'}")
 
 
 BUILTIN_CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -40,8 +40,9 @@ def pipeline_from_ema(cfg: RunConfig, ema_state: dict[str, Tensor], *, info: Dat
         encoder = build_text_encoder(cfg.text_encoder)
         load_weights(encoder, split_prefix(ema_state, "text_encoder"), f"the text encoder's EMA weights of step {step}")
     space = image_space if image_space is not None else build_image_space(cfg.image_space)
-    pipe = MiroPipeline(generator.eval(), encoder.eval(), space, extra={"training": to_dict(cfg), "step": step},
-                        uncond_text=info.uncond_text, calibration=info.calibration)
+    extra = {"training": to_dict(cfg), "step": step, **({"sampler_defaults": cfg.sampling} if cfg.sampling else {})}
+    pipe = MiroPipeline(generator.eval(), encoder.eval(), space, extra=extra, uncond_text=info.uncond_text,
+                        calibration=info.calibration)
     return pipe if device is None else pipe.to(device)
 
 

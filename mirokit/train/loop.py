@@ -26,7 +26,7 @@ from mirokit.config import to_dict
 from mirokit.data.batch import Batch
 from mirokit.data.loader import StepBatchSampler, batches, build_loader
 from mirokit.data.sampler import EpochShuffle
-from mirokit.data.source import DatasetInfo, TrainDataset, build_dataset, check_dataset
+from mirokit.data.source import TrainDataset, build_dataset, check_dataset
 from mirokit.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from mirokit.encoders.pixel import build_image_space
 from mirokit.encoders.text import build_text_encoder, pad_tokens

@@ -54,13 +54,13 @@ def validate(cfg: ValidationConfig, pipe, step: int, out_dir: Path, metrics) -> 
     """Sample the grid with `pipe` (EMA weights), save it as PNG and to TensorBoard; returns the PNG path."""
     from PIL import Image
 
-    from mirokit.sampling import GuidanceConfig, SampleConfig, generate
+    from mirokit.sampling import generate, resolve
 
-    sample_cfg = SampleConfig(steps=cfg.steps, guidance=GuidanceConfig(scale=cfg.guidance), seed=cfg.seed,
-                              batch_size=max(1, len(cfg.prompts)))
+    base = resolve({"steps": cfg.steps, "guidance": cfg.guidance, "seed": cfg.seed,
+                    "batch_size": max(1, len(cfg.prompts))})
     images = []
-    for targets in cfg.targets:
-        x = generate(pipe, list(cfg.prompts), rewards=dict(targets) if pipe.reward_keys else None, cfg=sample_cfg)
+    for targets in cfg.targets:  # every row from the same noise: column k from (seed, k, 0)
+        x = generate(pipe, list(cfg.prompts), base.replace(rewards=dict(targets) if pipe.reward_keys else {}))
         images += pipe.image_space.to_pil(x)
     grid = make_grid(images, len(cfg.targets), len(cfg.prompts))
     path = Path(out_dir) / VALIDATION_DIR / f"step_{step:07d}.png"

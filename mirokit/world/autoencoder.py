@@ -152,3 +152,31 @@ def train_autoencoder(images: Tensor, cfg: WorldAEConfig, train: AETrainConfig, 
         opt.step()
         losses.append(loss.item())
     return model.eval().requires_grad_(False), losses
+
+
+def train_world_autoencoder(out: str | Path, *, samples: int = 8000, steps: int = 3000, batch_size: int = 64,
+                            widths: list[int] | None = None, latent_channels: int = 4, seed: int = 0,
+                            half: bool = False) -> dict:
+    """Train a WorldAutoencoder on `samples` images of the demo's world, save it to OUT (float16 weights with
+    `half`) and check it: the world rewards of 500 clean images and of their reconstructions -> {"out",
+    "final_loss", "originals": {reward: mean}, "reconstructions": {reward: mean}}."""
+    from mirokit.world.dataset import WorldDataset
+    from mirokit.world.sampling import demo_world_config
+    from mirokit.world.source import WORLD_REWARDS, score_images
+
+    if samples < 1 or steps < 1 or batch_size < 1:
+        raise ValueError("--samples, --steps and --batch-size must be >= 1")
+    cfg = WorldAEConfig(widths=list(widths or [48, 96]), latent_channels=latent_channels, image_size=32)
+    images = WorldDataset(samples, demo_world_config(seed)).images(list(range(samples)))
+    ae, losses = train_autoencoder(images, cfg, AETrainConfig(steps=steps, batch_size=batch_size, seed=seed))
+    if half:
+        ae.half()
+    report = {"out": str(ae.save_pretrained(out)), "final_loss": sum(losses[-50:]) / min(50, len(losses))}
+    clean = WorldDataset(500, demo_world_config(seed + 1).clean())
+    x = clean.images(list(range(500)))
+    with torch.no_grad():
+        rec = ae.float().decode(ae.float().encode(x)).clamp(-1, 1)
+    for name, batch in (("originals", x), ("reconstructions", rec)):
+        u8 = ((batch + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        report[name] = {k: float(v.mean()) for k, v in score_images(u8, clean.captions, WORLD_REWARDS).items()}
+    return report

@@ -20,7 +20,7 @@ from mirokit.data.batch import Batch, DataError
 from mirokit.data.calibration import Calibration
 from mirokit.data.source import DatasetInfo, Sample
 from mirokit.world.captions import caption_noise_feasible, caption_scene
-from mirokit.world.noise import IMAGE_NOISE, cut_by_border, degrade_images, draw_noise
+from mirokit.world.noise import IMAGE_NOISE, NOISE_KINDS, cut_by_border, degrade_images, draw_noise
 from mirokit.world.render import render_batch
 from mirokit.world.sampling import WorldConfig, sample_scene
 from mirokit.world.scenes import Scene, scene_to_dict
@@ -244,3 +244,25 @@ class WorldDataset(Dataset):
             pixels = render_items(items, self.image_size)
             for it, image in zip(items, pixels):
                 yield it.index, image, it.caption, it.metadata()
+
+
+def world_config_from(overrides: list[str] | None = None, *, clean: bool = False,
+                      noise: dict[str, float | None] | None = None, seed: int | None = None,
+                      size: int | None = None) -> WorldConfig:
+    """WorldConfig from `field=value` overrides, then `clean` (every noise rate 0), then {noise kind: rate}, then
+    the seed and the image size (in that order); unknown fields or kinds are one-line errors."""
+    from mirokit.config import apply_overrides, from_dict, to_dict
+
+    cfg = from_dict(WorldConfig, apply_overrides({}, list(overrides or [])))
+    data = to_dict(cfg.clean() if clean else cfg)
+    for kind, rate in (noise or {}).items():
+        if kind not in NOISE_KINDS:
+            raise ValueError(f"--noise {kind!r}: unknown noise kind; known: {', '.join(NOISE_KINDS)}")
+        if rate is None:
+            raise ValueError(f"--noise {kind!r}: the rate must be a number")
+        data[f"{kind}_rate"] = rate
+    if seed is not None:
+        data["seed"] = seed
+    if size is not None:
+        data["image_size"] = size
+    return from_dict(WorldConfig, data)

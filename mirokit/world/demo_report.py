@@ -9,7 +9,6 @@ import numpy as np
 
 from mirokit.evaluate import report
 from mirokit.evaluate.pages import fmt_ci, plot_ci_grid, plot_ci_panels, text_table, write_page
-from mirokit.world.demo import MIX_SHARE, mix_row_name
 
 LABELS = {"shapes_eval": "ShapesEval overall", "colour_fidelity": "colour fidelity",
           "single_object_class": "single-object class found"}
@@ -114,11 +113,11 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              f"Sampling: {summary['settings']['solver']}, {summary['settings']['sample_steps']} steps, guidance "
              f"w = {summary['settings']['guidance']:g}. 'miro' asks for every reward at 1 and is guided against the "
              "trained unconditional branch (empty prompt, rewards missing), like the baseline's text guidance."
-             + (f" '{mix_row_name(mix)}' asks for every reward at 1 except world_quality at {mix:g}: a reward mix "
+             + (f" '{plan['mix_row']}' asks for every reward at 1 except world_quality at {mix:g}: a reward mix "
                 "(the paper's analogue: an aesthetic target of 0.625 raised GenEval from 67.7 to 75)."
                 if (mix := summary["settings"].get("quality_mix")) is not None else "")
              + (f" The reward-mix row (quality {left_out:g}) was left out: with it the evaluation would take more "
-                f"than {MIX_SHARE:.0%} of the budget on this machine, so that time went to training."
+                f"than {plan['mix_share']:.0%} of the budget on this machine, so that time went to training."
                 if (left_out := plan.get("quality_mix_left_out")) is not None else "")
              + (" 'miro, away from all-0' uses the official negative targets instead (empty prompt with every reward "
                 "at 0); the model never sees that combination in training (caption dropout also drops the rewards)."

@@ -97,9 +97,14 @@ def save_latents(latents: torch.Tensor, out_dir: Path) -> tuple[Path, list[str]]
 
 
 def variant_overrides(name: str, reward_keys: list[str], exp: ExperimentConfig) -> list[str]:
-    """Config overrides of one variant: its run folder, reward keys and the shared budget."""
+    """Config overrides of one variant: its run folder, reward keys, the shared budget and the demo's sampler
+    (stored with the model: `mirokit sample` on it samples as the demo does)."""
     keys = "[" + ",".join(reward_keys) + "]"
-    return [f"out_dir={Path(exp.out_dir) / 'runs' / name}", f"model.reward_keys={keys}", f"train.steps={exp.steps}",
+    negative = ", ".join(f"{k}: null" for k in reward_keys)  # guided away from the trained unconditional branch
+    sampling = (f"sampling={{solver: {exp.solver}, steps: {exp.sample_steps}, guidance: {exp.guidance}, "
+                f"negative_rewards: {{{negative}}}}}")
+    return [f"out_dir={Path(exp.out_dir) / 'runs' / name}", f"model.reward_keys={keys}", sampling,
+            f"train.steps={exp.steps}",
             f"optim.total_steps={exp.steps}", f"train.batch_size={exp.batch_size}", f"train.seed={exp.seed}",
             f"data.seed={exp.seed}", f"data.num_samples={exp.num_samples}", *exp.overrides]
 
@@ -191,15 +196,15 @@ def sample_prompts(model, prompts: list[str], exp: ExperimentConfig, *, rewards:
     the trained unconditional: empty prompt, no rewards)."""
     from mirokit.evaluate.samples import render
     from mirokit.pipeline import MiroPipeline
-    from mirokit.sampling import GuidanceConfig, SampleConfig
+    from mirokit.sampling import resolve
 
     pipe = model if isinstance(model, MiroPipeline) else MiroPipeline.from_pretrained(model)
     keys = set(pipe.reward_keys)
-    pos = {k: v for k, v in (rewards or {}).items() if k in keys}
-    neg = {k: v for k, v in (negative or {}).items() if k in keys}
-    cfg = SampleConfig(steps=exp.sample_steps, solver=exp.solver, guidance=GuidanceConfig(scale=exp.guidance),
-                       seed=exp.seed if seed is None else seed, batch_size=128)
-    return render(pipe, prompts, [(i, 0) for i in range(len(prompts))], rewards=pos, negative=neg, cfg=cfg)
+    settings = resolve({"rewards": {k: v for k, v in (rewards or {}).items() if k in keys},
+                        "negative_rewards": {k: v for k, v in (negative or {}).items() if k in keys},
+                        "steps": exp.sample_steps, "solver": exp.solver, "guidance": exp.guidance,
+                        "seed": exp.seed if seed is None else seed, "batch_size": 128})
+    return render(pipe, prompts, [(i, 0) for i in range(len(prompts))], settings)
 
 
 def evaluate_samples(images_u8: np.ndarray, metadata: list[dict]) -> list[dict]:

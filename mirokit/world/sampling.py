@@ -356,3 +356,4 @@ def demo_world_config(seed: int = 0) -> WorldConfig:
                        texture_prob=0.0, wrong_colour_rate=0.1, count_off_rate=0.1, swap_relation_rate=0.1,
                        missing_object_rate=0.1, cut_border_rate=0.1, blur_rate=0.2, pixel_noise_rate=0.0,
                        jpeg_rate=0.2, low_contrast_rate=0.2)
+

@@ -16,7 +16,8 @@ from mirokit.evaluate.geneval_folder import format_summary, summarize_records, w
 from mirokit.evaluate.geneval_rules import DEFAULT_RULES, RuleConfig
 from mirokit.world.detector import ShapesDetector
 
-__all__ = ["ShapesFolderDetector", "evaluate_folder", "format_summary", "summarize_records", "write_results"]
+__all__ = ["ShapesFolderDetector", "evaluate_folder", "format_summary", "render_ground_truth", "summarize_records",
+           "write_results"]
 
 
 class ShapesFolderDetector:
@@ -39,3 +40,34 @@ def evaluate_folder(folder: str | Path, *, rules: RuleConfig = DEFAULT_RULES,
     everything else is reported.
     """
     return geneval_folder.evaluate_folder(folder, detector=ShapesFolderDetector(detector), rules=rules)
+
+
+def render_ground_truth(out: str | Path, prompts: str | Path | None = None, *, images_per_prompt: int = 4,
+                        seed: int = 0, size: int = 32, mismatch: bool = False) -> int:
+    """Render scenes satisfying each GenEval-schema prompt (default: ShapesEval's) into GenEval's layout:
+    OUT/00000/metadata.jsonl + OUT/00000/samples/0000.png ...; with `mismatch`, each prompt's images come from
+    another prompt (a fixed derangement: a wrong baseline the evaluator must score low). Returns the number of
+    prompts."""
+    import json
+
+    from PIL import Image
+
+    from mirokit.world.prompts import derangement, load_shapes_eval
+    from mirokit.world.render import render_batch
+    from mirokit.world.sampling import WorldConfig, scene_for_metadata
+
+    if images_per_prompt < 1:
+        raise ValueError("--images-per-prompt must be >= 1")
+    records = load_shapes_eval(prompts)
+    cfg = WorldConfig(image_size=size, seed=seed)
+    sources = derangement(records, seed) if mismatch else list(range(len(records)))
+    for i, item in enumerate(records):
+        folder = Path(out) / f"{i:05d}"
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        with open(folder / "metadata.jsonl", "w") as fp:  # one JSON object, as GenEval's generator writes it
+            json.dump(item, fp)
+        rng = np.random.default_rng([seed, i])
+        scenes = [scene_for_metadata(records[sources[i]], rng, cfg) for _ in range(images_per_prompt)]
+        for j, image in enumerate(render_batch(scenes, size)):
+            Image.fromarray(image).save(folder / "samples" / f"{j:04d}.png")
+    return len(records)

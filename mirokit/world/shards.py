@@ -121,3 +121,32 @@ def iter_shards(paths: Iterable[str | Path]) -> Iterator[tuple[str, object, str,
     """`read_shard` over several shards in order."""
     for path in paths:
         yield from read_shard(path)
+
+
+def generate_world_shards(num_samples: int, cfg, out_dir: str | Path, *, shard_size: int = 1000) -> dict:
+    """Write `num_samples` samples of the world `cfg` (a WorldConfig) as shards into OUT, and OUT/world.json
+    (the config, the shards, how many samples got each noise kind) -> that summary."""
+    from collections import Counter
+
+    from mirokit.config import to_dict
+    from mirokit.world.dataset import WorldDataset
+    from mirokit.world.noise import NOISE_KINDS
+
+    if num_samples < 1:
+        raise ValueError("--num-samples must be >= 1")
+    dataset = WorldDataset(num_samples, cfg)
+    counts: Counter = Counter()
+
+    def counted():
+        for sample in dataset.iter_samples():
+            noise = sample[3]["noise"]
+            counts.update(list(noise))
+            counts["clean"] += not noise
+            yield sample
+
+    out = Path(out_dir)
+    paths = write_shards(counted(), out, shard_size=shard_size)
+    summary = {"num_samples": num_samples, "shards": [p.name for p in paths], "config": to_dict(cfg),
+               "noise_counts": {k: counts[k] for k in (*NOISE_KINDS, "clean")}}
+    (out / "world.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -29,15 +29,37 @@ def _one_line_error(capsys, argv, expected):
     return err
 
 
+def _subcommands(parser) -> dict:
+    """{name: parser} of the sub-commands of an argparse parser ({} if it has none)."""
+    found = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    return dict(found[0].choices) if found else {}
+
+
 def test_every_flag_is_documented():
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert set(sub.choices) >= {"train", "sample", "demo"}
-    for name, p in sub.choices.items():
+    todo = list(_subcommands(build_parser()).items())
+    assert {"train", "sample", "demo"} <= {name for name, _ in todo}
+    while todo:
+        name, p = todo.pop()
         assert p.description, name
         for action in p._actions:
             if action.dest != "help":
                 assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+        todo += [(f"{name} {child}", q) for child, q in _subcommands(p).items()]
+
+
+def test_commands_come_from_the_registry_and_the_world_plugin_adds_its_own():
+    top = _subcommands(build_parser())
+    assert {"convert", "convert-official", "convert-geneval-detector", "calibrate", "vae", "generate"} <= set(top)
+    assert set(_subcommands(top["convert"])) == {"official", "geneval-detector", "image-reward", "vqa-score",
+                                                 "hpsv2", "aesthetic"}
+    assert set(_subcommands(top["calibrate"])) == {"fit", "apply"}
+    assert {"rewards", "best-of-n", "sweep", "tune-targets", "geneval", "shapes"} == set(_subcommands(top["eval"]))
+    # the world's commands are registered by its plugin module, which the core CLI never imports
+    from mirokit.registry import COMMANDS
+
+    world = {e.kind for e in COMMANDS.entries() if e.target.__module__ == "mirokit.world.commands"}
+    assert world == {"demo", "world", "world.render", "world.generate", "world.autoencoder", "eval.shapes"}
+    assert set(_subcommands(top["world"])) == {"render", "generate", "autoencoder"}
 
 
 def test_console_help_runs():
@@ -112,6 +134,7 @@ def test_demo_smoke(tmp_path):
     assert summary["plan"]["steps"] == 2
     _check_control_sweep(summary, out / "runs" / "miro" / "model")
     _check_mix_row(summary, out / "runs" / "miro" / "model")
+    _check_pipeline_call(out / "runs" / "miro" / "model", tmp_path)
     # the budget counted from --started-at (make demo's start: the install counts too)
     assert summary["plan"]["seconds_before_demo"] >= 30 and summary["seconds"] >= 30
     html = (out / "report.html").read_text()
@@ -122,13 +145,43 @@ def test_demo_smoke(tmp_path):
     assert (out / "runs" / "miro" / "model" / "calibration.json").is_file()
 
 
+def _check_pipeline_call(miro_model, tmp_path) -> None:
+    """MiroPipeline(...) on the demo's MIRO model: the demo's sampler by default, the same pixels as
+    `mirokit sample` with the same settings, other targets other images, an unknown key a one-line error."""
+    import numpy as np
+
+    from mirokit.pipeline import MiroPipeline
+
+    pipe = MiroPipeline.from_pretrained(miro_model)
+    prompts = ["a red circle", "two blue squares"]
+    out = pipe(prompts, rewards={"world_quality": 0.5}, num_images=2, seed=3, steps=2)
+    s = out.settings
+    assert (s.solver, s.steps, s.guidance, s.seed) == ("ab2", 2, 3.0, 3)  # the demo's sampler, stored with the model
+    assert s.negative_rewards == {k: None for k in pipe.reward_keys} and len(out.images) == 4
+    assert out.prompts == [prompts[0], prompts[0], prompts[1], prompts[1]] and out.indices[1] == (0, 1)
+    folder = tmp_path / "cli_samples"
+    assert main(["sample", "--model", str(miro_model), "--prompt", prompts[0], "--prompt", prompts[1],
+                 "--reward", "world_quality=0.5", "--num-images", "2", "--seed", "3", "--steps", "2",
+                 "--out", str(folder)]) == 0
+    for image, (i, j) in zip(out.images, out.indices):
+        assert np.array_equal(np.asarray(image), np.asarray(Image.open(folder / f"{i:03d}_{j:03d}.png"))), (i, j)
+    other = pipe(prompts, rewards={"world_quality": 0.0}, num_images=2, seed=3, steps=2)
+    assert not np.array_equal(np.asarray(other.images[0]), np.asarray(out.images[0]))
+    one_by_one = pipe(prompts, rewards={"world_quality": 0.5}, num_images=2, seed=3, steps=2, batch_size=1)
+    for a, b in zip(one_by_one.images, out.images):  # the batch does not change an image (beyond float noise)
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1
+    with pytest.raises(ValueError, match="unknown reward key 'aesthetic_score'; this model knows: world_") as err:
+        pipe("a red circle", rewards={"aesthetic_score": 1.0}, steps=1)
+    assert "\n" not in str(err.value)
+
+
 def _check_mix_row(summary: dict, miro_model) -> None:
     """The quality-mix row is MIRO sampled with world_quality's target at --quality-mix (0.5), the others at 1:
     its mean quality is what those targets give on the evaluation's prompts and noise, not what all-1 gives."""
     import numpy as np
 
     from mirokit.world import experiment as X
-    from mirokit.world.demo import HIGH, MISSING
+    from mirokit.world.demo_plan import HIGH, MISSING
     from mirokit.world.prompts import load_shapes_eval
 
     s = summary["settings"]
@@ -152,7 +205,7 @@ def _check_control_sweep(summary: dict, miro_model) -> None:
     import numpy as np
 
     from mirokit.world import experiment as X
-    from mirokit.world.demo import CONTROL_OTHERS, CONTROL_TARGETS, MISSING
+    from mirokit.world.demo_plan import CONTROL_OTHERS, CONTROL_TARGETS, MISSING
     from mirokit.world.prompts import load_shapes_eval
 
     s = summary["settings"]

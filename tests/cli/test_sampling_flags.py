@@ -1,11 +1,11 @@
-"""The shared sampler flags: explicit flag > --preset > the model's released defaults > built-in defaults."""
+"""The shared sampler flags: parsed into explicit settings, resolved over --preset and the model's defaults."""
 
 import argparse
 import json
 
 import pytest
 
-from mirokit.cli.sampling_flags import add_sampling_flags, parse_named, resolve_sampling
+from mirokit.cli.sampling_flags import add_sampling_flags, explicit_settings, parse_named, resolve_flags
 
 
 def _args(*argv):
@@ -14,45 +14,25 @@ def _args(*argv):
     return p.parse_args(list(argv))
 
 
-@pytest.fixture
-def preset(tmp_path):
+def test_flags_become_explicit_settings_that_beat_the_preset(tmp_path):
     path = tmp_path / "p.json"
-    path.write_text(json.dumps({"rewards": {"a": 0.3, "b": 0.9}, "negative_rewards": {"a": 0.6},
-                                "text_guidance": 2.0, "reward_guidance": 4.0, "solver": "heun", "steps": 12,
-                                "shift": 2.0}))
-    return str(path)
-
-
-def test_builtin_defaults_then_model_defaults():
-    s = resolve_sampling(_args())
-    assert (s.cfg.solver, s.cfg.steps, s.cfg.shift, s.cfg.guidance.scale) == ("euler", 50, 1.0, 7.0)
-    s = resolve_sampling(_args(), {"steps": 30, "guidance": 5.0})
-    assert (s.cfg.steps, s.cfg.guidance.scale) == (30, 5.0)
-
-
-def test_preset_beats_model_defaults_and_flags_beat_the_preset(preset):
-    s = resolve_sampling(_args("--preset", preset), {"steps": 30, "guidance": 5.0})
-    assert (s.cfg.solver, s.cfg.steps, s.cfg.shift) == ("heun", 12, 2.0)
-    assert (s.cfg.guidance.text_scale, s.cfg.guidance.reward_scale) == (2.0, 4.0)
-    assert s.rewards == {"a": 0.3, "b": 0.9} and s.negative_rewards == {"a": 0.6}
-    s = resolve_sampling(_args("--preset", preset, "--steps", "4", "--solver", "euler", "--reward", "a=0.1",
-                               "--negative-reward", "b=nan"))
-    assert (s.cfg.solver, s.cfg.steps, s.cfg.shift) == ("euler", 4, 2.0)
-    assert s.rewards == {"a": 0.1, "b": 0.9} and s.negative_rewards == {"a": 0.6, "b": None}
-    # any guidance flag replaces the preset's guidance settings, separate scales included
-    s = resolve_sampling(_args("--preset", preset, "--guidance", "3"))
-    assert s.cfg.guidance.scale == 3.0 and not s.cfg.guidance.separate
-    assert s.settings()["preset"] == preset and s.settings()["guidance"] == 3.0
+    path.write_text(json.dumps({"rewards": {"a": 0.3}, "text_guidance": 2.0, "reward_guidance": 4.0, "steps": 12}))
+    s = resolve_flags(_args("--preset", str(path), "--guidance", "3", "--reward", "b=nan", "--seed", "2"),
+                      {"steps": 30, "solver": "ab2"})
+    assert (s.steps, s.solver, s.guidance, s.separate_guidance, s.seed) == (12, "ab2", 3.0, False, 2)
+    assert s.rewards == {"a": 0.3, "b": None}
+    assert explicit_settings(_args())["seed"] is None  # an unset flag leaves the preset's value
 
 
 @pytest.mark.parametrize("argv,expected", [
-    (["--steps", "0"], "--steps and --batch-size must be >= 1"),
-    (["--shift", "0"], "--shift must be > 0"),
-    (["--text-guidance", "2"], "set both text_scale and reward_scale"),
+    (["--steps", "0"], "steps must be an integer >= 1"),
+    (["--shift", "0"], "shift must be > 0"),
+    (["--text-guidance", "2"], "set both text_guidance and reward_guidance"),
+    (["--reward", "a"], "--reward 'a' must look like KEY=VALUE"),
 ])
 def test_bad_values(argv, expected):
     with pytest.raises(ValueError, match=expected):
-        resolve_sampling(_args(*argv))
+        resolve_flags(_args(*argv))
 
 
 def test_named_models():

@@ -129,8 +129,8 @@ def test_training_on_encoded_shards_and_a_corrupt_sample(encoded, tmp_path):
     assert len(rows) == 3 and all(np.isfinite(r["loss"]) for r in rows)
     assert rows[-1]["data_skipped"] == 3  # the corrupt sample, replaced at each of the 3 steps
     from mirokit.pipeline import MiroPipeline
-    from mirokit.sampling import SampleConfig, generate
+    from mirokit.sampling import SamplingSettings, generate
 
     pipe = MiroPipeline.from_pretrained(model)
     assert pipe.uncond_text is not None and pipe.uncond_text.shape == (1, 32)  # the data's empty prompt
-    assert pipe.image_space.to_pil(generate(pipe, ["a red circle"], cfg=SampleConfig(steps=2)))[0].size == (16, 16)
+    assert pipe.image_space.to_pil(generate(pipe, ["a red circle"], SamplingSettings(steps=2)))[0].size == (16, 16)

@@ -9,7 +9,7 @@ import torch
 from evalkit import read_jsonl, shapes_prompts, world_models
 
 from mirokit.cli.main import main
-from mirokit.evaluate.samples import image_seed, initial_noise
+from mirokit.sampling import image_seed, initial_noise
 from mirokit.pipeline import MiroPipeline
 
 STEPS = ["--steps", "3", "--batch-size", "3"]
@@ -58,10 +58,11 @@ def test_writes_the_official_layout(unsharded, prompts):
 
 def test_noise_depends_only_on_seed_prompt_and_image(model):
     pipe = MiroPipeline.from_pretrained(model)
-    alone = initial_noise(pipe, 5, [(3, 1)])
-    batch = initial_noise(pipe, 5, [(0, 0), (3, 1), (7, 2)])
+    shape = (3, 16, 16)
+    alone = initial_noise(shape, 5, [(3, 1)])
+    batch = initial_noise(shape, 5, [(0, 0), (3, 1), (7, 2)])
     assert torch.equal(alone[0], batch[1]) and alone.shape == (1, 3, 16, 16)
-    assert not torch.equal(initial_noise(pipe, 6, [(3, 1)]), alone)
+    assert not torch.equal(initial_noise(shape, 6, [(3, 1)]), alone)
     assert len({image_seed(0, i, j) for i in range(20) for j in range(20)}) == 400
 
 

@@ -72,8 +72,8 @@ def test_generate_with_the_preset_reproduces_the_judged_images(tuned, tmp_path):
     model, prompts, out, summary = tuned
     preset = load_preset(out / "preset.json")
     best = summary["best"]["setting"]
-    assert preset.rewards == best["rewards"] and preset.guidance == best["guidance"]
-    assert preset.about["held_out_value"] == summary["held_out"]["tuned"]["value"]
+    assert preset["rewards"] == best["rewards"] and preset["guidance"] == best["guidance"]
+    assert preset["about"]["held_out_value"] == summary["held_out"]["tuned"]["value"]
     images = tmp_path / "images"
     assert main(["generate", "geneval", "--model", str(model), "--prompts", str(prompts), "--preset",
                  str(out / "preset.json"), "--images-per-prompt", "1", "--batch-size", "1", "--out", str(images)]) == 0

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mirokit.config import ConfigError, from_dict
 from mirokit.models import BACKBONES, BackboneConfig, GeneratorConfig, MiroGenerator
 from mirokit.pipeline import MiroPipeline
-from mirokit.sampling import SampleConfig, generate
+from mirokit.sampling import SamplingSettings, generate
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
 
@@ -93,7 +93,7 @@ def test_trains_saves_and_reloads_through_the_public_config(tmp_path):
 
     pipe = MiroPipeline.from_pretrained(model_dir)  # rebuilt from config.json alone
     assert isinstance(pipe.generator.network.trunk, TinyConv)
-    images = generate(pipe, ["a red circle", "a blue square"], cfg=SampleConfig(steps=3))
+    images = generate(pipe, ["a red circle", "a blue square"], SamplingSettings(steps=3))
     assert images.shape == (2, 3, 16, 16) and torch.isfinite(images).all()
     again = MiroPipeline.from_pretrained(tmp_path / "checkpoints" / "step_0000020")  # intermediate export
     assert isinstance(again.generator.network.trunk, TinyConv)

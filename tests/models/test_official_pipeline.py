@@ -22,7 +22,7 @@ from miro.models.scheduler import LinearScheduler  # noqa: E402
 
 from mirokit.cli.main import main  # noqa: E402
 from mirokit.pipeline import MiroPipeline  # noqa: E402
-from mirokit.sampling import GuidanceConfig, SampleConfig, generate  # noqa: E402
+from mirokit.sampling import SamplingSettings, generate  # noqa: E402
 
 from conftest import build_tiny_t5  # noqa: E402
 
@@ -95,10 +95,14 @@ def _load(parts, *args, **kwargs):
     return MiroPipeline.from_pretrained(*args, text_encoder=str(parts["t5"]), vae=str(parts["vae_dir"]), **kwargs)
 
 
+def _noise():
+    return torch.randn((len(PROMPTS), 4, 8, 8), generator=torch.Generator().manual_seed(0))
+
+
 def _official_trajectory(parts, pipe, steps, targets):
     """The official Euler sampler on the same text embeddings, empty-prompt embedding and noise."""
     text, mask = pipe.encode_text(PROMPTS)
-    noise = torch.randn((len(PROMPTS), 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    noise = _noise()
     keys = [f"{k}_coherence" for k in ALL_KEYS]
     uncond = torch.from_numpy(np.load(parts["root"] / "miro" / "uncond_embedding.npy"))
     batch = {"y": noise.clone(), "previous_latents": None, "text_tokens_embeddings": text, "text_tokens_mask": mask}
@@ -132,13 +136,13 @@ def test_one_network_call_matches(parts):
 def test_ten_step_guided_trajectory_and_decoded_images_match(parts):
     pipe = _load(parts, parts["root"] / "miro")
     targets = {"aesthetic_score": 0.3, "vqa_score": 0.8}
-    ours = generate(pipe, PROMPTS, rewards=targets, cfg=SampleConfig(steps=10, guidance=GuidanceConfig(scale=7.0)))
+    ours = generate(pipe, PROMPTS, SamplingSettings(rewards=targets, steps=10, guidance=7.0), noise=_noise())
     ref = _official_trajectory(parts, pipe, 10, targets)
     assert ref.abs().max() > 0.1  # a real trajectory
     assert (ours - ref).abs().max() <= 1e-5
     # the empty prompt is the stored embedding: encoding "" instead gives another trajectory
     plain = MiroPipeline(pipe.generator, pipe.text_encoder, pipe.image_space)
-    other = generate(plain, PROMPTS, rewards=targets, cfg=SampleConfig(steps=10))
+    other = generate(plain, PROMPTS, SamplingSettings(rewards=targets, steps=10), noise=_noise())
     assert (other - ours).abs().max() > 1e-3
     official_images = VAEDecoderPostProcessing(vae=parts["vae"], channel_wise_normalisation=True)(ref)
     our_images = np.stack([np.asarray(im) for im in pipe.image_space.to_pil(ours)])
@@ -152,7 +156,7 @@ def test_ablation_and_specialist_variants(parts):
     only = _load(parts, parts["root"] / "ablations", variant="miro-only-aesthetic")
     assert only.reward_keys == ["aesthetic_score"]
     with pytest.raises(ValueError, match="unknown reward key 'clip_score'; this model knows: aesthetic_score"):
-        generate(only, ["x"], rewards={"clip_score": 1.0}, cfg=SampleConfig(steps=1))
+        generate(only, ["x"], SamplingSettings(rewards={"clip_score": 1.0}, steps=1))
     with pytest.raises(FileNotFoundError, match="variant 'miro-no-nothing'"):
         _load(parts, parts["root"] / "ablations", variant="miro-no-nothing")
 
@@ -162,8 +166,8 @@ def test_convert_official_samples_identically(parts, tmp_path):
     assert main(["convert-official", str(parts["root"] / "miro"), str(tmp_path / "converted"), *args]) == 0
     converted = MiroPipeline.from_pretrained(tmp_path / "converted")
     original = _load(parts, parts["root"] / "miro")
-    cfg = SampleConfig(steps=4)
-    assert torch.equal(generate(converted, PROMPTS, cfg=cfg), generate(original, PROMPTS, cfg=cfg))
+    settings = SamplingSettings(steps=4)
+    assert torch.equal(generate(converted, PROMPTS, settings), generate(original, PROMPTS, settings))
     assert converted.sampler_defaults == {"steps": 50, "guidance": 5.0}
 
 

@@ -6,7 +6,7 @@ import torch
 
 from conftest import build_tiny_t5
 from mirokit.pipeline import MiroPipeline
-from mirokit.sampling import SampleConfig, generate
+from mirokit.sampling import SamplingSettings, generate
 from mirokit.train.loop import train
 
 from runs import TINY_RIN, tiny_run
@@ -22,5 +22,5 @@ def test_train_and_sample_with_a_local_t5(tmp_path):
     assert not (out / "text_encoder" / "model.safetensors").exists()  # frozen: referenced, not copied
     pipe = MiroPipeline.from_pretrained(out)
     assert pipe.generator.config.text_dim == 32  # taken from the T5 config
-    x = generate(pipe, ["a red circle", "a blue square"], cfg=SampleConfig(steps=2))
+    x = generate(pipe, ["a red circle", "a blue square"], SamplingSettings(steps=2))
     assert x.shape == (2, 3, 16, 16) and torch.isfinite(x).all()

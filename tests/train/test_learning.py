@@ -8,7 +8,7 @@ from PIL import Image
 
 from mirokit.data.toy import ToyShapesDataset, measure_brightness, toy_caption_list
 from mirokit.pipeline import MiroPipeline
-from mirokit.sampling import GuidanceConfig, SampleConfig, generate
+from mirokit.sampling import SamplingSettings, generate
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
 
@@ -51,7 +51,7 @@ def test_overfit_eight_images(tmp_path):
     captions = [x["caption"] for x in lines]
     targets = torch.stack([torch.from_numpy(np.asarray(Image.open(data / x["image"]), dtype=np.float32))
                            for x in lines]).permute(0, 3, 1, 2) / 127.5 - 1
-    samples = generate(pipe, captions, cfg=SampleConfig(steps=20, guidance=GuidanceConfig(scale=1.0)))
+    samples = generate(pipe, captions, SamplingSettings(steps=20, guidance=1.0))
     err = ((samples[:, None] - targets[None]) ** 2).flatten(2).mean(2)  # err[i, j]: sample i vs image j
     own = err.diag().mean().item()
     other = err[~torch.eye(8, dtype=torch.bool)].mean().item()
@@ -67,11 +67,11 @@ def test_reward_control_brightness(tmp_path):
                          base=TINY_UNET))
     pipe = MiroPipeline.from_pretrained(out)
     prompts = toy_caption_list()[::2]
-    cfg = SampleConfig(steps=12, guidance=GuidanceConfig(scale=1.0))
+    settings = SamplingSettings(steps=12, guidance=1.0)
     measured = {}
     for target in (0.0, 1.0):
-        images = generate(pipe, prompts, rewards={"brightness": target}, negative_rewards={"brightness": 1 - target},
-                          cfg=cfg)
+        images = generate(pipe, prompts, settings.replace(rewards={"brightness": target},
+                                                          negative_rewards={"brightness": 1 - target}))
         measured[target] = measure_brightness(images)
     print({t: round(m.mean().item(), 3) for t, m in measured.items()})
     assert measured[1.0].mean() - measured[0.0].mean() > 0.4

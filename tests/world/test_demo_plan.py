@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from mirokit.world.demo import (EVAL_SHARE, HIGH, MISSING, MIX_SHARE, DemoConfig, evaluation_images, plan_steps,
+from mirokit.world.demo_plan import (EVAL_SHARE, HIGH, MISSING, MIX_SHARE, DemoConfig, evaluation_images, plan_steps,
                                  variants)
 
 
@@ -36,7 +36,7 @@ def test_two_images_per_prompt_only_when_the_evaluation_fits_its_share_of_the_bu
 
 
 def test_the_world_grows_with_the_steps_a_fast_machine_affords():
-    from mirokit.world.demo import PARALLEL, plan_world, world_samples
+    from mirokit.world.demo_plan import PARALLEL, plan_world, world_samples
 
     cfg = DemoConfig(minutes=9.25)
     assert world_samples(cfg, 100) == cfg.min_samples

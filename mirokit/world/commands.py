@@ -1,0 +1,244 @@
+"""The shapes world's commands, registered through its plugin entry point (the core CLI knows nothing of them):
+`mirokit demo`, `mirokit world render | generate | autoencoder` and `mirokit eval shapes`. Each parses its flags
+and calls the world's library code."""
+
+from __future__ import annotations
+
+import argparse
+
+from mirokit.registry import COMMANDS, add_group
+
+
+@COMMANDS.register("demo")
+def add_demo_parser(sub) -> None:
+    from mirokit.sampling.solvers import SOLVERS
+    from mirokit.world.demo_plan import CONTROL_OTHERS, EVAL_SHARE, DemoConfig
+
+    d = DemoConfig()
+    p = sub.add_parser(
+        "demo", help="MIRO vs a baseline on the built-in shapes world (CPU, within --minutes)",
+        description="End-to-end on CPU with nothing downloaded: generate the demo's shapes world, score it with the "
+                    "built-in rewards (world_alignment, world_quality, world_composition), calibrate, encode it with "
+                    "the shipped world autoencoder, measure this machine and fix the training steps to fit the "
+                    "budget, train a no-reward baseline and MIRO side by side with the same steps, sample every "
+                    "ShapesEval prompt from both, sweep each reward's target, and write OUT/report.html (tables "
+                    "with 95%% intervals, figures) and OUT/summary.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", default=d.out_dir, help="output folder (replaced)")
+    p.add_argument("--minutes", type=float, default=d.minutes,
+                   help="wall-clock budget of the whole demo: a faster machine trains more steps, never longer")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps per model (skips the measurement; the budget no longer applies)")
+    p.add_argument("--samples", type=int, default=None,
+                   help=f"world samples to generate and score (default: enough that training sees each at most "
+                        f"{d.max_epochs:g} times, at least {d.min_samples})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
+    p.add_argument("--eval-prompts", type=int, default=d.eval_prompts,
+                   help="ShapesEval prompts sampled per model (553 = all; fewer: spread over the file)")
+    p.add_argument("--eval-images", type=int, default=None,
+                   help=f"images per ShapesEval prompt (default: 2 if that evaluation fits in {EVAL_SHARE * 100:.0f}%% of the "
+                        f"budget, else 1)")
+    p.add_argument("--control-prompts", type=int, default=d.control_prompts,
+                   help="prompts per point of the controllability sweep")
+    p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps when sampling")
+    p.add_argument("--solver", default=d.solver, choices=SOLVERS, help="ODE solver when sampling")
+    p.add_argument("--guidance", type=float, default=d.guidance, help="joint guidance scale w")
+    p.add_argument("--control-guidance", type=float, default=None,
+                   help="joint guidance scale of the controllability sweep (default: --guidance)")
+    p.add_argument("--control-others", default=d.control_others, choices=tuple(CONTROL_OTHERS),
+                   help="the other rewards' targets while the controllability sweep varies one (default: missing)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the world, the weights and the noise")
+    p.add_argument("--official-negative", action="store_true",
+                   help="also sample MIRO guided away from the official negative targets (every reward 0, empty "
+                        "prompt) as an extra report row")
+    p.add_argument("--quality-mix", type=_target_or_none, default=d.quality_mix, metavar="TARGET|none",
+                   help=f"also sample MIRO with world_quality's target at TARGET and the others at 1 (a reward mix; "
+                        f"default {d.quality_mix:g}; kept when the budget affords it, see README), or none")
+    p.add_argument("--started-at", type=float, default=None, metavar="EPOCH_SECONDS",
+                   help="count the budget from this time instead of now (`make demo` passes its own start, so the "
+                        "install counts too)")
+    p.add_argument("--config", default=d.config, help="run config of both models (file or built-in name)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for both models")
+    p.set_defaults(func=run_demo_command)
+
+
+def _target_or_none(text: str) -> float | None:
+    """--quality-mix's value: a number, or none."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or none") from None
+
+
+def run_demo_command(args) -> int:
+    from mirokit.world.demo import run_demo
+    from mirokit.world.demo_plan import DemoConfig
+    from mirokit.world.demo_report import terminal_summary
+
+    cfg = DemoConfig(out_dir=args.out, minutes=args.minutes, steps=args.steps, samples=args.samples,
+                     batch_size=args.batch_size, eval_prompts=args.eval_prompts,
+                     eval_images=args.eval_images, control_prompts=args.control_prompts,
+                     sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance,
+                     control_guidance=args.control_guidance, control_others=args.control_others, seed=args.seed,
+                     official_negative=args.official_negative, quality_mix=args.quality_mix,
+                     started_at=args.started_at, config=args.config, overrides=list(args.overrides))
+    summary = run_demo(cfg)
+    print(terminal_summary(summary))
+    print(f"done in {summary['seconds']:.0f} s; report: {args.out}/report.html")
+    return 0
+
+
+@COMMANDS.register("world")
+def add_world_parser(sub) -> None:
+    add_group(sub, "world", metavar="WORLD_COMMAND",
+              help="the shapes world: render ground truth, generate noisy training shards, train its autoencoder",
+              description="The shapes world: a procedural text-to-image dataset (coloured shapes, GenEval-like "
+                          "captions, web-like caption and image noise) whose rewards are computable from pixels.",
+              epilog="examples:\n  mirokit world render --out geneval_gt/\n"
+                     "  mirokit world generate --num-samples 100000 --out shards/ --noise blur=0.2")
+
+
+@COMMANDS.register("world.render")
+def add_render_parser(wsub) -> None:
+    r = wsub.add_parser(
+        "render", help="render ground-truth images for GenEval-schema prompts",
+        description="Render scenes satisfying each prompt into GenEval's folder layout: "
+                    "OUT/00000/metadata.jsonl (the prompt's metadata) and OUT/00000/samples/0000.png ...",
+    )
+    r.add_argument("--prompts", default=None,
+                   help="GenEval-schema JSONL prompt file (default: the shipped ShapesEval prompts)")
+    r.add_argument("--out", required=True, help="output folder (one sub-folder per prompt)")
+    r.add_argument("--images-per-prompt", type=int, default=4, help="images per prompt (default 4, as GenEval)")
+    r.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
+    r.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
+    r.add_argument("--mismatch", action="store_true",
+                   help="render each prompt's images from a different prompt (a fixed derangement): a "
+                        "deliberately wrong baseline that the evaluator must score low")
+    r.set_defaults(func=run_render)
+
+
+def run_render(args) -> int:
+    from mirokit.world.shapes_eval import render_ground_truth
+
+    count = render_ground_truth(args.out, args.prompts, images_per_prompt=args.images_per_prompt, seed=args.seed,
+                                size=args.size, mismatch=args.mismatch)
+    kind = "mismatched " if args.mismatch else ""
+    print(f"wrote {count} prompts x {args.images_per_prompt} {kind}images to {args.out}")
+    return 0
+
+
+@COMMANDS.register("world.generate")
+def add_generate_parser(wsub) -> None:
+    g = wsub.add_parser(
+        "generate", help="write a noisy shapes-world dataset as webdataset-style tar shards",
+        description="Generate samples (PNG image, caption, JSON metadata with the caption's GenEval-schema "
+                    "claim, the applied noise and the scene) into DIR/shard-NNNNNN.tar; prints how many "
+                    "samples got each noise kind and writes DIR/world.json.",
+    )
+    g.add_argument("--num-samples", type=int, required=True, help="number of samples")
+    g.add_argument("--out", required=True, help="output folder for the shards")
+    g.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    g.add_argument("--seed", type=int, default=None, help="world seed (default: the config's, 0)")
+    g.add_argument("--size", type=int, default=None, help="image side in pixels (default: the config's, 32)")
+    g.add_argument("--clean", action="store_true", help="set every noise rate to 0 (applied before --noise)")
+    g.add_argument("--noise", action="append", metavar="KIND=RATE",
+                   help="rate of one noise kind (repeatable); kinds: wrong_colour, count_off, swap_relation, "
+                        "missing_object, cut_border, blur, pixel_noise, jpeg, low_contrast")
+    g.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="overrides",
+                   help="override any WorldConfig field (repeatable), e.g. texture_prob=0.5 or "
+                        "object_count_probs=[0.5,0.5]")
+    g.set_defaults(func=run_generate)
+
+
+def run_generate(args) -> int:
+    from mirokit.config import parse_key_values
+    from mirokit.world.dataset import world_config_from
+    from mirokit.world.noise import NOISE_KINDS
+    from mirokit.world.shards import generate_world_shards
+
+    cfg = world_config_from(args.overrides, clean=args.clean, noise=parse_key_values(args.noise, "--noise"),
+                            seed=args.seed, size=args.size)
+    summary = generate_world_shards(args.num_samples, cfg, args.out, shard_size=args.shard_size)
+    print(f"wrote {args.num_samples} samples in {len(summary['shards'])} shard(s) to {args.out}")
+    for kind in (*NOISE_KINDS, "clean"):
+        count = summary["noise_counts"][kind]
+        print(f"  {kind:<15} {count:>8}  ({count / args.num_samples:.1%})")
+    return 0
+
+
+@COMMANDS.register("world.autoencoder")
+def add_autoencoder_parser(wsub) -> None:
+    a = wsub.add_parser(
+        "autoencoder", help="train the world autoencoder (the latent space of the demo's generators)",
+        description="Train a WorldAutoencoder on images of the demo's world (mirokit.world.sampling."
+                    "demo_world_config) and write OUT/config.json + model.safetensors. The one shipped with mirokit "
+                    "(mirokit/world/world_ae/, `name_or_path: builtin`) was made by this command with its defaults; "
+                    "prints the reconstruction's agreement with the originals under the world's detector and rewards.",
+    )
+    a.add_argument("--out", required=True, help="output folder")
+    a.add_argument("--samples", type=int, default=8000, help="world images to train on (default 8000)")
+    a.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
+    a.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
+    a.add_argument("--widths", default="48,96", help="channels per stride-2 level, comma-separated (default 48,96: x4 down)")
+    a.add_argument("--latent-channels", type=int, default=4, help="latent channels (default 4)")
+    a.add_argument("--seed", type=int, default=0, help="world, initialisation and batch seed (default 0)")
+    a.add_argument("--half", action="store_true", help="store the weights in float16 (half the file size)")
+    a.set_defaults(func=run_autoencoder)
+
+
+def run_autoencoder(args) -> int:
+    from mirokit.world.autoencoder import train_world_autoencoder
+
+    try:
+        widths = [int(w) for w in args.widths.split(",")]
+    except ValueError:
+        raise ValueError(f"--widths {args.widths!r} must be comma-separated integers") from None
+    report = train_world_autoencoder(args.out, samples=args.samples, steps=args.steps, batch_size=args.batch_size,
+                                     widths=widths, latent_channels=args.latent_channels, seed=args.seed,
+                                     half=args.half)
+    for name in ("originals", "reconstructions"):
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in report[name].items()))
+    print(f"final loss {report['final_loss']:.4f}; wrote {report['out']}")
+    return 0
+
+
+@COMMANDS.register("eval.shapes")
+def add_shapes_parser(esub) -> None:
+    s = esub.add_parser(
+        "shapes", help="ShapesEval: detect shapes from pixels, apply GenEval's rules",
+        description="Detects shapes in every sample (pixels only), applies GenEval's rules (include clauses "
+                    "ANDed, exclude clauses ORed, colour of the top-count detections, positions from box "
+                    "centres with threshold 0.1) and reports per-tag accuracy and their mean (GenEval's "
+                    "overall). Writes the summary to --out and per-image records to <out stem>.jsonl.",
+    )
+    s.add_argument("folder", help="GenEval-layout folder of generated images")
+    s.add_argument("--out", required=True, help="summary JSON path; per-image records go to <stem>.jsonl beside it")
+    s.add_argument("--detector-threshold", type=float, default=0.3,
+                   help="keep detections scoring above this (GenEval's threshold, default 0.3)")
+    s.add_argument("--counting-threshold", type=float, default=0.9,
+                   help="score threshold for the counting tag (GenEval's default 0.9)")
+    s.add_argument("--position-threshold", type=float, default=0.1,
+                   help="GenEval's position threshold (fraction of the summed box sizes, default 0.1)")
+    s.add_argument("--max-objects", type=int, default=16, help="detections kept per class (default 16)")
+    s.set_defaults(func=run_shapes)
+
+
+def run_shapes(args) -> int:
+    from mirokit.evaluate.geneval_rules import RuleConfig
+    from mirokit.world.shapes_eval import evaluate_folder, format_summary, write_results
+
+    for name in ("detector_threshold", "counting_threshold"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1]")
+    if args.position_threshold < 0 or args.max_objects < 1:
+        raise ValueError("--position-threshold must be >= 0 and --max-objects >= 1")
+    rules = RuleConfig(threshold=args.detector_threshold, counting_threshold=args.counting_threshold,
+                       position_threshold=args.position_threshold, max_objects=args.max_objects)
+    records, summary = evaluate_folder(args.folder, rules=rules)
+    out, lines = write_results(records, summary, args.out)
+    print(format_summary(summary))
+    print(f"wrote {out} and {lines}")
+    return 0
