@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_MINUTES ?= 9.25
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all test-kernels install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
+
+# the suite on other CPU kernels than this machine's (ATen's default kernels, MKL's SSE4.2 and oneDNN's SSE4.1
+# code paths): float tolerances must hold on every machine of our kind, not only on the one that ran them
+test-kernels: $(STAMP)
+	ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf demo_out .pytest_cache

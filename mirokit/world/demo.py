@@ -153,7 +153,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     stage(2, f"generating {exp.num_samples} samples of the demo world, encoding them with the world autoencoder, "
              f"scoring the decoded images", marks)
     dataset, latents = X.build_world(exp)
-    dataset.info.calibration.save(out / "calibration.json")
+    dataset.info.save(out)  # calibration.json beside the report
     stage(3, "writing the latents and the calibrated scores for the training runs", marks)
     latent_path, data = X.data_overrides(exp, dataset, latents)
     if cfg.steps is None:  # the steps from the time now left (the world may have cost more or less than planned)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mirokit.data.source import CALIBRATION_FILE
 from mirokit.world.source import WORLD_REWARDS, score_images  # noqa: F401 - score_images: the demo and bench use it from here
 
 
@@ -117,7 +118,7 @@ def data_overrides(exp: ExperimentConfig, dataset, latents: torch.Tensor) -> tup
 
     root = Path(exp.out_dir) / "runs"
     latent_path, latent_overrides = save_latents(latents, root)
-    scores, calibration = root / "world_scores.parquet", root / "calibration.json"
+    scores, calibration = root / "world_scores.parquet", root / CALIBRATION_FILE
     save_scores(dataset, scores)
     dataset.info.calibration.save(calibration)
     return latent_path, [f"data.scores={scores}", f"data.calibration={calibration}", *latent_overrides]

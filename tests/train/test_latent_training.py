@@ -6,7 +6,6 @@ import torch
 
 from mirokit.cli.main import main
 from mirokit.pipeline import MiroPipeline
-from mirokit.sampling import SamplingSettings, generate
 from mirokit.train.config import load_run_config
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
@@ -38,7 +37,7 @@ def test_cpu_latent_config_trains_resumes_and_samples_pixels(tmp_path, capsys):
     assert len(rows) == 8 and all(r["loss"] == r["loss"] for r in rows)
     pipe = MiroPipeline.from_pretrained(model_dir)
     assert pipe.image_space.kind == "vae" and pipe.generator.config.image_channels == 4
-    images = pipe.image_space.to_pil(generate(pipe, ["a red circle"], SamplingSettings(steps=2)))
+    images = pipe("a red circle", steps=2).images
     assert images[0].size == (16, 16)  # decoded by the VAE to full resolution
 
 

@@ -67,12 +67,12 @@ def test_reward_control_brightness(tmp_path):
                          base=TINY_UNET))
     pipe = MiroPipeline.from_pretrained(out)
     prompts = toy_caption_list()[::2]
-    settings = SamplingSettings(steps=12, guidance=1.0)
     measured = {}
-    for target in (0.0, 1.0):
-        images = generate(pipe, prompts, settings.replace(rewards={"brightness": target},
-                                                          negative_rewards={"brightness": 1 - target}))
-        measured[target] = measure_brightness(images)
+    for target in (0.0, 1.0):  # through the Python call users make: PIL images back
+        out = pipe(prompts, rewards={"brightness": target}, negative_rewards={"brightness": 1 - target}, steps=12,
+                   guidance=1.0)
+        pixels = torch.from_numpy(np.stack([np.asarray(im, dtype=np.float32) for im in out.images]))
+        measured[target] = measure_brightness(pixels.permute(0, 3, 1, 2) / 127.5 - 1)
     print({t: round(m.mean().item(), 3) for t, m in measured.items()})
     assert measured[1.0].mean() - measured[0.0].mean() > 0.4
     assert (measured[1.0] > measured[0.0]).float().mean() > 0.8
