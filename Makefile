@@ -4,13 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_MINUTES ?= 9.25
+# the torch installed into a new .venv when none is importable there: `make demo TORCH="torch --index-url
+# https://download.pytorch.org/whl/cu128"` picks a build; SYSTEM_TORCH=1 makes .venv see the system's packages
+# (--system-site-packages), so a torch already installed there (e.g. your CUDA build) is used and not replaced
+TORCH ?= torch==2.13.0
+SYSTEM_TORCH ?=
 
 .PHONY: demo test test-all test-kernels install clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	# torch first: the pinned CPU wheel when no torch is importable (GPU users keep theirs)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	test -x $(BIN)/python || $(PY) -m venv $(if $(SYSTEM_TORCH),--system-site-packages) $(VENV)
+	# torch first, only when none is importable in .venv (with SYSTEM_TORCH=1: the system's torch counts)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[test]"
 	# the official MIRO package, only as a numerical reference in tests (--no-deps: keep our torch)
 	$(BIN)/pip install -q --no-deps miro-t2i==0.1.4

@@ -40,7 +40,7 @@ from mirokit.train.optim import OptimConfig, build_optimizer
 
 OFFICIAL_REWARD_KEYS = ["clip_score", "aesthetic_score", "image_reward_score", "pick_a_score_score",
                         "hpsv2_score", "vqa_score", "sciscore_score"]
-"""The 7 official reward keys, in order (docs: METHOD.md section 2)."""
+"""The 7 official reward keys, in order (docs/METHOD.md §2)."""
 PAPER_TFLOPS_50_STEPS_GUIDED = 4.16
 """Paper: TFLOPs per image for 50 Euler steps with guidance (2 branches per step)."""
 TINY_TEXT_DIM = 64

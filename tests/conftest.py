@@ -8,6 +8,18 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+MIRO_T2I_MISSING = ("miro-t2i (the official MIRO code, the numerical reference of the parity tests) is not installed: "
+                    "pip install --no-deps miro-t2i==0.1.4 (make install does)")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say plainly when the parity tests with the official code did not run (a hand install without miro-t2i)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple) and "miro-t2i" in str(r.longrepr[2])]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} skipped (a test file or a test each): {MIRO_T2I_MISSING}",
+                                    yellow=True, bold=True)
+
 
 @pytest.fixture
 def tiny_generator_config():

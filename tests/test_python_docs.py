@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import MIRO_T2I_MISSING
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "PYTHON.md").read_text(), re.S)
@@ -36,7 +37,7 @@ def places(tmp_path_factory):
     root = tmp_path_factory.mktemp("docs")
     _demo_like_model(root / "demo_out" / "runs" / "miro" / "model")
     found = {"demo_out/runs/miro/model": str(root / "demo_out" / "runs" / "miro" / "model")}
-    if pytest.importorskip("miro.models.networks.rin", reason="miro-t2i reference not installed"):
+    if pytest.importorskip("miro.models.networks.rin", reason=MIRO_T2I_MISSING):
         sys.path.insert(0, str(ROOT / "tests" / "models"))
         import test_official_pipeline as official
 

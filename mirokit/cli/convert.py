@@ -20,9 +20,14 @@ def add_parser(sub) -> None:
                      "  mirokit convert image-reward ImageReward.pt weights/image-reward --tokenizer bert-base-uncased")
 
 
+def _help(name: str, text: str, new: str) -> str:
+    """The one-line help of a converter; a former top-level name says which command it is now."""
+    return text if name == new.split()[-1] else f"former name of `mirokit {new}` (still works)"
+
+
 def _official(sub, name: str) -> None:
     p = sub.add_parser(
-        name, help="a released MIRO checkpoint -> a mirokit model folder",
+        name, help=_help(name, "a released MIRO checkpoint -> a mirokit model folder", "convert official"),
         description="Reads an official MIRO checkpoint (a folder with config.json, model.safetensors and "
                     "uncond_embedding.npy, or a hub repo id such as nicolas-dufour/miro) and writes a mirokit model "
                     "folder that loads with MiroPipeline.from_pretrained and samples identically: renamed weights, "
@@ -52,7 +57,8 @@ def run_official(args) -> int:
 
 def _geneval(sub, name: str) -> None:
     p = sub.add_parser(
-        name, help="GenEval's mmdet Mask2Former checkpoint -> a transformers folder",
+        name, help=_help(name, "GenEval's mmdet Mask2Former checkpoint -> a transformers folder",
+                         "convert geneval-detector"),
         description="Maps mmdet's mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco checkpoint (mmdet 2.x or 3.x key "
                     "layout; read with torch.load(weights_only=True)) onto transformers' "
                     "Mask2FormerForUniversalSegmentation, loads it strictly and writes OUT/config.json, "

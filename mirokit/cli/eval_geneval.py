@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 EPILOG = """examples:
-  mirokit convert-geneval-detector mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth models/geneval_detector
+  mirokit convert geneval-detector mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth models/geneval_detector
   mirokit eval geneval samples/ --out samples_geneval/results.json --detector models/geneval_detector
   torchrun --nproc_per_node 8 -m mirokit.cli.main eval geneval samples/ --out r/results.json --detector ...
   mirokit eval geneval samples/ --out r/results.json --detector ... --shard-index 0 --num-shards 4   # one job of 4
@@ -33,7 +33,7 @@ def add_parser(esub) -> None:
     p.add_argument("folder", help="GenEval-layout folder of generated images")
     p.add_argument("--out", required=True, help="summary JSON path; records, page and plots go beside it")
     p.add_argument("--detector", default=FACEBOOK_HUB_ID,
-                   help="folder made by `mirokit convert-geneval-detector` (reproduces published GenEval numbers) "
+                   help="folder made by `mirokit convert geneval-detector` (reproduces published GenEval numbers) "
                         f"or a Mask2Former hub id / folder (default {FACEBOOK_HUB_ID}, with a warning)")
     p.add_argument("--clip", default=DEFAULT_CLIP, help=f"CLIP hub id or local folder for colours (default {DEFAULT_CLIP})")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),

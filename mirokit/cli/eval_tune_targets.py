@@ -18,7 +18,7 @@ def add_parser(esub) -> None:
                     "(the default all-1/all-0 targets first, then random candidates, then a shrinking local "
                     "search), and compare the best with the defaults on the held-out set (paired by prompt, 95% "
                     "interval). Says plainly when the tuned settings do not beat the defaults. Saves the best as a "
-                    "preset JSON that `mirokit sample --preset` and `mirokit generate --preset` accept. Writes "
+                    "preset JSON that `mirokit sample --preset` and `mirokit generate geneval --preset` accept. Writes "
                     "OUT/summary.json, OUT/preset.json, OUT/search.png, OUT/held_out.png and OUT/report.html.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  mirokit eval tune-targets --model demo_out/runs/miro/model --metric shapes --budget 24 "

@@ -1,4 +1,4 @@
-"""Reward calibration: raw scores -> 64 quantile bins -> values on the 1/63 grid (METHOD.md section 2).
+"""Reward calibration: raw scores -> 64 quantile bins -> values on the 1/63 grid (docs/METHOD.md §2).
 
 Per reward, the bin edges are quantiles of the dataset's *unique* raw scores; the first and last
 edges are open (-inf, +inf) so every finite score lands in one of the 64 bins. A score in bin

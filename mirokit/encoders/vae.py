@@ -45,7 +45,7 @@ class VAESpaceConfig(ImageSpaceConfig):
     normalisation: str = "sdxl_channel_wise"
     """sdxl_channel_wise (official constants) | stats (from `stats`) | explicit (`scale`, `bias`)"""
     stats: str | None = None
-    """normalisation=stats: JSON with per-channel "mean" and "std" of the latents (`mirokit encode --stats`)"""
+    """normalisation=stats: JSON with per-channel "mean" and "std" of the latents (`mirokit encode` writes `latent_stats.json`; `--no-stats` skips it)"""
     scale: list[float] = field(default_factory=list)
     """normalisation=explicit: per-channel scale (x = z * scale + bias)"""
     bias: list[float] = field(default_factory=list)

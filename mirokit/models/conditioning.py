@@ -1,4 +1,4 @@
-"""Multi-reward + text conditioning shared by every backbone (METHOD.md section 3).
+"""Multi-reward + text conditioning shared by every backbone (docs/METHOD.md §3).
 
 Each reward scalar gets its own Fourier+MLP embedder -> one token per reward, plus a learned
 per-reward position embedding. A missing or dropped reward (NaN) is the position embedding alone.

@@ -1,4 +1,4 @@
-"""RIN (Recurrent Interface Network) trunk with conditioning cross-attention (METHOD.md section 3).
+"""RIN (Recurrent Interface Network) trunk with conditioning cross-attention (docs/METHOD.md §3).
 
 Data tokens (patches) and a smaller set of latent tokens; each block: latents read the
 conditioning tokens, latents read the data, latents self-attend, data read the latents back.

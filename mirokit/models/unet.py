@@ -22,7 +22,8 @@ from mirokit.models.layers import CrossAttentionBlock, SelfAttentionBlock, linea
 
 @dataclass(kw_only=True)
 class UNetConfig(BackboneConfig):
-    """UNet trunk sizes; defaults (~1.5M parameters) are the 32x32 CPU demo model."""
+    """UNet trunk sizes; defaults (~1.5M parameters) are a 3x32x32 pixel-space model (`demo_unet`); the demo
+    trains a smaller one on 4x8x8 latents (channels [32, 64], attention at 4x4: `configs/demo_world.yaml`)."""
 
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])
     """feature width at each resolution level; level 0 is full resolution, each next level halves it"""

@@ -54,7 +54,7 @@ def add_demo_parser(sub) -> None:
                         "prompt) as an extra report row")
     p.add_argument("--quality-mix", type=_target_or_none, default=d.quality_mix, metavar="TARGET|none",
                    help=f"also sample MIRO with world_quality's target at TARGET and the others at 1 (a reward mix; "
-                        f"default {d.quality_mix:g}; kept when the budget affords it, see README), or none")
+                        f"default {d.quality_mix:g}; kept when the budget affords it, see docs/DEMO.md), or none")
     p.add_argument("--started-at", type=float, default=None, metavar="EPOCH_SECONDS",
                    help="count the budget from this time instead of now (`make demo` passes its own start, so the "
                         "install counts too)")

@@ -28,7 +28,7 @@ import numpy as np
 from mirokit.evaluate.pages import write_json
 from mirokit.world import experiment as X
 from mirokit.world.demo_plan import (CONTROL_OTHERS, CONTROL_TARGETS, MISSING, MIX_SHARE, DemoConfig, mix_row_name,
-                                     plan_steps, plan_world, variants, world_samples)
+                                     plan_steps, plan_world, short_training, variants, world_samples)
 from mirokit.world.source import WORLD_REWARDS
 
 STAGES = ("measure", "world", "write", "train", "evaluate", "report")
@@ -161,6 +161,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         plan.update(plan_steps(cfg, left, train_img_s, image_s, score_s), world_samples=exp.num_samples,
                     world_seconds_per_sample=world_s)
         cfg = replace(cfg, eval_images=plan["eval_images_per_prompt"], quality_mix=plan["quality_mix"])
+        if warning := short_training(plan, cfg.min_steps):
+            print(f"WARNING: {warning}", flush=True)
     else:
         plan["world_samples"] = exp.num_samples
         cfg = replace(cfg, eval_images=cfg.eval_images or 2)

@@ -66,7 +66,7 @@ class DemoConfig:
     control_others: str = "missing"
     """the other rewards' targets while one is swept: "missing" (its own effect, as a user who sets only that
     target gets it) or "high" (every other at 1: that reward in combination with the others high, a
-    combination the world rarely shows for low alignment; README "The demo")"""
+    combination the world rarely shows for low alignment; docs/DEMO.md "Guidance, reward mix and control")"""
     seed: int = 0
     """seed of the world, the weights and the sampling noise"""
     config: str = "demo_world"
@@ -112,9 +112,9 @@ def mix_row_name(quality: float) -> str:
 
 
 EVAL_SHARE = 0.2
-"""the largest share of the budget the evaluation may take with 2 images per prompt (on the slowest machine
-of issue 10 it takes ~15%: 2 images lifted MIRO's lead from +1.4..+2.8 to +4.8..+5.3 standard errors in
-three seeds at the cost of ~12% of the steps)"""
+"""the largest share of the budget the evaluation may take with 2 images per prompt (on the slowest machine of
+our kind, ~30 images/s, it takes ~15%: 2 images lifted MIRO's lead from +1.4..+2.8 to +4.8..+5.3 standard
+errors in three seeds at the cost of ~12% of the steps)"""
 MIX_SHARE = 0.15
 """the largest share of the budget the evaluation may take with the quality-mix row (DemoConfig.quality_mix):
 on a machine 3.9x slower than ours the row would cost ~110-130 of ~1,100-1,300 training steps, so it is left
@@ -151,12 +151,33 @@ def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s
     eval_s = eval_images * (image_s + score_s)
     margin = 15.0 + 0.03 * cfg.minutes * 60  # start-up, report, error of the plan
     train_s = seconds_left - eval_s - margin
-    steps = max(cfg.min_steps, int(train_s * train_img_s * PARALLEL / cfg.batch_size))
+    fitted = int(train_s * train_img_s * PARALLEL / cfg.batch_size)
+    steps = max(cfg.min_steps, fitted)
     left_out = cfg.quality_mix if evaluated.quality_mix is None else None
-    return {"steps": steps, "eval_images_per_prompt": evaluated.eval_images, "quality_mix": evaluated.quality_mix,
+    return {"steps": steps, "fitted_steps": fitted, "eval_images_per_prompt": evaluated.eval_images, "quality_mix": evaluated.quality_mix,
             "quality_mix_left_out": left_out, "train_seconds": train_s, "eval_seconds": eval_s,
             "eval_images": eval_images, "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
             "score_seconds_per_image": score_s, "margin_seconds": margin}
+
+
+FEW_STEPS = 500
+"""fewer training steps than this show little of the method: at 500 steps MIRO's ShapesEval lead over the baseline
+is within the 95% intervals (BENCHMARKS.md, convergence on the shapes world); ~1,000 steps show it clearly"""
+
+
+def short_training(plan: dict, min_steps: int) -> str | None:
+    """A one-line warning when the budget left too little training (e.g. a slow install counted against it):
+    the steps fell to `min_steps` or below FEW_STEPS, with what to do; None otherwise or with fixed --steps."""
+    fitted = plan.get("fitted_steps")
+    if fitted is None or plan["steps"] >= FEW_STEPS:
+        return None
+    before = plan.get("seconds_before_demo") or 0.0
+    why = (f"training was cut to the minimum of {min_steps} steps (the budget left time for {max(fitted, 0)})"
+           if fitted < min_steps else f"only {plan['steps']} training steps fitted the budget")
+    spent = f"; {before:.0f} s went to the install before the demo started" if before else ""
+    return (f"{why}{spent}: the comparison below shows little of the method (it needs ~1,000 steps). Run `make demo` "
+            f"again (the install is done now, so the whole budget trains) or give more time: "
+            f"`mirokit demo --minutes 15`.")
 
 
 def world_samples(cfg: DemoConfig, steps: int) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 
 from mirokit.evaluate import report
 from mirokit.evaluate.pages import fmt_ci, plot_ci_grid, plot_ci_panels, text_table, write_page
+from mirokit.world.demo_plan import short_training
 
 LABELS = {"shapes_eval": "ShapesEval overall", "colour_fidelity": "colour fidelity",
           "single_object_class": "single-object class found"}
@@ -98,14 +99,15 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
     steps = plan["steps"]
     before = plan.get("seconds_before_demo") or 0.0
     intro = [f"Done in {summary['seconds']:.0f} s of a {plan['budget_seconds']:.0f} s budget"
-             + (f" (counted from --started-at, e.g. `make demo`'s start: {before:.0f} s passed before the demo, the "
+             + (f" (counted from --started-at, e.g. the start of make demo: {before:.0f} s passed before the demo, the "
                 f"install)" if before else "")
              + ". Both models trained "
              f"{steps} steps of {summary['settings']['batch_size']} images ({steps * summary['settings']['batch_size']:,} "
              f"images each)" + (f"; this machine trained {plan['train_images_per_s']:.0f} images/s per model on one "
                                 f"core, so that is what the budget afforded." if "train_images_per_s" in plan else "."),
+             *([f"Warning: {warning}"] if (warning := short_training(plan, summary["settings"]["min_steps"])) else []),
              "Everything below was computed in this run, on this machine: another machine (or seed) gives other "
-             "numbers; README.md lists the ranges we measured."]
+             "numbers; BENCHMARKS.md lists the ranges we measured."]
     notes = [f"World: {plan['world_samples']} samples of the demo world (objects on a 2x2 grid, ~40% of "
              "captions wrong, ~50% of images degraded, 10% with an object cut by the border), scored by the three "
              "built-in rewards and calibrated to 64 quantile bins; both generators are the same latent UNet on the "
@@ -148,5 +150,8 @@ def terminal_summary(summary: dict) -> str:
              "", "control (Spearman of measured vs target): " + ", ".join(
                  f"{k} {v['spearman']:.2f}" for k, v in summary["controllability"].items())]
     if (left_out := summary["plan"].get("quality_mix_left_out")) is not None:
-        lines.append(f"reward-mix row (quality {left_out:g}) left out: the budget went to training (README \"Reward mix\")")
+        lines.append(f"reward-mix row (quality {left_out:g}) left out: the budget went to training "
+                     f"(docs/DEMO.md \"Reward mix\")")
+    if warning := short_training(summary["plan"], summary["settings"]["min_steps"]):
+        lines.append(f"WARNING: {warning}")
     return "\n".join(lines)

@@ -227,7 +227,7 @@ def _check_control_sweep(summary: dict, miro_model) -> None:
     assert measured != pytest.approx(mean_at(1.5, "high"), abs=1e-6)
 
 
-def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_path):
+def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_path, capsys):
     # the path `make demo` takes (no fixed steps): a probe world, a measured plan, the world sized by it;
     # through run_demo, which the CLI calls, with a smaller smallest world than the CLI's 8,000
     from mirokit.world.demo import DemoConfig, run_demo
@@ -248,5 +248,10 @@ def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_p
     assert set(summary["models"]) == {"baseline", "miro"} and set(summary["minus_baseline"]) == {"miro"}
     assert "The reward-mix row (quality 0.625) was left out" in (out / "report.html").read_text()
     assert "reward-mix row (quality 0.625) left out" in terminal_summary(summary)
+    # the budget cut training to the minimum: the terminal (when training starts and at the end) and the report
+    # say so, with what to do
+    cut = f"training was cut to the minimum of {cfg.min_steps} steps"
+    assert cut in capsys.readouterr().out and cut in terminal_summary(summary)
+    assert cut in (out / "report.html").read_text() and "make demo" in terminal_summary(summary)
     assert list(summary["stage_seconds"]) == ["measure", "world", "write", "train", "evaluate", "report"]
     assert not (out / "probe").exists()

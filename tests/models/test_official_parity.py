@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+from conftest import MIRO_T2I_MISSING
 
-miro_rin = pytest.importorskip("miro.models.networks.rin", reason="miro-t2i reference not installed")
+miro_rin = pytest.importorskip("miro.models.networks.rin", reason=MIRO_T2I_MISSING)
 from miro.models.preconditioning import FlowPrecond  # noqa: E402
 
 from mirokit.models import MiroGenerator  # noqa: E402

@@ -11,9 +11,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import MIRO_T2I_MISSING
 from safetensors.torch import save_file
 
-miro_rin = pytest.importorskip("miro.models.networks.rin", reason="miro-t2i reference not installed")
+miro_rin = pytest.importorskip("miro.models.networks.rin", reason=MIRO_T2I_MISSING)
 from miro.models.postprocessing import VAEDecoderPostProcessing, VAEPostProcessing  # noqa: E402
 from miro.models.preconditioning import FlowPrecond  # noqa: E402
 from miro.models.preprocessing import PrecomputedSDLatentPreconditioning  # noqa: E402

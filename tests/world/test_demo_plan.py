@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from mirokit.world.demo_plan import (EVAL_SHARE, HIGH, MISSING, MIX_SHARE, DemoConfig, evaluation_images, plan_steps,
-                                 variants)
+from mirokit.world.demo_plan import (EVAL_SHARE, FEW_STEPS, HIGH, MISSING, MIX_SHARE, DemoConfig, evaluation_images,
+                                     plan_steps, short_training, variants)
 
 
 def test_a_faster_machine_gets_more_steps_in_the_same_budget():
@@ -25,7 +25,7 @@ def test_two_images_per_prompt_only_when_the_evaluation_fits_its_share_of_the_bu
     per_image = EVAL_SHARE * cfg.minutes * 60 / evaluation_images(replace(cfg, quality_mix=None), 2)
     assert plan_steps(cfg, 390.0, 314.0, 0.999 * per_image, 0.0)["eval_images_per_prompt"] == 2
     assert plan_steps(cfg, 390.0, 314.0, 1.001 * per_image, 0.0)["eval_images_per_prompt"] == 1
-    # the slowest machine of issue 10 (per-image costs measured on a fast one, x3.9) keeps 2 images
+    # the slowest machine of our kind (per-image costs measured on a fast one, x3.9) keeps 2 images
     assert plan_steps(DemoConfig(minutes=9.25), 307.0, 188.0, 0.011, 0.012)["eval_images_per_prompt"] == 2
     assert plan_steps(cfg, 390.0, 314.0, 0.0083, 0.0028)["eval_images_per_prompt"] == 2
     slow = plan_steps(cfg, 320.0, 87.0, 0.030, 0.010)
@@ -65,7 +65,7 @@ def test_the_quality_mix_row_only_where_the_budget_affords_it():
     assert dropped["eval_images_per_prompt"] == 2
     assert dropped["eval_images"] == evaluation_images(replace(cfg, quality_mix=None), 2)
     assert dropped["steps"] > kept["steps"]  # what the row would have cost goes to training
-    # our machine keeps it; one 3.9x slower (the slowest of issue 10) trains instead
+    # our machine keeps it; one 3.9x slower (the slowest of our kind) trains instead
     assert plan_steps(cfg, 430.0, 790.0, 0.0025, 0.0027)["quality_mix"] == 0.625
     assert plan_steps(cfg, 310.0, 790.0 / 3.9, 0.0025 * 3.9, 0.0027 * 3.9)["quality_mix"] is None
     # fixed images per prompt: the row as configured
@@ -78,3 +78,19 @@ def test_the_quality_mix_row_only_where_the_budget_affords_it():
 def test_a_quality_mix_outside_the_calibrated_range_is_refused(bad):
     with pytest.raises(ValueError, match="quality_mix must be in"):
         DemoConfig(quality_mix=bad)
+
+
+def test_too_little_training_is_said_with_what_to_do():
+    cfg = DemoConfig(minutes=9.25)
+    plenty = plan_steps(cfg, 400.0, 700.0, 0.003, 0.003)
+    assert plenty["steps"] >= FEW_STEPS and short_training(plenty, cfg.min_steps) is None
+    # a slow install ate the budget: fewer steps fit than the minimum
+    starved = plan_steps(cfg, 40.0, 30.0, 0.03, 0.03) | {"seconds_before_demo": 400.0}
+    assert starved["steps"] == cfg.min_steps > starved["fitted_steps"]
+    warning = short_training(starved, cfg.min_steps)
+    assert f"cut to the minimum of {cfg.min_steps} steps" in warning and "400 s went to the install" in warning
+    assert "make demo" in warning
+    few = plan_steps(cfg, 200.0, 60.0, 0.003, 0.003)
+    assert cfg.min_steps < few["steps"] < FEW_STEPS
+    assert short_training(few, cfg.min_steps).startswith(f"only {few['steps']} training steps")
+    assert short_training({"steps": 10}, cfg.min_steps) is None  # fixed --steps: the user asked for it
