@@ -28,15 +28,22 @@ demo:
 	@start=$$(date +%s); $(MAKE) --no-print-directory install && \
 	$(BIN)/mirokit demo --out demo_out --minutes $(DEMO_MINUTES) --started-at $$start
 
-test: $(STAMP)
+# the browser tests need Debian's chromium (/usr/bin/chromium) and Playwright to drive it: added when that browser
+# exists (.ci/run installs it where it can); without it they skip and say why
+BROWSER_STAMP := $(VENV)/.browser
+
+$(BROWSER_STAMP): $(STAMP)
+	if [ -x /usr/bin/chromium ]; then $(BIN)/pip install -q -e ".[browser]" && touch $(BROWSER_STAMP); fi
+
+test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -q -m ""
 
 # the suite on other CPU kernels than this machine's (ATen's default kernels, MKL's SSE4.2 and oneDNN's SSE4.1
 # code paths): float tolerances must hold on every machine of our kind, not only on the one that ran them
-test-kernels: $(STAMP)
+test-kernels: $(STAMP) $(BROWSER_STAMP)
 	ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41 $(BIN)/python -m pytest -q
 
 clean:

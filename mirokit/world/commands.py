@@ -88,6 +88,9 @@ def run_demo_command(args) -> int:
     summary = run_demo(cfg)
     print(terminal_summary(summary))
     print(f"done in {summary['seconds']:.0f} s; report: {args.out}/report.html")
+    runs = f"{args.out}/runs"
+    print(f"try the rewards yourself in the browser: mirokit studio miro={runs}/miro/model "
+          f"baseline={runs}/baseline/model")
     return 0
 
 

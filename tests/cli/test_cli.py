@@ -112,7 +112,7 @@ def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
                              "--out", str(tmp_path)], "'high' is not a number")
 
 
-def test_demo_smoke(tmp_path):
+def test_demo_smoke(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
                  "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative",
@@ -132,6 +132,11 @@ def test_demo_smoke(tmp_path):
     for key, control in summary["controllability"].items():
         assert len(control["measured"]) == 5 and (control["spearman"] is None or -1 <= control["spearman"] <= 1)
     assert summary["plan"]["steps"] == 2
+    # it ends with the studio command for its two models, which parses and names folders that load
+    line = next(li for li in capsys.readouterr().out.splitlines() if "mirokit studio" in li)
+    args = build_parser().parse_args(line[line.index("mirokit studio"):].split()[1:])
+    assert [m.split("=")[0] for m in args.models] == ["miro", "baseline"]
+    assert all((Path(m.split("=")[1]) / "config.json").is_file() for m in args.models)
     _check_control_sweep(summary, out / "runs" / "miro" / "model")
     _check_mix_row(summary, out / "runs" / "miro" / "model")
     _check_pipeline_call(out / "runs" / "miro" / "model", tmp_path)
