@@ -22,10 +22,13 @@ def add_parser(sub) -> None:
         epilog="examples:\n  mirokit studio demo_out/runs/miro/model\n"
                "  mirokit studio miro=demo_out/runs/miro/model baseline=demo_out/runs/baseline/model --port 8000\n"
                "  mirokit studio nicolas-dufour/miro --text-encoder /models/flan-t5-xl --vae /models/sdxl-vae "
-               "--device cuda")
+               "--device cuda\n"
+               "  mirokit studio /ckpt/miro-ablations --variant miro-no-clip --variant miro-only-aesthetic")
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="model folder or hub id, optionally NAME=PATH; several for A/B comparisons")
-    p.add_argument("--variant", default=None, help="subfolder of every MODEL (e.g. miro-no-clip)")
+    p.add_argument("--variant", action="append", default=None,
+                   help="subfolder of MODEL (e.g. miro-no-clip of nicolas-dufour/miro-ablations); repeat it to load "
+                        "several variants of one MODEL, each picked by its name on the page")
     p.add_argument("--text-encoder", default=None, help="hub id or local folder replacing the models' T5 encoder")
     p.add_argument("--vae", default=None, help="hub id or local folder replacing the models' VAE")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -57,16 +60,25 @@ def build_studio(args):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     sources = parse_named(args.models, "MODEL")
+    variants = args.variant or [None]
+    if len(variants) > 1 and len(sources) > 1:
+        raise ValueError("several --variant values need exactly one MODEL (the repository holding them)")
+    if len(variants) > 1:
+        (path,) = sources.values()
+        loads = {variant: (path, variant) for variant in variants}
+    else:
+        loads = {name: (path, variants[0]) for name, path in sources.items()}
     device = str(resolve_device(args.device))
-    models = {name: MiroPipeline.from_pretrained(path, variant=args.variant, device=device,
-                                                 text_encoder=args.text_encoder, vae=args.vae)
-              for name, path in sources.items()}
+    models = {name: MiroPipeline.from_pretrained(path, variant=variant, device=device, text_encoder=args.text_encoder,
+                                                 vae=args.vae) for name, (path, variant) in loads.items()}
     examples = None
     if args.examples:
         examples = [line.strip() for line in Path(args.examples).read_text().splitlines() if line.strip()]
         if not examples:
             raise ValueError(f"--examples {args.examples}: no prompts in the file")
-    return Studio(models, args.out, sources=sources, scorer_options=parse_options(args.option), examples=examples,
+    return Studio(models, args.out, sources={name: path for name, (path, _) in loads.items()},
+                  variants={name: variant for name, (_, variant) in loads.items() if variant},
+                  scorer_options=parse_options(args.option), examples=examples,
                   limits=Limits(max_images=args.max_images, max_steps=args.max_steps, max_points=args.max_points),
                   max_queued_per_client=args.max_queued)
 

@@ -26,15 +26,18 @@ EXAMPLES = ["a photo of a red circle", "a blue square and a yellow triangle", "t
 
 
 class Studio:
-    """models: {name: MiroPipeline}; sources: {name: the folder or hub id it was loaded from (for "copy as CLI")}."""
+    """models: {name: MiroPipeline}; sources: {name: the folder or hub id it was loaded from} and variants: {name:
+    its variant subfolder}, for "copy as CLI / Python"."""
 
     def __init__(self, models: dict, out_dir: str | Path, *, sources: dict[str, str] | None = None,
-                 limits: R.Limits | None = None, scorer_options: dict[str, dict] | None = None,
+                 variants: dict[str, str] | None = None, limits: R.Limits | None = None,
+                 scorer_options: dict[str, dict] | None = None,
                  examples: list[str] | None = None, max_queued_per_client: int = 4):
         if not models:
             raise ValueError("the studio needs at least one model")
         self.models = dict(models)
         self.sources = {name: str(path) for name, path in (sources or {}).items()}
+        self.variants = dict(variants or {})
         self.limits = limits or R.Limits()
         self.examples = list(examples or EXAMPLES)
         self.meters = {name: RewardMeter(pipe, scorer_options) for name, pipe in self.models.items()}
@@ -109,8 +112,9 @@ class Studio:
 
     def _as_code(self, model: str, prompt: str, settings, image_index: int) -> tuple[str, str]:
         """The image as a `mirokit sample` command and as Python (same pixels: same seed and settings)."""
-        source = self.sources.get(model, model)
-        cli = ["mirokit", "sample", "--model", source, "--prompt", prompt, "--num-images", str(image_index + 1)]
+        source, variant = self.sources.get(model, model), self.variants.get(model)
+        cli = ["mirokit", "sample", "--model", source, *(["--variant", variant] if variant else []),
+               "--prompt", prompt, "--num-images", str(image_index + 1)]
         for flag, name in (("--reward", "rewards"), ("--negative-reward", "negative_rewards")):
             for key, value in getattr(settings, name).items():
                 cli += [flag, f"{key}={'nan' if value is None else repr(value)}"]
@@ -123,7 +127,8 @@ class Studio:
         cli += ["--out", "samples/"]
         guidance = (f"text_guidance={settings.text_guidance!r}, reward_guidance={settings.reward_guidance!r}"
                     if settings.separate_guidance else f"guidance={settings.guidance!r}")
-        python = (f"from mirokit import MiroPipeline\n\npipe = MiroPipeline.from_pretrained({source!r})\n"
+        load = f"{source!r}, variant={variant!r}" if variant else repr(source)
+        python = (f"from mirokit import MiroPipeline\n\npipe = MiroPipeline.from_pretrained({load})\n"
                   f"out = pipe({prompt!r}, rewards={settings.rewards!r}, negative_rewards={settings.negative_rewards!r},"
                   f"\n           num_images={image_index + 1}, seed={settings.seed}, solver={settings.solver!r}, "
                   f"steps={settings.steps}, shift={settings.shift!r}, {guidance})\n"
@@ -166,11 +171,9 @@ def summarize(job: Job) -> dict:
         key = results[0]["meta"]["key"]
         ask = next(r for r in results if r["meta"].get("role") == "ask")
         chosen = next((r for r in results if r["meta"].get("selected")), None)
-        score = (lambda r: r["scores"].get(key, {}).get("raw")) if chosen is not None else (lambda r: None)
-        return {"key": key, "ask": {"index": ask["index"], "score": ask["scores"].get(key, {}).get("raw"),
-                                    "evaluations": ask["meta"]["evaluations"]},
-                "select": {"index": None if chosen is None else chosen["index"],
-                           "score": None if chosen is None else score(chosen),
+        raw = lambda r: None if r is None else r["scores"].get(key, {}).get("raw")  # noqa: E731
+        return {"key": key, "ask": {"index": ask["index"], "score": raw(ask), "evaluations": ask["meta"]["evaluations"]},
+                "select": {"index": None if chosen is None else chosen["index"], "score": raw(chosen),
                            "evaluations": next(r["meta"]["evaluations"] for r in results
                                                if r["meta"].get("role") == "pool")}}
     return {}

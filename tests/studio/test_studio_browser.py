@@ -137,3 +137,25 @@ def test_bad_values_show_an_error_on_the_page(page, tmp_path):
     preset.write_text('{"rewards": {"clip_score": 0.5}, "steps": 20}')
     page.set_input_files("#import-preset", str(preset))
     expect(page.locator("#error")).to_contain_text("clip_score")
+
+
+def test_dropping_a_studio_png_restores_its_settings(page):
+    page.fill("#prompt", "two green stars")
+    page.fill("#seed", "7")
+    page.locator('input[type=range][data-key="world_composition"][data-side="pos"]').fill("21")
+    _generate(page)
+    src = page.locator("#results .card img").first.evaluate("img => img.src")
+    page.fill("#prompt", "something else")
+    page.fill("#seed", "0")
+    page.click("#reset-targets")
+    # drop the result's PNG on the drop zone, as a user dragging it from the history would
+    page.evaluate("""async (src) => {
+        const blob = await (await fetch(src)).blob();
+        const data = new DataTransfer();
+        data.items.add(new File([blob], "result.png", {type: "image/png"}));
+        document.querySelector("#drop").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));
+    }""", src)
+    expect(page.locator("#prompt")).to_have_value("two green stars")
+    expect(page.locator("#seed")).to_have_value("7")
+    row = page.locator("#rewards tbody tr").nth(2)
+    expect(row.locator(".value").first).to_have_text(f"{21 / 63:.3f}")

@@ -266,3 +266,24 @@ def test_a_failing_call_shows_one_line_and_the_queue_goes_on():
     assert (bad.status, bad.error) == ("failed", "the model ran out of memory")
     assert (good.status, good.results) == ("done", [{"ok": "good"}])
     queue.close()
+
+
+def test_the_cli_builds_a_studio_of_variants(tmp_path, capsys):
+    from mirokit.cli.main import build_parser, main
+    from mirokit.cli.studio import build_studio
+    from mirokit.sampling import SamplingSettings
+    from studio_kit import save_tiny_model
+
+    repo = tmp_path / "repo"
+    save_tiny_model(repo / "v1", KEYS)
+    save_tiny_model(repo / "v2", KEYS[:2], seed=2)
+    args = build_parser().parse_args(["studio", str(repo), "--variant", "v1", "--variant", "v2",
+                                      "--out", str(tmp_path / "out")])
+    studio = build_studio(args)
+    assert list(studio.models) == ["v1", "v2"] and studio.models["v2"].reward_keys == KEYS[:2]
+    cli, python = studio._as_code("v2", "a red circle", SamplingSettings(), 0)
+    assert f"--model {repo} --variant v2" in cli and "variant='v2'" in python
+    assert main(["studio", str(repo), "--max-images", "0"]) == 2
+    assert "--max-images must be >= 1" in capsys.readouterr().err
+    assert main(["studio", "a=x", "b=y", "--variant", "v1", "--variant", "v2"]) == 2
+    assert "need exactly one MODEL" in capsys.readouterr().err
