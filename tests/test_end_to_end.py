@@ -1,7 +1,8 @@
 """The real-scale pipeline on CPU with tiny random models in hub layout, through the CLI only:
 
-score -> calibrate -> encode (200 images) -> train 20 steps under torchrun --nproc_per_node 2 (gloo),
-killed after its first checkpoint and resumed -> sample -> decoded PNGs.
+recaption (a tiny LLaVA) -> score both captions -> calibrate -> encode (200 images) -> train 20 steps drawing
+both captions under torchrun --nproc_per_node 2 (gloo), killed after its first checkpoint and resumed -> sample
+-> decoded PNGs.
 """
 
 import io
@@ -22,6 +23,9 @@ from mirokit.train.metrics import read_metrics
 
 from conftest import build_tiny_t5
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "captions"))
+from vlm_kit import save_tiny_llava  # noqa: E402
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "train"))
 from runs import alive, free_port, kill_tree  # noqa: E402
 
@@ -35,8 +39,7 @@ def _write_shards(folder, n=200, per_shard=100):
                 pixels = ((toy.images([i])[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
                 buf = io.BytesIO()
                 Image.fromarray(pixels).save(buf, format="PNG")
-                for ext, data in (("png", buf.getvalue()), ("txt", toy.captions[i].encode()),
-                                  ("synthetic.txt", f"{toy.captions[i]} on grey".encode()), ("json", b"{}")):
+                for ext, data in (("png", buf.getvalue()), ("txt", toy.captions[i].encode()), ("json", b"{}")):
                     info = tarfile.TarInfo(f"{i:05d}.{ext}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
@@ -51,8 +54,14 @@ def test_score_calibrate_encode_train_kill_resume_sample(tmp_path, capsys):
                   up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
                   norm_num_groups=4, layers_per_block=1, sample_size=32).save_pretrained(tmp_path / "vae")
     _write_shards(tmp_path / "raw")
+    llava = save_tiny_llava(tmp_path / "llava")
+    assert main(["recaption", str(tmp_path / "raw"), "--model", str(llava), "--max-new-tokens", "6",
+                 "--write-shards", "--out", str(tmp_path / "captions"), "--num-workers", "0"]) == 0
+    with tarfile.open(tmp_path / "captions" / "shards" / "00000.tar") as tar:
+        synthetic = {m.name for m in tar if m.name.endswith(".synthetic.txt")}
+    assert len(synthetic) == 100
 
-    assert main(["score", str(tmp_path / "raw"), "--reward", "world_quality", "--caption", "synthetic",
+    assert main(["score", str(tmp_path / "captions" / "shards"), "--reward", "world_quality", "--caption", "synthetic",
                  "--out", str(tmp_path / "scores"), "--enrich", "--num-workers", "0"]) == 0
     enriched = tmp_path / "scores" / "enriched"
     assert sorted(p.name for p in enriched.glob("*.tar")) == ["00000.tar", "00001.tar"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mirokit"
-CORE = ("flow", "models", "sampling", "train", "data", "encoders", "rewards", "evaluate", "studio")
+CORE = ("flow", "models", "sampling", "train", "data", "encoders", "rewards", "evaluate", "studio", "captions")
 
 
 def _unit(path: Path) -> str:
@@ -140,6 +140,8 @@ def test_no_cycle_between_packages():
     ("data", {"train", "cli", "models", "world"}),
     ("evaluate", {"train", "data", "cli", "world", "models", "flow"}),
     ("studio", {"train", "cli", "world", "models", "flow", "encoders"}),
+    ("captions", {"train", "cli", "world", "models", "flow", "encoders", "data", "sampling", "pipeline"}),
+    ("rewards", {"captions"}),
 ])
 def test_arrows_point_one_way(unit, forbidden):
     assert not _graph().get(unit, set()) & forbidden, (unit, _graph()[unit] & forbidden)

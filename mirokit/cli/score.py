@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from mirokit.cli.unit_flags import add_unit_job_flags, job_summary, unit_job_fields
 from mirokit.registry import COMMANDS
 
 
@@ -22,22 +22,19 @@ def add_parser(sub) -> None:
                "--out scores/\n  mirokit score captions.jsonl --reward world_quality --out scores/\n"
                "  mirokit score table.parquet --reward clip_score --option clip_score.model=/models/clip --out scores/",
     )
-    p.add_argument("inputs", nargs="*", help="input shards/files (brace patterns like shard-{000..009}.tar allowed)")
+    add_unit_job_flags(p, batch_size=64)
     p.add_argument("--reward", action="append", default=[], metavar="KEY", help="reward key to compute (repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY.NAME=VALUE",
                    help="scorer option, e.g. clip_score.model=/path, hpsv2_score.dtype=bfloat16 (repeatable)")
-    p.add_argument("--out", help="output folder")
-    p.add_argument("--batch-size", type=int, default=64, help="images per scorer batch (default 64)")
-    p.add_argument("--num-workers", type=int, default=2, help="decoding worker processes (default 2)")
-    p.add_argument("--shard-index", type=int, default=0, help="which part of the units this job takes (default 0)")
-    p.add_argument("--num-shards", type=int, default=1, help="into how many parts the units are split (default 1)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--caption", action="append", default=[], metavar="NAME",
                    help="also score the named caption {key}.NAME.txt (or the NAME_caption field), e.g. synthetic: "
                         "columns / JSON keys NAME_<reward> (repeatable)")
+    p.add_argument("--caption-length", action="append", default=[], metavar="KEY=long|short|image",
+                   help="which form of a named caption reward KEY scores (repeatable): long ({key}.NAME.txt), short "
+                        "({key}.NAME_short.txt) or image (scored once: the reward reads no caption); default: long "
+                        "for clip_score and vqa_score, short for the 77-token scorers, image for aesthetic_score")
     p.add_argument("--enrich", action="store_true",
                    help="also write OUT/enriched/<shard>.tar with the scores added to each sample's .json")
-    p.add_argument("--chunk-rows", type=int, default=10_000, help="rows per unit for .jsonl/.parquet inputs")
     p.add_argument("--list", action="store_true", help="list the registered reward keys and exit")
     p.set_defaults(func=run)
 
@@ -68,19 +65,12 @@ def run(args) -> int:
     if not args.inputs or not args.out:
         raise ValueError("give input files and --out (or --list)")
     dist = init_distributed(args.device)
-    device = str(dist.device)
-    cfg = ScoreJobConfig(
-        inputs=args.inputs, out_dir=args.out, rewards=args.reward, reward_options=parse_options(args.option),
-        batch_size=args.batch_size, num_workers=args.num_workers,
-        shard_index=args.shard_index * dist.world_size + dist.rank, num_shards=args.num_shards * dist.world_size,
-        device=device, enrich=args.enrich, captions=args.caption, chunk_rows=args.chunk_rows, progress=dist.is_main,
-    )
+    cfg = ScoreJobConfig(**unit_job_fields(args, dist), rewards=args.reward, reward_options=parse_options(args.option),
+                         device=str(dist.device), enrich=args.enrich, captions=args.caption,
+                         caption_length=dict(item.partition("=")[::2] for item in args.caption_length))
     try:
         manifest = run_score_job(cfg)
     finally:
         cleanup()
-    c = manifest["counts"]
-    print(f"scored {c['scored']} of {c['rows']} samples in {len(manifest['units'])} unit(s); {c['errors']} errors"
-          + (f" ({json.dumps(manifest['errors_by_kind'])})" if c["errors"] else "")
-          + f"; {manifest['skipped_done']} unit(s) were already done; outputs in {args.out}")
+    print(job_summary(manifest, "scored", args.out))
     return 0

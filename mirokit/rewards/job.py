@@ -1,8 +1,7 @@
 """A resumable, splittable scoring run: input units -> one parquet of raw scores per unit + a manifest.
 
-Workers (a torch DataLoader) read and decode images while the scorers run in the main process.
-Each unit's parquet is written to a temporary name and renamed, so a run killed at any moment and
-started again skips finished units and produces exactly the outputs of an uninterrupted run.
+The units, resume, splitting, workers and bad-input accounting are the shared skeleton of
+mirokit.rewards.unit_job; this module adds the scorers, the score columns and the enriched shards.
 """
 
 from __future__ import annotations
@@ -10,96 +9,48 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import tarfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from mirokit.rewards.inputs import InputUnit, RawSample, plan_units
+from mirokit.rewards.inputs import InputUnit
 from mirokit.rewards.registry import build_scorer
+from mirokit.rewards.unit_job import UnitJobConfig, run_units, unit_output, write_manifest, write_table
+
+
+CAPTION_LENGTH = {"clip_score": "long", "vqa_score": "long", "aesthetic_score": "image",
+                  "image_reward_score": "short", "pick_a_score_score": "short", "hpsv2_score": "short",
+                  "sciscore_score": "short"}
+"""which form of a named caption each reward scores, as the official pipeline does: the long synthetic caption for
+jina-clip (1024 tokens) and VQAScore, the short one for the 77-token scorers, the image alone for the aesthetic
+score (scored once, whatever the caption); a key not listed scores the long caption, unless its scorer declares
+`caption_length` itself (e.g. "image" for a pixel-only reward)"""
+LENGTHS = ("long", "short", "image")
 
 
 @dataclass(kw_only=True)
-class ScoreJobConfig:
+class ScoreJobConfig(UnitJobConfig):
     """What to score, with which rewards, and which part of the work this process does."""
 
-    inputs: list[str]
-    """tar shards (brace patterns allowed), .jsonl (image folder + captions) or .parquet files"""
-    out_dir: str
-    """folder of the per-unit parquet files and the manifest"""
     rewards: list[str]
     """reward keys to compute (see `mirokit score --list`)"""
     reward_options: dict = field(default_factory=dict)
     """per-reward scorer options, e.g. {"clip_score": {"model": "/models/jina-clip-v2"}}"""
-    batch_size: int = 64
-    num_workers: int = 2
-    shard_index: int = 0
-    num_shards: int = 1
     device: str = "cpu"
     enrich: bool = False
     captions: list[str] = field(default_factory=list)
     """named captions to score too ({key}.NAME.txt / NAME_caption): columns and JSON keys NAME_<reward>"""
-    chunk_rows: int = 10_000
-    progress: bool = True
+    caption_length: dict = field(default_factory=dict)
+    """per reward, which form of a named caption it scores: long ({key}.NAME.txt), short ({key}.NAME_short.txt,
+    the long one where a sample has no short one) or image (the score does not read captions: computed once);
+    keys not given follow CAPTION_LENGTH"""
 
-
-def decode(sample: RawSample):
-    """RawSample -> (key, caption, PIL RGB image or None, error, named captions)."""
-    from PIL import Image
-
-    if sample.error or sample.image is None:
-        return sample.key, sample.caption or "", None, sample.error or "no image", sample.extras
-    try:
-        image = Image.open(io.BytesIO(sample.image))
-        image.load()
-        return sample.key, sample.caption, image.convert("RGB"), "", sample.extras
-    except Exception as err:  # PIL raises many types for corrupt data
-        return sample.key, sample.caption or "", None, f"corrupt image: {type(err).__name__}", sample.extras
-
-
-def _unit_stream(units: list[tuple[int, InputUnit]], batch_size: int):
-    """An IterableDataset over (unit_index, batch_of_decoded | None); None marks the end of a unit.
-    Worker w reads units w, w+W, ... so each unit is read whole by one worker, in order."""
-    import torch.utils.data as tud
-
-    class _UnitStream(tud.IterableDataset):
-        def __iter__(self):
-            info = tud.get_worker_info()
-            wid, nw = (info.id, info.num_workers) if info else (0, 1)
-            for index, unit in units[wid::nw]:
-                batch = []
-                for sample in unit.samples():
-                    batch.append(decode(sample))
-                    if len(batch) == batch_size:
-                        yield index, batch
-                        batch = []
-                if batch:
-                    yield index, batch
-                yield index, None
-
-    return _UnitStream()
-
-
-def _identity(item):
-    return item
-
-
-def _write_table(rows: list[dict], reward_keys: list[str], path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns = {"key": pa.array([r["key"] for r in rows], pa.string()),
-               "caption": pa.array([r["caption"] for r in rows], pa.string())}
-    for k in reward_keys:
-        columns[k] = pa.array(np.asarray([r[k] for r in rows], dtype=np.float32), pa.float32())
-    columns["error"] = pa.array([r["error"] for r in rows], pa.string())
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.table(columns), tmp)
-    os.replace(tmp, path)
+    def length_of(self, key: str, scorer=None) -> str:
+        """long | short | image for reward `key` (given, else the official choice, else the scorer's own)."""
+        default = CAPTION_LENGTH.get(key, getattr(scorer, "caption_length", "long"))
+        return self.caption_length.get(key, default)
 
 
 def _enrich(unit: InputUnit, rows: list[dict], reward_keys: list[str], out: Path) -> None:
@@ -126,26 +77,8 @@ def _enrich(unit: InputUnit, rows: list[dict], reward_keys: list[str], out: Path
     os.replace(tmp, out)
 
 
-def _versions() -> dict:
-    import torch
-
-    import mirokit
-
-    out = {"mirokit": mirokit.__version__, "torch": torch.__version__, "python": platform.python_version()}
-    try:
-        import transformers
-
-        out["transformers"] = transformers.__version__
-    except ImportError:
-        pass
-    return out
-
-
 def run_score_job(cfg: ScoreJobConfig) -> dict:
     """Score this process's share of the units; returns (and writes) the manifest."""
-    import pyarrow.parquet as pq
-    import torch.utils.data as tud
-
     from mirokit.rewards.registry import available_scorers
 
     known = available_scorers()
@@ -154,43 +87,19 @@ def run_score_job(cfg: ScoreJobConfig) -> dict:
         raise ValueError(f"unknown reward key {missing[0]!r}; known: {', '.join(known)}")
     if not cfg.rewards:
         raise ValueError("no rewards to score: pass at least one --reward KEY")
-    if not 0 <= cfg.shard_index < cfg.num_shards:
-        raise ValueError(f"--shard-index {cfg.shard_index} must be in [0, {cfg.num_shards})")
     unknown = set(cfg.reward_options) - set(cfg.rewards)
     if unknown:
         raise ValueError(f"options given for reward(s) not being scored: {', '.join(sorted(unknown))}")
-    units = plan_units(cfg.inputs, cfg.chunk_rows)
-    mine = [(i, u) for i, u in enumerate(units) if i % cfg.num_shards == cfg.shard_index]
+    unknown = set(cfg.caption_length) - set(cfg.rewards)
+    bad = {k: v for k, v in cfg.caption_length.items() if v not in LENGTHS}
+    if unknown or bad:
+        raise ValueError(f"--caption-length: {', '.join(sorted(unknown))} not being scored" if unknown else
+                         f"--caption-length {next(iter(bad))}={next(iter(bad.values()))!r}: use long, short or image")
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.enrich:
-        (out / "enriched").mkdir(exist_ok=True)
-
-    def output(u: InputUnit) -> Path:
-        return out / f"{u.name}.parquet"
-
-    todo = [(i, u) for i, u in mine if not output(u).is_file()]
-    for _, unit in todo:  # leftovers of a killed run (these units are ours alone)
-        for stale in out.glob(f".{unit.name}.*.tmp-*"):
-            stale.unlink()
-        for stale in (out / "enriched").glob(f".{unit.name}.*.tmp-*") if cfg.enrich else []:
-            stale.unlink()
     scorers = {k: build_scorer(k, **dict(cfg.reward_options.get(k, {})), **_device_opt(k, cfg)) for k in cfg.rewards}
     columns = [*cfg.rewards, *(f"{name}_{k}" for name in cfg.captions for k in cfg.rewards)]
-    loader = tud.DataLoader(_unit_stream(todo, cfg.batch_size), batch_size=None, num_workers=cfg.num_workers,
-                            collate_fn=_identity)
-    pending: dict[int, list[dict]] = {}
-    start, scored_now = time.perf_counter(), 0
-    bar = tqdm(desc="scoring", unit="img", disable=not cfg.progress, dynamic_ncols=True)
-    by_index = dict(todo)
-    for index, batch in loader:
-        if batch is None:
-            unit = by_index[index]
-            rows = pending.pop(index, [])
-            if cfg.enrich and unit.kind == "tar":
-                _enrich(unit, rows, columns, out / "enriched" / f"{unit.name}.tar")
-            _write_table(rows, columns, output(unit))
-            continue
+
+    def process(batch: list) -> tuple[list[dict], int]:
         ok = [j for j, (_, _, img, err, _) in enumerate(batch) if img is not None and not err]
         values = {k: np.full(len(batch), np.nan, dtype=np.float32) for k in columns}
         for name in ["", *cfg.captions]:  # the caption, then each named caption (rows that have it)
@@ -198,42 +107,30 @@ def run_score_job(cfg: ScoreJobConfig) -> dict:
             if not rows_ok:
                 continue
             images = [batch[j][2] for j in rows_ok]
-            captions = [batch[j][4][name] if name else batch[j][1] for j in rows_ok]
             for k, scorer in scorers.items():
+                length = cfg.length_of(k, scorer)
+                if name and length == "image":  # the caption is not read: the score of the image, once
+                    values[f"{name}_{k}"][rows_ok] = values[k][rows_ok]
+                    continue
+                extras = [batch[j][4] for j in rows_ok]
+                captions = ([e.get(f"{name}_short", e[name]) if length == "short" else e[name] for e in extras]
+                            if name else [batch[j][1] for j in rows_ok])
                 values[f"{name}_{k}" if name else k][rows_ok] = scorer.score(images, captions)
-        rows = pending.setdefault(index, [])
-        for j, (key, caption, _, err, _) in enumerate(batch):
-            rows.append({"key": key, "caption": caption or "", "error": err, **{k: values[k][j] for k in columns}})
-        scored_now += len(ok)
-        bar.update(len(batch))
-        bar.set_postfix(img_s=f"{scored_now / max(time.perf_counter() - start, 1e-9):.1f}")
-    bar.close()
-    elapsed = time.perf_counter() - start
+        rows = [{"key": key, "caption": caption or "", "error": err, **{k: values[k][j] for k in columns}}
+                for j, (key, caption, _, err, _) in enumerate(batch)]
+        return rows, len(ok)
 
-    counts = {"rows": 0, "scored": 0, "errors": 0}
-    errors: dict[str, int] = {}
-    per_unit = {}
-    for _, unit in mine:
-        table = pq.read_table(output(unit), columns=["error"]).column("error").to_pylist()
-        n_err = sum(1 for e in table if e)
-        per_unit[unit.name] = {"rows": len(table), "errors": n_err}
-        counts["rows"] += len(table)
-        counts["errors"] += n_err
-        for e in table:
-            if e:
-                kind = e.split(":")[0]
-                errors[kind] = errors.get(kind, 0) + 1
-    counts["scored"] = counts["rows"] - counts["errors"]
-    manifest = {
-        "config": asdict(cfg), "units": [u.name for _, u in mine], "skipped_done": len(mine) - len(todo),
-        "models": {k: (s.describe() if hasattr(s, "describe") else {"key": k}) for k, s in scorers.items()},
-        "versions": _versions(), "counts": counts, "errors_by_kind": errors, "per_unit": per_unit,
-        "seconds_this_run": elapsed, "images_per_s_this_run": scored_now / max(elapsed, 1e-9),
-    }
-    path = out / f"manifest.{cfg.shard_index:03d}-of-{cfg.num_shards:03d}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, default=str))
-    os.replace(tmp, path)
+    def finish(unit: InputUnit, rows: list[dict]) -> None:
+        if cfg.enrich and unit.kind == "tar":
+            _enrich(unit, rows, columns, out / "enriched" / f"{unit.name}.tar")
+        write_table(rows, unit_output(out, unit), strings=["key", "caption", "error"], floats=columns)
+
+    common = run_units(cfg, desc="scoring", process=process, finish=finish, done_name="scored",
+                       extra_dirs=("enriched",) if cfg.enrich else ())
+    manifest = {"config": asdict(cfg), **common,
+                "caption_length": {k: cfg.length_of(k, scorer) for k, scorer in scorers.items()},
+                "models": {k: (s.describe() if hasattr(s, "describe") else {"key": k}) for k, s in scorers.items()}}
+    write_manifest(out, cfg, manifest)
     return manifest
 
 

@@ -3,6 +3,7 @@
 - reward scorers `world_alignment`, `world_quality`, `world_composition` (mirokit.world.rewards);
 - the data source `world` (mirokit.world.source);
 - the prompt-set metric `shapes` (mirokit.world.metrics);
+- the captioner `world_detector` (mirokit.world.captioner);
 - the image space `world_ae`: latents of the world autoencoder (mirokit.world.ae_space);
 - the commands `mirokit demo`, `mirokit world render | generate | autoencoder`, `mirokit eval shapes`
   (mirokit.world.commands).
@@ -10,4 +11,4 @@
 Declared in pyproject.toml as the `mirokit.plugins` entry point `world`; no core package imports it.
 """
 
-from mirokit.world import ae_space, commands, metrics, rewards, source  # noqa: F401  (imported for their registrations)
+from mirokit.world import ae_space, captioner, commands, metrics, rewards, source  # noqa: F401  (registrations)

@@ -134,6 +134,8 @@ class WorldQuality:
     """
 
     key = "world_quality"
+    caption_length = "image"
+    """the score reads no caption (mirokit score computes it once per image)"""
 
     def __init__(self, *, noise_scale: float = 15.0, vividness_weight: float = 0.0):
         if noise_scale <= 0 or vividness_weight < 0:
@@ -200,6 +202,8 @@ class WorldComposition:
     """
 
     key = "world_composition"
+    caption_length = "image"
+    """the score reads no caption (mirokit score computes it once per image)"""
 
     def __init__(self, *, border_room: float = 0.08, gap_room: float = 0.12, min_area: float = 0.012,
                  **detector_options):

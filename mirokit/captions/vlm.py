@@ -1,0 +1,95 @@
+"""Captions from any chat vision-language model of transformers, by hub id or local folder.
+
+Loads through the generic classes (`AutoProcessor` + `AutoModelForImageTextToText`): LLaVA / LLaVA-Next /
+OneVision, SmolVLM / Idefics3, Qwen2-VL / 2.5-VL, InternVL, PaliGemma and the like. The prompt is the processor's
+chat template over one image and the instruction (with the original caption as an alt-text hint where asked);
+models prompted with task tokens instead (Florence-2: "<MORE_DETAILED_CAPTION>") take `chat_template=False`.
+Prompts are padded on the left, only the new tokens are decoded, and greedy decoding is deterministic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mirokit.captions.registry import CAPTIONERS
+
+INSTRUCTION = "Write a detailed but succinct caption of this image."
+HINT = "Here is the alt-text of the image, which may be wrong or incomplete: {alt_text}"
+SHORT_INSTRUCTION = "Describe this image in one short sentence."
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+NESTED_IMAGES = ("Idefics", "SmolVLM", "Mllama")
+"""processors that take one list of images per prompt"""
+
+
+@CAPTIONERS.register("vlm", description="any transformers chat VLM (AutoModelForImageTextToText), by hub id or folder")
+class VLMCaptioner:
+    """model: hub id or local folder. instruction: what to ask; hint: appended with the original caption as
+    {alt_text} (when `use_hint` and the sample has one); short_instruction: the second, short pass."""
+
+    def __init__(self, model: str, *, instruction: str = INSTRUCTION, hint: str = HINT, use_hint: bool = True,
+                 short_instruction: str = SHORT_INSTRUCTION, max_new_tokens: int = 96, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, dtype: str = "float32",
+                 device: str = "cpu", chat_template: bool = True, trust_remote_code: bool = False):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if "/" not in model.strip("/") and not Path(model).exists():
+            raise FileNotFoundError(f"captioner model {model!r}: no such folder (and not a hub id)")
+        try:
+            self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=DTYPES[dtype],
+                                                                     trust_remote_code=trust_remote_code)
+        except OSError as err:
+            raise FileNotFoundError(f"captioner model {model!r} could not be loaded: "
+                                    f"{str(err).strip().splitlines()[0]}") from None
+        self.model.to(device).eval()
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.padding_side = "left"  # generation continues every prompt from its last token
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+        self.settings = {"model": model, "instruction": instruction, "hint": hint if use_hint else None,
+                         "short_instruction": short_instruction, "max_new_tokens": max_new_tokens,
+                         "do_sample": do_sample, "temperature": temperature, "top_p": top_p, "seed": seed,
+                         "dtype": dtype, "chat_template": chat_template}
+        self.device = device
+
+    def _prompt(self, instruction: str, hint: str | None) -> str:
+        text = instruction
+        if hint and self.settings["hint"]:
+            text = f"{instruction} {self.settings['hint'].format(alt_text=hint)}"
+        if not self.settings["chat_template"]:
+            return text
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    @torch.no_grad()
+    def caption(self, images: list, hints: list[str | None], *, short: bool = False) -> list[str]:
+        """N PIL images (+ N alt-text hints or None) -> N captions (one short sentence with `short`)."""
+        if not images:
+            return []
+        instruction = self.settings["short_instruction"] if short else self.settings["instruction"]
+        prompts = [self._prompt(instruction, None if short else hint) for hint in hints]
+        nested = any(name in type(self.processor).__name__ for name in NESTED_IMAGES)
+        inputs = self.processor(text=prompts, images=[[im] for im in images] if nested else list(images),
+                                padding=True, return_tensors="pt")
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        s = self.settings
+        options = {"max_new_tokens": s["max_new_tokens"], "do_sample": s["do_sample"]}
+        if s["do_sample"]:
+            torch.manual_seed(s["seed"])
+            options.update(temperature=s["temperature"], top_p=s["top_p"])
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        out = self.model.generate(**inputs, **options, pad_token_id=tokenizer.pad_token_id)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return [" ".join(text.split()) for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def describe(self) -> dict:
+        return {"kind": "vlm", "class": type(self.model).__name__, **self.settings}

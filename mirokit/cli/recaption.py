@@ -1,0 +1,94 @@
+"""`mirokit recaption`: synthetic captions for every image with any transformers VLM (or a plugin's captioner)."""
+
+from __future__ import annotations
+
+import argparse
+
+from mirokit.cli.unit_flags import add_unit_job_flags, job_summary, unit_job_fields
+from mirokit.registry import COMMANDS
+
+
+@COMMANDS.register("recaption")
+def add_parser(sub) -> None:
+    from mirokit.captions.vlm import HINT, INSTRUCTION, SHORT_INSTRUCTION
+
+    p = sub.add_parser(
+        "recaption", help="synthetic captions with any transformers VLM (resumable, splittable like score)",
+        description="Caption every image of webdataset tar shards, an image folder + captions JSONL or a parquet "
+                    "table with a chat vision-language model loaded through transformers' AutoProcessor + "
+                    "AutoModelForImageTextToText (SmolVLM, LLaVA, Qwen2-VL, InternVL, PaliGemma, ...; by hub id or "
+                    "local folder), optionally hinting the original caption as alt-text, with an optional short "
+                    "pass. Writes OUT/<unit>.parquet (key, caption_source, caption, short_caption, error) and a "
+                    "manifest; --write-shards also writes OUT/shards/<shard>.tar with {key}.NAME.txt added, for "
+                    "`mirokit score --caption NAME` and `mirokit encode --caption NAME`. Restarting the same "
+                    "command skips finished units; under torchrun each rank takes its own units.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  mirokit recaption 'data/{00000..00099}.tar' --model HuggingFaceTB/SmolVLM-256M-Instruct --short "
+               "--write-shards --out captions/\n"
+               "  mirokit recaption captions.jsonl --model /models/llava-v1.6-mistral-7b-hf --dtype bfloat16 "
+               "--device cuda --out captions/\n"
+               "  mirokit recaption shards/ --captioner world_detector --write-shards --out recaptioned/")
+    add_unit_job_flags(p, batch_size=8)
+    p.add_argument("--captioner", default="vlm", help="captioner kind (default vlm; the shapes world: world_detector)")
+    p.add_argument("--model", default=None, help="the VLM: hub id or local folder (captioner vlm)")
+    p.add_argument("--instruction", default=INSTRUCTION, help=f"what the VLM is asked (default {INSTRUCTION!r})")
+    p.add_argument("--hint", default=HINT, help="appended with the original caption as {alt_text} "
+                                                f"(default {HINT!r})")
+    p.add_argument("--no-hint", action="store_true", help="do not show the VLM the original caption")
+    p.add_argument("--short", action="store_true", help="also write a short caption per image ({key}.NAME_short.txt)")
+    p.add_argument("--short-instruction", default=SHORT_INSTRUCTION,
+                   help=f"the short pass's instruction (default {SHORT_INSTRUCTION!r})")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="tokens generated per caption (default 96)")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding (greedy: deterministic)")
+    p.add_argument("--temperature", type=float, default=1.0, help="with --sample (default 1.0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="with --sample (default 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="with --sample (default 0)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="the VLM's weights (default float32)")
+    p.add_argument("--no-chat-template", action="store_true",
+                   help="send the instruction as it is (task-prompt models such as Florence-2: <MORE_DETAILED_CAPTION>)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="another captioner option (repeatable), e.g. min_score=0.6 for world_detector")
+    p.add_argument("--name", default="synthetic", help="the caption's name: {key}.NAME.txt (default synthetic)")
+    p.add_argument("--write-shards", action="store_true",
+                   help="also write OUT/shards/<shard>.tar: each input shard with the captions added")
+    p.set_defaults(func=run)
+
+
+def captioner_options(args, device: str) -> dict:
+    """The captioner's keyword options from the flags (VLM flags only for the `vlm` captioner)."""
+    import yaml
+
+    options = {}
+    for item in args.option:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--option {item!r} must look like NAME=VALUE")
+        options[name] = yaml.safe_load(raw)
+    if args.captioner != "vlm":
+        return options
+    if not args.model:
+        raise ValueError("--model is required for the vlm captioner (a hub id or a local folder)")
+    return {"model": args.model, "instruction": args.instruction, "hint": args.hint, "use_hint": not args.no_hint,
+            "short_instruction": args.short_instruction, "max_new_tokens": args.max_new_tokens,
+            "do_sample": args.sample, "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
+            "dtype": args.dtype, "device": device, "chat_template": not args.no_chat_template,
+            "trust_remote_code": args.trust_remote_code, **options}
+
+
+def run(args) -> int:
+    from mirokit.captions.job import RecaptionJobConfig, run_recaption_job
+    from mirokit.distributed import cleanup, init_distributed
+
+    dist = init_distributed(args.device)
+    cfg = RecaptionJobConfig(**unit_job_fields(args, dist), captioner=args.captioner,
+                             captioner_options=captioner_options(args, str(dist.device)), name=args.name,
+                             short=args.short, write_shards=args.write_shards)
+    try:
+        manifest = run_recaption_job(cfg)
+    finally:
+        cleanup()
+    print(job_summary(manifest, "captioned", args.out))
+    return 0
