@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mirokit.data.batch import DataError
+from mirokit.data.caption_mix import CaptionMixConfig, check_caption_mix, choose_caption
 from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
 
 # Errors PIL raises for unreadable/corrupt files (SyntaxError and struct errors come from some
@@ -111,6 +112,9 @@ class JsonlImageDataset(Dataset):
         channels: int = 3,
         root: str | Path | None = None,
         verify_images: bool = False,
+        caption_mix: float = 0.0,
+        caption_weights: dict[str, float] | None = None,
+        caption_rewards: str = "own",
     ) -> None:
         path = Path(path).expanduser()
         if not path.is_file():
@@ -129,6 +133,10 @@ class JsonlImageDataset(Dataset):
         self.images: list[Path] = []
         self.captions: list[str] = []
         self.scores: list[dict[str, float]] = []
+        self.others: list[list[tuple[str, str, dict[str, float] | None]]] = []
+        """per record, its other captions: (name, text, their scores or None)"""
+        check_caption_mix(caption_mix, caption_weights, caption_rewards)
+        self.caption_mix, self.caption_weights, self.caption_rewards = caption_mix, caption_weights, caption_rewards
         self.skipped: list[str] = []
         num_lines = 0
         try:
@@ -171,6 +179,17 @@ class JsonlImageDataset(Dataset):
         scores, reason = _parse_scores(record.get("scores"))
         if scores is None:
             return reason
+        others = []
+        for field_name, text in record.items():
+            name = field_name[:-len("_caption")]
+            if not field_name.endswith("_caption") or not name or not isinstance(text, str) or not text.strip():
+                continue
+            own = None
+            if f"{name}_scores" in record:
+                own, reason = _parse_scores(record[f"{name}_scores"])
+                if own is None:
+                    return f"{name}_scores: {reason}"
+            others.append((name, text, own))
         image_path = Path(image).expanduser()
         if not image_path.is_absolute():
             image_path = self.root / image_path
@@ -185,6 +204,7 @@ class JsonlImageDataset(Dataset):
         self.images.append(image_path)
         self.captions.append(caption)
         self.scores.append(scores)
+        self.others.append(others)
         return ""
 
     def __len__(self) -> int:
@@ -193,8 +213,23 @@ class JsonlImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         """Sample `index`: (image (C, H, W) float32 in [-1, 1], caption, {key: score or NaN})."""
+        return self.draw(index)
+
+    def draw(self, index: int, generator: torch.Generator | None = None) -> Sample:
+        """Sample `index` with the caption the caption mix picks (mirokit.data.caption_mix): its own scores (a
+        caption without `NAME_scores` has every reward missing) or, with caption_rewards original, the record's."""
         image = load_image(self.images[index], image_size=self.image_size, channels=self.channels)
-        return Sample(image, self.captions[index], dict(self.scores[index]))
+        others = self.others[index]
+        choice = choose_caption(["original", *(name for name, _, _ in others)], generator, mix=self.caption_mix,
+                                weights=self.caption_weights)
+        if choice == 0:
+            return Sample(image, self.captions[index], dict(self.scores[index]))
+        _, text, own = others[choice - 1]
+        if self.caption_rewards == "original":
+            scores = dict(self.scores[index])
+        else:
+            scores = dict(own) if own is not None else {k: math.nan for k in self.scores[index]}
+        return Sample(image, text, scores)
 
     @property
     def info(self) -> DatasetInfo:
@@ -204,12 +239,14 @@ class JsonlImageDataset(Dataset):
     @property
     def reward_keys_seen(self) -> list[str]:
         """Sorted union of the score keys over all valid records."""
-        return sorted({key for scores in self.scores for key in scores})
+        keys = {key for scores in self.scores for key in scores}
+        return sorted(keys | {key for others in self.others for _, _, own in others for key in (own or {})})
 
 
 @dataclass(kw_only=True)
-class JsonlDataConfig(DataConfig):
-    """An image folder + a JSONL file of {"image": path, "caption": str, "scores": {key: float}} lines."""
+class JsonlDataConfig(CaptionMixConfig, DataConfig):
+    """An image folder + a JSONL file of {"image": path, "caption": str, "scores": {key: float}} lines; other
+    captions as "NAME_caption": str with their scores as "NAME_scores": {key: float} (e.g. synthetic_caption)."""
 
     path: str
     """the JSONL file"""
@@ -223,4 +260,5 @@ class JsonlDataConfig(DataConfig):
 def jsonl_source(cfg: JsonlDataConfig, *, image_size: int, channels: int) -> JsonlImageDataset:
     """The JSONL dataset at `image_size` with `channels` (1 or 3)."""
     return JsonlImageDataset(cfg.path, image_size=image_size, channels=channels, root=cfg.root,
-                             verify_images=cfg.verify_images)
+                             verify_images=cfg.verify_images, caption_mix=cfg.caption_mix,
+                             caption_weights=cfg.caption_weights, caption_rewards=cfg.caption_rewards)

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from mirokit.data.batch import DataError
 from mirokit.data.calibration import Calibration
+from mirokit.data.caption_mix import CaptionMixConfig, check_caption_mix, choose_caption
 from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
 from mirokit.tars import index_members, shard_list
 
@@ -121,15 +122,16 @@ class EncodedShards(Dataset):
     Args:
         spec: folder of shards (with encoding.json) or a (brace) pattern of .tar files.
         calibration: maps raw scores to [0, 1]; None means the stored scores are already calibrated.
-        caption_mix: probability that `draw` picks one of the other captions of a sample (uniformly).
+        caption_mix, caption_weights, caption_rewards: which caption `draw` trains on and with which scores
+            (mirokit.data.caption_mix).
         max_skips: unreadable samples tried in a row before giving up with an error.
         open_shards: shards kept open per process.
     """
 
     def __init__(self, spec: str | Path, *, calibration: Calibration | None = None, caption_mix: float = 0.0,
+                 caption_weights: dict[str, float] | None = None, caption_rewards: str = "own",
                  max_skips: int = 16, open_shards: int = 8):
-        if not 0.0 <= caption_mix <= 1.0:
-            raise ValueError(f"data.caption_mix must be in [0, 1], got {caption_mix}")
+        check_caption_mix(caption_mix, caption_weights, caption_rewards)
         self.paths = shard_list(spec)
         folder = Path(spec) if Path(spec).is_dir() else None
         self.counts = load_index(self.paths, folder)
@@ -138,6 +140,8 @@ class EncodedShards(Dataset):
             raise DataError(f"{spec}: the shards hold no samples")
         self.calibration = calibration
         self.caption_mix = caption_mix
+        self.caption_weights = caption_weights
+        self.caption_rewards = caption_rewards
         self.max_skips = max_skips
         self.open_shards = open_shards
         self.encoding = json.loads((folder / ENCODING_FILE).read_text()) if folder and (folder / ENCODING_FILE).is_file() else {}
@@ -179,8 +183,8 @@ class EncodedShards(Dataset):
                 for k in self.calibration.keys}
 
     def draw(self, index: int, generator: torch.Generator | None = None) -> Sample:
-        """Sample `index` (or the next readable one); with a generator, one of its other captions is used
-        with probability caption_mix."""
+        """Sample `index` (or the next readable one); with a generator, the caption chosen by the caption mix
+        (mirokit.data.caption_mix), with its own scores or the original's."""
         for skipped in range(self.max_skips + 1):
             i = (index + skipped) % len(self)
             try:
@@ -190,13 +194,11 @@ class EncodedShards(Dataset):
                 last = err
                 continue
             captions = meta["captions"]
-            choice = 0
-            if generator is not None and len(captions) > 1:
-                draw = torch.rand(2, generator=generator)
-                if draw[0].item() < self.caption_mix:
-                    choice = 1 + int(draw[1].item() * (len(captions) - 1))
+            choice = choose_caption([c.get("name", str(k)) for k, c in enumerate(captions)], generator,
+                                    mix=self.caption_mix, weights=self.caption_weights)
             caption = captions[choice]
-            return Sample(moments, caption["text"], self._scores(caption.get("scores", {})), texts[choice], skipped)
+            scored = caption if self.caption_rewards == "own" else captions[0]
+            return Sample(moments, caption["text"], self._scores(scored.get("scores", {})), texts[choice], skipped)
         raise DataError(f"{self.max_skips + 1} unreadable samples in a row from index {index}; last: {last}")
 
     def __getitem__(self, index: int) -> Sample:
@@ -205,15 +207,13 @@ class EncodedShards(Dataset):
 
 
 @dataclass(kw_only=True)
-class ShardsDataConfig(DataConfig):
+class ShardsDataConfig(CaptionMixConfig, DataConfig):
     """Encoded shards written by `mirokit encode` (latent moments, text states, raw scores)."""
 
     path: str
     """folder of encoded shards (or a brace pattern of .tar files)"""
     calibration: str | None = None
     """calibration JSON (`mirokit calibrate fit`) applied to the raw scores; none: scores are already in [0, 1]"""
-    caption_mix: float = 0.5
-    """probability of training a sample on one of its other captions (e.g. synthetic) at a step (official 0.5)"""
     max_skips: int = 16
     """unreadable samples skipped in a row before the run stops"""
 
@@ -222,7 +222,9 @@ class ShardsDataConfig(DataConfig):
 def shards_source(cfg: ShardsDataConfig, *, image_size: int, channels: int) -> EncodedShards:
     """Encoded shards whose latent moments must be (channels, image_size, image_size)."""
     calibration = Calibration.load(cfg.calibration) if cfg.calibration else None
-    dataset = EncodedShards(cfg.path, calibration=calibration, caption_mix=cfg.caption_mix, max_skips=cfg.max_skips)
+    dataset = EncodedShards(cfg.path, calibration=calibration, caption_mix=cfg.caption_mix,
+                            caption_weights=cfg.caption_weights, caption_rewards=cfg.caption_rewards,
+                            max_skips=cfg.max_skips)
     shape = dataset.encoding.get("moments_shape")
     if shape is not None and tuple(shape) != (channels, image_size, image_size):
         raise ValueError(f"{cfg.path} holds latent moments of shape {tuple(shape)}; this run expects "

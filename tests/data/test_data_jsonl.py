@@ -124,3 +124,27 @@ def test_all_bad_or_missing_file_raises(folder):
     _write(folder / "ok.jsonl", GOOD)
     with pytest.raises(DataError, match="channels must be 1 or 3"):
         JsonlImageDataset(folder / "ok.jsonl", image_size=8, channels=4)
+
+
+def test_other_captions_mix_in_with_their_own_scores(folder):
+    """The on-the-fly source mixes captions like encoded shards: NAME_caption with NAME_scores (or every reward
+    missing without them), or the record's scores with caption_rewards original."""
+    lines = [{"image": "img/a.png", "caption": "stripes", "scores": {"clip": 0.5},
+              "synthetic_caption": "red green blue stripes", "synthetic_scores": {"clip": 0.9}},
+             {"image": "img/b.png", "caption": "white", "scores": {"clip": 0.25}, "synthetic_caption": "a white square"}]
+    _write(folder / "mix.jsonl", lines)
+    always = JsonlImageDataset(folder / "mix.jsonl", image_size=8, caption_mix=1.0)
+    first, second = always.draw(0, torch.Generator()), always.draw(1, torch.Generator())
+    assert (first.caption, first.scores) == ("red green blue stripes", {"clip": 0.9})
+    assert second.caption == "a white square" and math.isnan(second.scores["clip"])
+    released = JsonlImageDataset(folder / "mix.jsonl", image_size=8, caption_mix=1.0, caption_rewards="original")
+    assert released.draw(0, torch.Generator()).scores == {"clip": 0.5}
+    assert always[0].caption == "stripes"  # without a generator: the original caption
+    never = JsonlImageDataset(folder / "mix.jsonl", image_size=8, caption_weights={"original": 1})
+    assert {never.draw(0, torch.Generator().manual_seed(s)).caption for s in range(20)} == {"stripes"}
+    half = JsonlImageDataset(folder / "mix.jsonl", image_size=8, caption_mix=0.5)
+    picks = [half.draw(0, torch.Generator().manual_seed(s)).caption != "stripes" for s in range(400)]
+    assert abs(np.mean(picks) - 0.5) < 5 * (0.25 / 400) ** 0.5
+    _write(folder / "bad.jsonl", [{**lines[0], "synthetic_scores": {"clip": 3.0}}, lines[1]])
+    with pytest.warns(UserWarning, match="synthetic_scores: score 'clip'=3.0 outside"):
+        JsonlImageDataset(folder / "bad.jsonl", image_size=8)

@@ -102,6 +102,26 @@ def test_reader_calibrates_trims_text_and_mixes_captions(encoded):
     assert EncodedShards(encoded["enc"], caption_mix=1.0).draw(5, torch.Generator()).caption.startswith("green ")
 
 
+def test_caption_weights_and_whose_scores_come_with_a_caption(encoded):
+    """Weights choose among the captions a sample has; a synthetic caption brings its own scores (the paper) or,
+    with caption_rewards original, the original caption's (the released code)."""
+    weighted = EncodedShards(encoded["enc"], caption_weights={"original": 1, "synthetic": 3})
+    picks = [weighted.draw(0, torch.Generator().manual_seed(s)).caption.startswith("green ") for s in range(400)]
+    assert abs(np.mean(picks) - 0.75) < 5 * (0.75 * 0.25 / 400) ** 0.5  # binomial: 5 standard errors
+    only = EncodedShards(encoded["enc"], caption_weights={"synthetic": 1})
+    assert only.draw(0, torch.Generator()).caption.startswith("green ")
+    own = EncodedShards(encoded["enc"], caption_mix=1.0).draw(5, torch.Generator())
+    released = EncodedShards(encoded["enc"], caption_mix=1.0, caption_rewards="original").draw(5, torch.Generator())
+    assert own.caption == released.caption and torch.equal(own.text, released.text)
+    assert own.scores == {"clip_score": pytest.approx(0.9), "aesthetic_score": 6.0}  # the synthetic caption's
+    original = EncodedShards(encoded["enc"])[5]  # no generator: the original caption
+    assert not original.caption.startswith("green ") and released.scores == original.scores != own.scores
+    for bad, message in (({"caption_weights": {"synthetic": -1}}, ">= 0"), ({"caption_weights": {"x": 0}}, "> 0"),
+                         ({"caption_rewards": "mine"}, "own, original"), ({"caption_mix": 2.0}, r"in \[0, 1\]")):
+        with pytest.raises(ValueError, match=message):
+            EncodedShards(encoded["enc"], **bad)
+
+
 def test_training_on_encoded_shards_and_a_corrupt_sample(encoded, tmp_path):
     import shutil
 
