@@ -52,7 +52,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def build_world(exp: ExperimentConfig, progress: bool = True, timings: dict | None = None):
+def build_world(exp: ExperimentConfig, progress: bool = True, timings: dict | None = None, synthetic: bool = False):
     """The demo world, encoded by the shipped autoencoder, with calibrated built-in rewards attached ->
     (dataset (calibration in `dataset.info`), latents (N, C, h, w)). `timings`, if given, receives the
     seconds spent on {"images": rendering, encoding and decoding, "scores": scoring}.
@@ -60,6 +60,9 @@ def build_world(exp: ExperimentConfig, progress: bool = True, timings: dict | No
     The rewards score the *decoded* latents, the images a latent model can produce: the small world
     autoencoder is not lossless (it smooths JPEG blocks and loses some contrast), and scores of images the
     generator cannot express would teach it targets it cannot meet (control would stop being monotonic).
+    With `synthetic`, the decoded images are also recaptioned by the world's detector captioner and scored with
+    those captions; one calibration is fitted on both captions' scores (as `mirokit calibrate --caption`), and
+    the synthetic captions are attached with their own scores (`dataset.set_synthetic`).
     """
     from mirokit.data.calibration import Calibration
     from mirokit.world.ae_space import WorldAESpace
@@ -75,9 +78,39 @@ def build_world(exp: ExperimentConfig, progress: bool = True, timings: dict | No
     raw = score_images(seen, dataset.captions, WORLD_REWARDS, progress=progress, workers=exp.workers)
     if timings is not None:
         timings.update(images=middle - start, scores=time.perf_counter() - middle)
-    calibration = Calibration.fit(raw)
+    if not synthetic:
+        calibration = Calibration.fit(raw)
+        dataset.set_scores(WORLD_REWARDS, calibration.apply_all(raw, WORLD_REWARDS), calibration=calibration)
+        return dataset, latents
+    from PIL import Image
+
+    from mirokit.world.captioner import WorldCaptioner
+
+    captioner = WorldCaptioner()
+    recaptioned = []
+    for i in range(0, len(seen), 512):
+        chunk = [Image.fromarray(a) for a in seen[i:i + 512]]
+        recaptioned += captioner.caption(chunk, [None] * len(chunk))
+    raw_synthetic = score_images(seen, recaptioned, WORLD_REWARDS, progress=progress, workers=exp.workers)
+    calibration = Calibration.fit({k: np.concatenate([raw[k], raw_synthetic[k]]) for k in WORLD_REWARDS})
     dataset.set_scores(WORLD_REWARDS, calibration.apply_all(raw, WORLD_REWARDS), calibration=calibration)
+    dataset.set_synthetic(recaptioned, calibration.apply_all(raw_synthetic, WORLD_REWARDS))
     return dataset, latents
+
+
+def synthetic_overrides(exp: ExperimentConfig, dataset) -> list[str]:
+    """Write the dataset's synthetic captions and their calibrated scores to OUT/runs/world_synthetic.parquet ->
+    the override that makes a run draw them (data.synthetic; the caption mix is the config's, official 0.5)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    captions, values = dataset.synthetic
+    path = Path(exp.out_dir) / "runs" / "world_synthetic.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {"caption": pa.array(captions, pa.string())}
+    columns.update({k: pa.array(values[:, j].numpy(), pa.float32()) for j, k in enumerate(dataset.reward_keys_seen)})
+    pq.write_table(pa.table(columns), path)
+    return [f"data.synthetic={path}"]
 
 
 def save_latents(latents: torch.Tensor, out_dir: Path) -> tuple[Path, list[str]]:

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mirokit.data.calibration import Calibration
+from mirokit.data.caption_mix import CaptionMixConfig
 from mirokit.data.source import DATA_SOURCES, DataConfig
 from mirokit.world.dataset import WorldDataset
 from mirokit.world.sampling import WorldConfig
@@ -91,7 +92,7 @@ def world_with_scores(num_samples: int, world_cfg: WorldConfig, scores_path, cal
 
 
 @dataclass(kw_only=True)
-class WorldDataConfig(DataConfig):
+class WorldDataConfig(CaptionMixConfig, DataConfig):
     """The noisy shapes world, scored with the built-in world_* rewards and calibrated at start-up."""
 
     num_samples: int = 4096
@@ -108,6 +109,10 @@ class WorldDataConfig(DataConfig):
     latents: str | None = None
     """safetensors file whose tensor "latents" (N, C, h, w) replaces the pixels of sample i (the world
     autoencoder's encodings, for image_space.kind world_ae with input latents; written by `mirokit demo`)"""
+    synthetic: str | None = None
+    """parquet of a synthetic caption per sample (column "caption", row i = sample i) and its calibrated scores
+    (one column per reward), drawn by the caption mix (caption_mix, caption_weights, caption_rewards); written by
+    bench/convergence.py from the world's detector captioner"""
 
 
 @DATA_SOURCES.register("world", config=WorldDataConfig, description="the noisy shapes world (plugin)")
@@ -132,4 +137,18 @@ def world_source(cfg: WorldDataConfig, *, image_size: int, channels: int) -> Wor
         dataset = scored_world(cfg.num_samples, world_cfg, progress=True)[0]
     if cfg.latents:
         dataset.set_latents(latents)
+    if cfg.synthetic:
+        import pyarrow.parquet as pq
+
+        if not Path(cfg.synthetic).is_file():
+            raise FileNotFoundError(f"synthetic captions file not found: {cfg.synthetic}")
+        table = pq.read_table(cfg.synthetic)
+        keys = dataset.reward_keys_seen
+        missing = [k for k in ["caption", *keys] if k not in table.column_names]
+        if missing or table.num_rows != len(dataset):
+            raise ValueError(f"{cfg.synthetic} must hold {len(dataset)} rows with columns caption, "
+                             f"{', '.join(keys)}; missing {missing}, {table.num_rows} rows")
+        dataset.set_synthetic(table.column("caption").to_pylist(),
+                              np.stack([table.column(k).to_numpy() for k in keys], 1), caption_mix=cfg.caption_mix,
+                              caption_weights=cfg.caption_weights, caption_rewards=cfg.caption_rewards)
     return dataset

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from mirokit.config import from_dict
 from mirokit.data.source import DataConfig, build_dataset
@@ -32,3 +33,30 @@ def test_data_kind_world_builds_a_scored_dataset():
     assert len(ds) == 64 and ds.reward_keys_seen == WORLD_REWARDS
     blurred = sum("blur" in ds.metadata(i)["noise"] for i in range(64))
     assert 16 <= blurred <= 48
+
+
+def test_synthetic_captions_from_the_detector_train_with_their_own_scores(tmp_path):
+    """build_world(synthetic=True): the decoded images recaptioned by the world's detector, scored with those
+    captions, one calibration over both; the world source draws them by the caption mix."""
+    import torch
+
+    from mirokit.data.caption_mix import choose_caption
+    from mirokit.world import experiment as X
+    from mirokit.world.source import WorldDataConfig, world_source
+
+    exp = X.ExperimentConfig(out_dir=str(tmp_path), num_samples=64, seed=0)
+    dataset, latents = X.build_world(exp, progress=False, synthetic=True)
+    captions, values = dataset.synthetic
+    assert len(captions) == 64 and values.shape == (64, len(X.WORLD_REWARDS))
+    assert sum(a != b for a, b in zip(captions, dataset.captions)) > 10  # the detector describes what it sees
+    _, data = X.data_overrides(exp, dataset, latents)
+    (path,) = (o.split("=", 1)[1] for o in X.synthetic_overrides(exp, dataset))
+    options = dict(o.split("=", 1) for o in data if o.startswith(("data.scores", "data.calibration")))
+    cfg = WorldDataConfig(num_samples=64, seed=0, scores=options["data.scores"],
+                          calibration=options["data.calibration"], synthetic=path, caption_mix=1.0)
+    source = world_source(cfg, image_size=32, channels=3)
+    drawn = source.draw(5, torch.Generator())
+    assert drawn.caption == captions[5]
+    assert drawn.scores == pytest.approx(dict(zip(source.reward_keys_seen, values[5].tolist())), nan_ok=True)
+    assert source[5].caption == dataset.captions[5]  # no generator: the world's caption
+    assert choose_caption(["original", "synthetic"], torch.Generator(), mix=1.0, weights=None) == 1
