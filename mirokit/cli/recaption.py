@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.unit_flags import add_unit_job_flags, job_summary, unit_job_fields
+from mirokit.cli.unit_flags import add_unit_job_flags, run_unit_job
 from mirokit.registry import COMMANDS
 
 
@@ -80,15 +80,9 @@ def captioner_options(args, device: str) -> dict:
 
 def run(args) -> int:
     from mirokit.captions.job import RecaptionJobConfig, run_recaption_job
-    from mirokit.distributed import cleanup, init_distributed
 
-    dist = init_distributed(args.device)
-    cfg = RecaptionJobConfig(**unit_job_fields(args, dist), captioner=args.captioner,
-                             captioner_options=captioner_options(args, str(dist.device)), name=args.name,
-                             short=args.short, write_shards=args.write_shards)
-    try:
-        manifest = run_recaption_job(cfg)
-    finally:
-        cleanup()
-    print(job_summary(manifest, "captioned", args.out))
-    return 0
+    def config(fields: dict, device: str) -> RecaptionJobConfig:
+        return RecaptionJobConfig(**fields, captioner=args.captioner, captioner_options=captioner_options(args, device),
+                                  name=args.name, short=args.short, write_shards=args.write_shards)
+
+    return run_unit_job(args, config, run_recaption_job, "captioned")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.unit_flags import add_unit_job_flags, job_summary, unit_job_fields
+from mirokit.cli.unit_flags import add_unit_job_flags, run_unit_job
 from mirokit.registry import COMMANDS
 
 
@@ -56,7 +56,6 @@ def parse_options(items: list[str]) -> dict:
 def run(args) -> int:
     from mirokit.rewards import available_scorers
     from mirokit.rewards.job import ScoreJobConfig, run_score_job
-    from mirokit.distributed import cleanup, init_distributed
 
     if args.list:
         for key, desc in available_scorers().items():
@@ -64,13 +63,10 @@ def run(args) -> int:
         return 0
     if not args.inputs or not args.out:
         raise ValueError("give input files and --out (or --list)")
-    dist = init_distributed(args.device)
-    cfg = ScoreJobConfig(**unit_job_fields(args, dist), rewards=args.reward, reward_options=parse_options(args.option),
-                         device=str(dist.device), enrich=args.enrich, captions=args.caption,
-                         caption_length=dict(item.partition("=")[::2] for item in args.caption_length))
-    try:
-        manifest = run_score_job(cfg)
-    finally:
-        cleanup()
-    print(job_summary(manifest, "scored", args.out))
-    return 0
+
+    def config(fields: dict, device: str) -> ScoreJobConfig:
+        return ScoreJobConfig(**fields, rewards=args.reward, reward_options=parse_options(args.option), device=device,
+                              enrich=args.enrich, captions=args.caption,
+                              caption_length=dict(item.partition("=")[::2] for item in args.caption_length))
+
+    return run_unit_job(args, config, run_score_job, "scored")

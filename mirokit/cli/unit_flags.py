@@ -34,3 +34,18 @@ def job_summary(manifest: dict, verb: str, out: str) -> str:
     return (f"{verb} {c[verb]} of {c['rows']} samples in {len(manifest['units'])} unit(s); {c['errors']} errors"
             + (f" ({json.dumps(manifest['errors_by_kind'])})" if c["errors"] else "")
             + f"; {manifest['skipped_done']} unit(s) were already done; outputs in {out}")
+
+
+def run_unit_job(args, make_config, run, verb: str) -> int:
+    """Start torch.distributed when under torchrun, build the job's config with `make_config(fields, device)`
+    (fields: unit_job_fields), run it, and print the job's summary line (`verb`: its count, e.g. "scored")."""
+    from mirokit.distributed import cleanup, init_distributed
+
+    dist = init_distributed(args.device)
+    cfg = make_config(unit_job_fields(args, dist), str(dist.device))
+    try:
+        manifest = run(cfg)
+    finally:
+        cleanup()
+    print(job_summary(manifest, verb, args.out))
+    return 0
