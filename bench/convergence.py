@@ -35,10 +35,12 @@ METRICS = ["shapes_eval", *X.WORLD_REWARDS]
 
 
 def variants_of(names: list[str]) -> dict[str, list[str]]:
-    """name -> reward keys; 'filtered' is a no-reward model trained on the top 25% by mean reward."""
+    """name -> reward keys; 'filtered' is a no-reward model trained on the top 25% by mean reward, only_X a
+    single-reward MIRO (a specialist), no_X MIRO with reward X left out."""
     table = {"baseline": [], "miro": list(X.WORLD_REWARDS), "filtered": [], "baseline_synthetic": [],
              "miro_synthetic": list(X.WORLD_REWARDS)}
     table.update({f"only_{k.removeprefix('world_')}": [k] for k in X.WORLD_REWARDS})
+    table.update({f"no_{k.removeprefix('world_')}": [r for r in X.WORLD_REWARDS if r != k] for k in X.WORLD_REWARDS})
     unknown = [n for n in names if n not in table]
     if unknown:
         sys.exit(f"unknown variant {unknown[0]!r}; known: {', '.join(table)}")
@@ -115,6 +117,8 @@ def main() -> int:
     results = {n: evaluate_run(n, keys, out / "runs" / n, meta, exp) for n, keys in variants.items()}
     table = ({m: speedup(results["baseline"], results["miro"], m) for m in METRICS}
              if "baseline" in results and "miro" in results else {})
+    arms = ({n: {m: speedup(results["baseline"], rows, m) for m in METRICS} for n, rows in results.items()
+             if n != "baseline"} if "baseline" in results else {})
     if synthetic:
         agree = np.mean([a == b for a, b in zip(dataset.captions, dataset.synthetic[0])])
         print(f"synthetic captions equal to the world's: {agree:.1%} (the world's are ~40% wrong; the detector's "
@@ -122,7 +126,7 @@ def main() -> int:
     for metric in METRICS:
         plot_ci_curves({n: ([r["step"] for r in rows], [r[metric] for r in rows]) for n, rows in results.items()},
                        out / f"convergence_{metric}.png", xlabel="step", ylabel=metric, title=metric)
-    write_json(out / "convergence.json", {"settings": vars(args), "results": results, "speedup": table,
+    write_json(out / "convergence.json", {"settings": vars(args), "results": results, "speedup": table, "arms": arms,
                                           "seconds": time.perf_counter() - start})
     print(f"\n{'metric':18s} {'baseline final':>14s} {'MIRO final':>10s} {'mean reaches':>12s} {'interval above':>14s} "
           f"{'speed-up (mean / interval)':>26s}")
@@ -130,6 +134,12 @@ def main() -> int:
         ups = " / ".join("-" if v is None else f"{v:.1f}x" for v in (row["speedup_mean"], row["speedup_interval"]))
         print(f"{metric:18s} {row['baseline_final']:14.3f} {row['miro_final']:10.3f} "
               f"{str(row['step_mean_reaches']):>12s} {str(row['step_interval_above']):>14s} {ups:>26s}")
+    if arms:  # every arm against the baseline's final score ("never" where it does not reach it)
+        print(f"\n{'arm':18s} " + " ".join(f"{m:>18s}" for m in METRICS))
+        for name, row in arms.items():
+            cells = [f"{r['speedup_mean']:.1f}x @{r['step_mean_reaches']}" if r["speedup_mean"] else "never"
+                     for r in (row[m] for m in METRICS)]
+            print(f"{name:18s} " + " ".join(f"{c:>18s}" for c in cells))
     print(f"\n{time.perf_counter() - start:.0f} s; results in {out}")
     return 0
 

@@ -13,6 +13,7 @@ Every timing runs one warm-up call first (excluded) and reports the median of `-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -202,7 +203,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="Euler steps of the sampler")
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 1 repeat, 2 sampler steps")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--only", choices=["tiny", "official", "vs-official"], action="append",
+    parser.add_argument("--only", choices=["tiny", "official", "vs-official", "precision"], action="append",
                         help="run only these sections (repeatable; default: all)")
     parser.add_argument("--compile", action="store_true", help="vs-official: also time both with compiled blocks")
     parser.add_argument("--rounds", type=int, default=7, help="vs-official: alternating timing rounds")
@@ -211,7 +212,7 @@ def main() -> None:
     parser.add_argument("--vs-batch", type=int, default=None, help="vs-official batch (default 64 on CUDA, 8 on CPU)")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for MFU (0 = table lookup)")
     args = parser.parse_args()
-    sections = set(args.only or ["tiny", "official", "vs-official"])
+    sections = set(args.only or ["tiny", "official", "vs-official", "precision"])
     if args.quick:
         args.batch, args.repeats, args.official_batch, args.steps = 4, 1, 1, 2
     if args.batch < 2 or args.batch % 2:
@@ -231,6 +232,50 @@ def main() -> None:
         section_official(args, device)
     if "vs-official" in sections:
         section_vs_official(args, device)
+    if "precision" in sections:
+        section_precision(args, device)
+
+
+def cpu_flags() -> str:
+    """The bf16-related flags of this CPU (avx512_bf16, amx_bf16, ...), or "no native bf16"."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "flags unknown"
+    found = sorted({f for f in flags.split(":", 1)[1].split() if "bf16" in f or f.startswith("amx")})
+    return ", ".join(found) or "no native bf16"
+
+
+def section_precision(args, device: torch.device) -> None:
+    """fp32 vs bf16 autocast: the matmul peaks the trainer's MFU is measured against, and the training step of
+    the CPU models (each at its achieved fraction of the peak of its precision)."""
+    from mirokit.train.mfu import measured_peak_tflops, train_flops_per_image
+
+    peaks = {"fp32": measured_peak_tflops(torch.float32), "bf16": measured_peak_tflops(torch.bfloat16)}
+    print(f"\n## Precision ({device}, {torch.get_num_threads()} threads, batch {args.batch}; CPU bf16: {cpu_flags()})\n")
+    print(f"matmul peak (512x512): fp32 {1e3 * peaks['fp32']:.0f} GFLOP/s, bf16 {1e3 * peaks['bf16']:.0f} GFLOP/s "
+          f"({peaks['bf16'] / peaks['fp32']:.2f}x)\n")
+    print("| model | fp32 train img/s | bf16 train img/s | bf16 / fp32 | fp32 share of fp32 peak | bf16 share of bf16 peak |")
+    print("|---|---:|---:|---:|---:|---:|")
+    ratio = None
+    for name, cfg in tiny_configs().items():
+        if name.startswith("former"):
+            continue
+        rates = {}
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(0)
+            model = MiroGenerator(cfg).to(device)
+            context = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                       else contextlib.nullcontext())
+            with context:
+                rates[precision] = bench_train(model, args.batch, TINY_TEXT_LEN, args.repeats, device)
+        flops = train_flops_per_image(MiroGenerator(cfg).flops_per_image(TINY_TEXT_LEN), 0.9)
+        share = {p: rates[p] * flops / (peaks[p] * 1e12) for p in rates}
+        print(f"| {name} | {rates['fp32']:.1f} | {rates['bf16']:.1f} | {rates['bf16'] / rates['fp32']:.2f}x | "
+              f"{share['fp32']:.1%} | {share['bf16']:.1%} |")
+        if name.startswith("demo latent"):
+            ratio = rates["bf16"] / rates["fp32"]
+    print(f"\ndemo trunk train images/s bf16/fp32 = {ratio:.2f}x (this CPU: {cpu_flags()})")
 
 
 def section_tiny(args, device: torch.device) -> None:

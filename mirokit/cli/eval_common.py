@@ -3,8 +3,8 @@ repeatable), prompt set, scorers, sampling flags (mirokit.cli.sampling_flags) an
 
 from __future__ import annotations
 
-from mirokit.cli.sampling_flags import (add_model_flags, add_sampling_flags, check_targets_known, parse_named,
-                                        resolve_flags, settings_record, targets_for)
+from mirokit.cli.sampling_flags import (add_model_flags, add_sampling_flags, check_targets_known, model_dtype,
+                                        parse_named, resolve_flags, settings_record, targets_for)
 
 
 def add_eval_flags(p, *, several: bool = True, prompts_default: str | None = "parti-style", score: bool = True,
@@ -54,6 +54,8 @@ def build_runs(args, *, several: bool = True) -> list:
 
         pipes = {"model": MiroPipeline.from_pretrained(args.model, variant=args.variant, device=device,
                                                        text_encoder=args.text_encoder, vae=args.vae)}
+    for pipe in pipes.values():
+        pipe.to(dtype=model_dtype(args))
     runs = []
     for name, pipe in pipes.items():
         preset = presets.get(name, args.preset)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, resolve_flags, settings_record
+from mirokit.cli.sampling_flags import (add_model_flags, add_sampling_flags, model_dtype, resolve_flags,
+                                        settings_record)
 from mirokit.registry import COMMANDS, add_group
 
 
@@ -69,9 +70,11 @@ def run_geneval(args) -> int:
         device = str(dist.device)
         pipe = MiroPipeline.from_pretrained(args.model, variant=args.variant, device=device,
                                             text_encoder=args.text_encoder, vae=args.vae)
+        pipe.to(dtype=model_dtype(args))
         sampling = resolve_flags(args, pipe.sampler_defaults)
         settings = {"model": str(args.model), "variant": args.variant, "text_encoder": args.text_encoder,
-                    "vae": args.vae, "prompts": args.prompts or "geneval", "num_prompts": len(records),
+                    "vae": args.vae, **({"dtype": args.dtype} if args.dtype != "fp32" else {}),
+                    "prompts": args.prompts or "geneval", "num_prompts": len(records),
                     **settings_record(sampling, args.preset), "reward_keys": pipe.reward_keys, "device": device,
                     "mirokit_version": __version__}
         shard = args.shard_index * dist.world_size + dist.rank

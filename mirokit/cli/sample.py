@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, explicit_settings, settings_record
+from mirokit.cli.sampling_flags import (add_model_flags, add_sampling_flags, explicit_settings, model_dtype,
+                                        settings_record)
 from mirokit.registry import COMMANDS
 
 
@@ -38,7 +39,7 @@ def run(args) -> int:
         raise ValueError("--num-images must be >= 1")
     device = str(resolve_device(args.device))
     pipe = MiroPipeline.from_pretrained(args.model, variant=args.variant, device=device,
-                                        text_encoder=args.text_encoder, vae=args.vae)
+                                        text_encoder=args.text_encoder, vae=args.vae).to(dtype=model_dtype(args))
     out = pipe(args.prompt, num_images=args.num_images, preset=args.preset, progress=True, **explicit_settings(args))
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)

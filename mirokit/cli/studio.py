@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 
+from mirokit.cli.sampling_flags import add_dtype_flag
 from mirokit.registry import COMMANDS
 
 
@@ -31,6 +32,7 @@ def add_parser(sub) -> None:
                         "several variants of one MODEL, each picked by its name on the page")
     p.add_argument("--text-encoder", default=None, help="hub id or local folder replacing the models' T5 encoder")
     p.add_argument("--vae", default=None, help="hub id or local folder replacing the models' VAE")
+    add_dtype_flag(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -49,7 +51,7 @@ def build_studio(args):
     """The Studio of the parsed arguments (models loaded)."""
     from pathlib import Path
 
-    from mirokit.cli.sampling_flags import parse_named
+    from mirokit.cli.sampling_flags import model_dtype, parse_named
     from mirokit.cli.score import parse_options
     from mirokit.distributed import resolve_device
     from mirokit.pipeline import MiroPipeline
@@ -70,7 +72,8 @@ def build_studio(args):
         loads = {name: (path, variants[0]) for name, path in sources.items()}
     device = str(resolve_device(args.device))
     models = {name: MiroPipeline.from_pretrained(path, variant=variant, device=device, text_encoder=args.text_encoder,
-                                                 vae=args.vae) for name, (path, variant) in loads.items()}
+                                                 vae=args.vae).to(dtype=model_dtype(args))
+              for name, (path, variant) in loads.items()}
     examples = None
     if args.examples:
         examples = [line.strip() for line in Path(args.examples).read_text().splitlines() if line.strip()]
@@ -80,7 +83,7 @@ def build_studio(args):
                   variants={name: variant for name, (_, variant) in loads.items() if variant},
                   scorer_options=parse_options(args.option), examples=examples,
                   limits=Limits(max_images=args.max_images, max_steps=args.max_steps, max_points=args.max_points),
-                  max_queued_per_client=args.max_queued)
+                  max_queued_per_client=args.max_queued, dtype=args.dtype)
 
 
 def run(args) -> int:

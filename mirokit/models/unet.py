@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from mirokit.models.backbone import BACKBONES, BackboneConfig
 from mirokit.models.conditioning import Conditioning
-from mirokit.models.layers import CrossAttentionBlock, SelfAttentionBlock, linear_flops
+from mirokit.models.layers import CrossAttentionBlock, GroupNorm, SelfAttentionBlock, linear_flops
 
 
 @dataclass(kw_only=True)
@@ -68,11 +68,11 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float):
         super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(in_ch), in_ch)
+        self.norm1 = GroupNorm(_groups(in_ch), in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * out_ch)
         # The affine part is redundant with the time modulation right after it.
-        self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch, affine=False)
+        self.norm2 = GroupNorm(_groups(out_ch), out_ch, affine=False)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
@@ -212,7 +212,7 @@ class UNetTrunk(nn.Module):
                 self.upsample.append(Upsample(ch, chs[i - 1]))
                 cur = chs[i - 1]
 
-        self.norm_out = nn.GroupNorm(_groups(cur), cur)
+        self.norm_out = GroupNorm(_groups(cur), cur)
         self.conv_out = nn.Conv2d(cur, channels, 3, padding=1)
         self.pool_proj = nn.Linear(cfg.cond_dim, cfg.cond_dim) if cfg.pooled_conditioning else None
 

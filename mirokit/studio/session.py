@@ -32,12 +32,14 @@ class Studio:
     def __init__(self, models: dict, out_dir: str | Path, *, sources: dict[str, str] | None = None,
                  variants: dict[str, str] | None = None, limits: R.Limits | None = None,
                  scorer_options: dict[str, dict] | None = None,
-                 examples: list[str] | None = None, max_queued_per_client: int = 4):
+                 examples: list[str] | None = None, max_queued_per_client: int = 4, dtype: str = "fp32"):
         if not models:
             raise ValueError("the studio needs at least one model")
         self.models = dict(models)
         self.sources = {name: str(path) for name, path in (sources or {}).items()}
         self.variants = dict(variants or {})
+        self.dtype = dtype
+        # the generators' weights ("fp32" or "bf16", `mirokit studio --dtype`), repeated in "copy as CLI / Python"
         self.limits = limits or R.Limits()
         self.examples = list(examples or EXAMPLES)
         self.meters = {name: RewardMeter(pipe, scorer_options) for name, pipe in self.models.items()}
@@ -124,11 +126,13 @@ class Studio:
             cli += ["--text-guidance", repr(settings.text_guidance), "--reward-guidance", repr(settings.reward_guidance)]
         else:
             cli += ["--guidance", repr(settings.guidance)]
-        cli += ["--out", "samples/"]
+        cli += [*(["--dtype", self.dtype] if self.dtype != "fp32" else []), "--out", "samples/"]
         guidance = (f"text_guidance={settings.text_guidance!r}, reward_guidance={settings.reward_guidance!r}"
                     if settings.separate_guidance else f"guidance={settings.guidance!r}")
         load = f"{source!r}, variant={variant!r}" if variant else repr(source)
-        python = (f"from mirokit import MiroPipeline\n\npipe = MiroPipeline.from_pretrained({load})\n"
+        load += ").to(dtype=torch.bfloat16" if self.dtype == "bf16" else ""
+        header = "import torch\n" if self.dtype == "bf16" else ""
+        python = (f"{header}from mirokit import MiroPipeline\n\npipe = MiroPipeline.from_pretrained({load})\n"
                   f"out = pipe({prompt!r}, rewards={settings.rewards!r}, negative_rewards={settings.negative_rewards!r},"
                   f"\n           num_images={image_index + 1}, seed={settings.seed}, solver={settings.solver!r}, "
                   f"steps={settings.steps}, shift={settings.shift!r}, {guidance})\n"

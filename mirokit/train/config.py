@@ -58,7 +58,8 @@ class LoopConfig:
     compile_backend: str = "inductor"
     """torch.compile backend (inductor; aot_eager or eager for debugging)"""
     peak_tflops: float = 0.0
-    """device peak TFLOP/s for the MFU metric (0 = look the GPU up in mirokit.train.mfu.PEAK_TFLOPS_BF16)"""
+    """device peak TFLOP/s for the MFU metric (0 = look the GPU up in mirokit.train.mfu.PEAK_TFLOPS_BF16; on CPU,
+    measure the matmul peak in the run's precision at start-up); metrics.jsonl logs it as peak_gflops"""
     threads: int = 0
     """CPU threads for torch (0 = torch's default)"""
     log_every: int = 10

@@ -108,7 +108,8 @@ class Trainer:
                                  f"{', '.join(cfg.model.reward_keys) or 'none'}")
         forward = self.generator.flops_per_image(self.text_encoder.max_length)
         self.flops_per_image = train_flops_per_image(forward, cfg.flow.self_cond_prob)
-        self.peak_tflops = device_peak_tflops(self.dist.device, tc.peak_tflops)
+        self.peak_tflops = device_peak_tflops(self.dist.device, tc.peak_tflops,
+                                              torch.bfloat16 if self._bf16() else torch.float32)
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -31,11 +31,37 @@ def train_flops_per_image(forward_flops: int, self_cond_prob: float) -> float:
     return forward_flops * (3.0 + self_cond_prob)
 
 
-def device_peak_tflops(device: torch.device, override: float = 0.0) -> float | None:
-    """Peak TFLOP/s of `device`: `override` if > 0, else the table entry matching the CUDA device name,
-    else None (CPUs and unknown GPUs report achieved GFLOP/s only)."""
+_MEASURED: dict[tuple, float] = {}
+
+
+def measured_peak_tflops(dtype: torch.dtype = torch.float32, size: int = 512, repeats: int = 5) -> float:
+    """The CPU's matmul TFLOP/s in `dtype` with this process's threads, measured once (a size x size matmul,
+    the best of `repeats` after a warm-up; ~0.1-1 s) and cached per (dtype, threads): the peak a CPU run's MFU
+    is reported against. Machines of our kind differ (a bf16 matmul runs ~4x fp32 on avx512_bf16, no faster without)."""
+    import time
+
+    key = (dtype, torch.get_num_threads(), size)
+    if key not in _MEASURED:
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        _MEASURED[key] = 2 * size ** 3 / best / 1e12
+    return _MEASURED[key]
+
+
+def device_peak_tflops(device: torch.device, override: float = 0.0,
+                       dtype: torch.dtype = torch.float32) -> float | None:
+    """Peak TFLOP/s of `device`: `override` if > 0; on CPU the matmul peak measured in `dtype` (the precision the
+    run computes in); on CUDA the table entry matching the device name, else None (unknown GPUs report achieved
+    GFLOP/s only)."""
     if override > 0:
         return float(override)
+    if device.type == "cpu":
+        return measured_peak_tflops(dtype)
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
@@ -47,10 +73,12 @@ def device_peak_tflops(device: torch.device, override: float = 0.0) -> float | N
 
 def throughput_stats(images: int, seconds: float, world_size: int, flops_per_image: float,
                      peak_tflops: float | None) -> dict[str, float]:
-    """{"images_per_s" (global), "gflops_per_s" (achieved, per device), "mfu" (if the peak is known)}."""
+    """{"images_per_s" (global), "gflops_per_s" (achieved, per device), "mfu" and the "peak_gflops" it is
+    against (if the peak is known)}."""
     seconds = max(seconds, 1e-9)
     per_device = images * flops_per_image / seconds / max(world_size, 1)
     out = {"images_per_s": images / seconds, "gflops_per_s": per_device / 1e9}
     if peak_tflops:
         out["mfu"] = per_device / (peak_tflops * 1e12)
+        out["peak_gflops"] = peak_tflops * 1e3
     return out

@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("starlette", reason="the studio's extra is not installed: pip install 'mirokit[studio]'")
@@ -277,12 +278,14 @@ def test_the_cli_builds_a_studio_of_variants(tmp_path, capsys):
     repo = tmp_path / "repo"
     save_tiny_model(repo / "v1", KEYS)
     save_tiny_model(repo / "v2", KEYS[:2], seed=2)
-    args = build_parser().parse_args(["studio", str(repo), "--variant", "v1", "--variant", "v2",
+    args = build_parser().parse_args(["studio", str(repo), "--variant", "v1", "--variant", "v2", "--dtype", "bf16",
                                       "--out", str(tmp_path / "out")])
     studio = build_studio(args)
     assert list(studio.models) == ["v1", "v2"] and studio.models["v2"].reward_keys == KEYS[:2]
     cli, python = studio._as_code("v2", "a red circle", SamplingSettings(), 0)
     assert f"--model {repo} --variant v2" in cli and "variant='v2'" in python
+    assert "--dtype bf16" in cli and ".to(dtype=torch.bfloat16)" in python  # the studio samples in bf16
+    assert next(studio.models["v1"].generator.parameters()).dtype == torch.bfloat16
     assert main(["studio", str(repo), "--max-images", "0"]) == 2
     assert "--max-images must be >= 1" in capsys.readouterr().err
     assert main(["studio", "a=x", "b=y", "--variant", "v1", "--variant", "v2"]) == 2

@@ -44,5 +44,14 @@ def test_mfu_arithmetic_and_peaks():
     assert stats["gflops_per_s"] == pytest.approx(8e3)  # 32 img/s x 1 TFLOP / 4 devices
     assert stats["mfu"] == pytest.approx(0.08)
     assert "mfu" not in throughput_stats(64, 2.0, 1, 1e9, None)
-    assert device_peak_tflops(torch.device("cpu")) is None
+    assert stats["peak_gflops"] == pytest.approx(1e5)
     assert device_peak_tflops(torch.device("cpu"), override=50.0) == 50.0
+
+
+def test_a_cpu_run_reports_mfu_against_the_peak_measured_in_its_precision():
+    """On CPU the peak is measured (a matmul in the run's precision, cached), not looked up: it is a real
+    rate (between 1 GFLOP/s and 100 TFLOP/s on any CPU), the same on a second call, and bf16's is its own."""
+    fp32 = device_peak_tflops(torch.device("cpu"))
+    assert 1e-3 < fp32 < 100 and device_peak_tflops(torch.device("cpu")) == fp32
+    bf16 = device_peak_tflops(torch.device("cpu"), dtype=torch.bfloat16)
+    assert 1e-3 < bf16 < 100 and bf16 != fp32
