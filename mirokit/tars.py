@@ -88,19 +88,39 @@ def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], str]
         yield key, groups[key], errors.get(key, "")
 
 
+MAX_CAPTION_CHARS = 20_000
+"""a longer caption is refused (counted as a bad caption): no text encoder reads that far, and it is not a
+caption (a page's text, a binary file)"""
+
+
+class CaptionError(ValueError):
+    """A caption that is present but unusable: not UTF-8, or longer than MAX_CAPTION_CHARS."""
+
+
 def caption_of(parts: dict[str, bytes], name: str = "") -> str | None:
     """A sample's caption: `{key}.txt` (or `{key}.NAME.txt` for a named caption such as "synthetic"), else
-    the .json's "caption" (or "NAME_caption") field; None if absent."""
+    the .json's "caption" (or "NAME_caption") field, stripped; None if absent or only whitespace. A caption
+    that is not UTF-8 (e.g. latin-1 bytes) or longer than MAX_CAPTION_CHARS raises CaptionError: batch jobs
+    count it as a bad caption instead of scoring replacement characters."""
     ext, field = (f"{name}.txt", f"{name}_caption") if name else ("txt", "caption")
+    label = f"{name} caption" if name else "caption"
+    value = None
     if ext in parts:
-        return parts[ext].decode("utf-8", "replace").strip()
-    if "json" in parts:
+        try:
+            value = parts[ext].decode("utf-8")
+        except UnicodeDecodeError:
+            raise CaptionError(f"{label} not UTF-8") from None
+    elif "json" in parts:
         try:
             value = json.loads(parts["json"]).get(field)
         except (ValueError, AttributeError):
             return None
-        return value if isinstance(value, str) else None
-    return None
+        value = value if isinstance(value, str) else None
+    if value is None or not value.strip():
+        return None
+    if len(value) > MAX_CAPTION_CHARS:
+        raise CaptionError(f"{label} too long: {len(value)} characters (at most {MAX_CAPTION_CHARS})")
+    return value.strip()
 
 
 def index_members(path: str | Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:

@@ -36,7 +36,7 @@ import shlex
 from mirokit.cli.docs import cli_reference, option_strings, subcommands
 from mirokit.cli.main import build_parser
 
-PAGES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "RELIABILITY.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_BLOCKS = {"", "bash", "sh", "shell", "console", "text"}
 
 

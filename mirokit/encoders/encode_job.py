@@ -27,7 +27,7 @@ from mirokit.data.shards import ENCODING_FILE, sample_members
 from mirokit.data.source import DatasetInfo
 from mirokit.encoders.text_hf import HFTextEncoder, HFTextEncoderConfig
 from mirokit.encoders.vae import LatentStats, VAESpace, VAESpaceConfig
-from mirokit.tars import ShardWriter, caption_of, iter_samples, shard_list
+from mirokit.tars import CaptionError, ShardWriter, caption_of, iter_samples, shard_list
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
@@ -96,7 +96,10 @@ def _read_sample(key: str, parts: dict[str, bytes], error: str, cfg: EncodeJobCo
         return None, "malformed json member"
     captions = []
     for name in ["", *cfg.captions]:
-        text = caption_of(parts, name)
+        try:
+            text = caption_of(parts, name)
+        except CaptionError as err:
+            return None, str(err)
         if text is None:
             if not name:
                 return None, "missing caption"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from mirokit.tars import caption_of, expand_braces, iter_samples, shard_list
+from mirokit.tars import MAX_CAPTION_CHARS, CaptionError, caption_of, expand_braces, iter_samples, shard_list
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CHUNK_ROWS = 10_000
@@ -54,13 +54,18 @@ def iter_tar(path: str) -> Iterator[RawSample]:
     """Group a webdataset tar's members by key ({key}.jpg/.png/.webp + .txt + .json); unreadable members become errors."""
     for key, parts, error in iter_samples(path):
         image = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
-        caption = caption_of(parts)
+        captions = {}
+        for name in ["", *(ext[:-4] for ext in parts if ext.endswith(".txt"))]:
+            try:
+                captions[name] = caption_of(parts, name)
+            except CaptionError as err:  # counted as a bad caption, never scored as replacement characters
+                error = error or str(err)
+        caption = captions.pop("", None)
         if not error and image is None:
             error = "no image member"
         if not error and not caption:
             error = "missing caption"
-        names = [ext[:-4] for ext in parts if ext.endswith(".txt")]
-        yield RawSample(key, image, caption, error, {n: c for n in names if (c := caption_of(parts, n))})
+        yield RawSample(key, image, caption, error, {n: c for n, c in captions.items() if c})
 
 
 def _iter_jsonl(path: str, start: int, stop: int) -> Iterator[RawSample]:
@@ -95,6 +100,8 @@ def _from_row(key: str, row: dict, root: Path) -> RawSample:
         return RawSample(key, None, caption, f"image not found: {image_path}")
     if not isinstance(caption, str) or not caption.strip():
         return RawSample(key, data, None, "missing caption")
+    if len(caption) > MAX_CAPTION_CHARS:
+        return RawSample(key, data, None, f"caption too long: {len(caption)} characters (at most {MAX_CAPTION_CHARS})")
     extras = {k[:-len("_caption")]: v for k, v in row.items() if k.endswith("_caption") and isinstance(v, str) and v}
     return RawSample(key, data, caption, extras=extras)
 

@@ -37,6 +37,9 @@ def _check_targets(name: str, targets: Any) -> dict[str, float | None]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value)):
             raise ValueError(f"{name}.{key} must be a number or null (missing), got {value!r}")
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}.{key}={value!r} is outside [0, 1]: targets are calibrated bins (0 = the lowest "
+                             "training scores, 1 = the highest)")
         out[str(key)] = None if value is None else float(value)
     return out
 
