@@ -103,3 +103,64 @@ def test_captions_that_are_not_text_are_counted_not_scored(tmp_path):
     manifest = json.loads((tmp_path / "scores" / "manifest.000-of-001.json").read_text())
     assert manifest["counts"] == {"rows": 4, "scored": 1, "errors": 3}
     assert manifest["errors_by_kind"] == {"caption not UTF-8": 1, "missing caption": 1, "caption too long": 1}
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels (a decompression bomb's header) with one tiny IDAT."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def test_the_bad_image_corpus(tmp_path):
+    """Unusual but valid images are read upright in RGB; broken ones are counted bad rows, by kind."""
+    from mirokit.rewards.inputs import RawSample
+    from mirokit.rewards.unit_job import decode
+
+    wide = Image.new("RGB", (20, 10), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    good = {
+        "cmyk": _encoded(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG"),
+        "grey16": _encoded(Image.fromarray(np.full((16, 16), 40000, dtype=np.uint16)), "PNG"),
+        "palette_alpha": _encoded(Image.new("P", (16, 16), 0), "PNG", transparency=0),
+        "grey_alpha": _encoded(Image.new("LA", (16, 16), (10, 0)), "PNG"),
+        "webp": _encoded(Image.new("RGB", (16, 16), (0, 0, 255)), "WEBP"),
+        "exif_rotated": _encoded(wide, "JPEG", exif=exif.tobytes()),
+    }
+    truncated = _encoded(Image.new("RGB", (64, 64), (0, 200, 0)), "JPEG")
+    bad = {"zero_bytes": b"", "html": b"<!doctype html><html><body>404</body></html>",
+           "truncated": truncated[: len(truncated) // 3], "bomb": _png_header_only(30_000, 30_000)}
+    decoded = {k: decode(RawSample(k, v, "a caption")) for k, v in {**good, **bad}.items()}
+    for key in good:
+        _, _, image, error, _ = decoded[key]
+        assert error == "" and image.mode == "RGB", (key, error)
+    assert decoded["exif_rotated"][2].size == (10, 20)  # turned upright
+    assert decoded["palette_alpha"][2].getpixel((0, 0)) == (255, 255, 255)  # transparent -> white
+    assert decoded["grey16"][2].getpixel((0, 0)) == (156, 156, 156)  # 40000 / 256, not clipped to 255
+    for key in bad:
+        _, _, image, error, _ = decoded[key]
+        assert image is None and error.startswith("corrupt image"), (key, error)
+    assert "DecompressionBombError" in decoded["bomb"][3]
+    # through `mirokit score`: counted, never lost
+    with tarfile.open(tmp_path / "corpus.tar", "w") as tar:
+        for key, data in {**good, **bad}.items():
+            for ext, member in (("jpg", data), ("txt", b"a red square")):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(member)
+                tar.addfile(info, io.BytesIO(member))
+    assert main(["score", str(tmp_path / "corpus.tar"), "--reward", "world_quality", "--num-workers", "0",
+                 "--out", str(tmp_path / "scores")]) == 0
+    manifest = json.loads((tmp_path / "scores" / "manifest.000-of-001.json").read_text())
+    assert manifest["counts"] == {"rows": len(good) + len(bad), "scored": len(good), "errors": len(bad)}

@@ -23,10 +23,11 @@ from torch.utils.data import Dataset
 from mirokit.data.batch import DataError
 from mirokit.data.caption_mix import CaptionMixConfig, check_caption_mix, choose_caption
 from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
+from mirokit.images import open_image
 
 # Errors PIL raises for unreadable/corrupt files (SyntaxError and struct errors come from some
 # decoders on truncated headers).
-_IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError)
+_IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 def _first_line(err: BaseException) -> str:
@@ -43,9 +44,7 @@ def load_image(path, *, image_size: int, channels: int = 3, name: str | None = N
     Raises `DataError` naming the file (or `name`) if it cannot be decoded.
     """
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = _to_mode(im, "RGB" if channels == 3 else "L")
+        im = open_image(path, "RGB" if channels == 3 else "L")
     except _IMAGE_ERRORS as err:
         raise DataError(f"cannot read image {name or path}: {_first_line(err)}") from None
     im = _resize_center_crop(im, image_size)
@@ -53,14 +52,6 @@ def load_image(path, *, image_size: int, channels: int = 3, name: str | None = N
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(array).permute(2, 0, 1).contiguous().div_(127.5).sub_(1.0)
-
-
-def _to_mode(im: Image.Image, mode: str) -> Image.Image:
-    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-    if has_alpha:
-        rgba = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return im.convert(mode)
 
 
 def _resize_center_crop(im: Image.Image, size: int) -> Image.Image:

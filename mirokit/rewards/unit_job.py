@@ -49,7 +49,7 @@ class UnitJobConfig:
 def decode(sample: RawSample, need_caption: bool = True) -> Decoded:
     """RawSample -> (key, caption, PIL RGB image or None, error, named captions). Without `need_caption` a
     sample whose only problem is a missing caption is still decoded (its error is cleared)."""
-    from PIL import Image
+    from mirokit.images import open_image
 
     error = sample.error
     if not need_caption and error == "missing caption":
@@ -57,9 +57,7 @@ def decode(sample: RawSample, need_caption: bool = True) -> Decoded:
     if error or sample.image is None:
         return sample.key, sample.caption or "", None, error or "no image", sample.extras
     try:
-        image = Image.open(io.BytesIO(sample.image))
-        image.load()
-        return sample.key, sample.caption or "", image.convert("RGB"), "", sample.extras
+        return sample.key, sample.caption or "", open_image(io.BytesIO(sample.image)), "", sample.extras
     except Exception as err:  # PIL raises many types for corrupt data
         return sample.key, sample.caption or "", None, f"corrupt image: {type(err).__name__}", sample.extras
 
