@@ -63,6 +63,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+_JOINED = False
+"""set by init_distributed once this process is in a process group"""
+
+
 def init_distributed(device_pref: str = "auto") -> DistInfo:
     """Read the launcher's environment, pick the device and (if WORLD_SIZE > 1) join the group.
 
@@ -93,6 +97,9 @@ def init_distributed(device_pref: str = "auto") -> DistInfo:
             dist.init_process_group("nccl", rank=rank, world_size=world_size, device_id=device)
         else:
             dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    if dist.is_initialized():
+        global _JOINED
+        _JOINED = True
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
@@ -156,6 +163,11 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
         payload = torch.empty(int(length.item()), dtype=torch.uint8, device=device)
     dist.broadcast(payload, src=src)
     return json.loads(payload.cpu().numpy().tobytes().decode("utf-8"))
+
+
+def joined_a_process_group() -> bool:
+    """True once this process has joined a torch.distributed process group (see mirokit.cli.main.entry)."""
+    return _JOINED
 
 
 def cleanup() -> None:

@@ -51,5 +51,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The `mirokit` console script and `python -m mirokit.cli.main`: run `main` and exit with its status.
+
+    A process that joined a torch.distributed group (torchrun ranks) leaves with os._exit once its work is done,
+    outputs flushed and the group destroyed: under load, gloo's C++ threads could otherwise abort the process in
+    the interpreter's teardown ("terminate called without an active exception", exit -6) after a run that
+    finished, turning a successful rank into a failed one."""
+    status = main()
+    from mirokit.distributed import joined_a_process_group
+
+    if joined_a_process_group():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
