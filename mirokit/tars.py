@@ -65,8 +65,9 @@ def _files(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
 
 
 def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], str]]:
-    """(key, {ext: bytes}, error) per sample, in shard order. A member that cannot be read sets the
-    sample's error; a truncated or corrupt archive yields what was read, then one `#corrupt` entry."""
+    """(key, {ext: bytes}, error) per sample, in shard order. A member that cannot be read, or a second member
+    of the same name (which would silently replace the first), sets the sample's error; a truncated or corrupt
+    archive yields what was read, then one `#corrupt` entry."""
     groups: dict[str, dict[str, bytes]] = {}
     errors: dict[str, str] = {}
     order: list[str] = []
@@ -76,6 +77,9 @@ def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], str]
                 if key not in groups:
                     groups[key] = {}
                     order.append(key)
+                if ext in groups[key]:
+                    errors.setdefault(key, f"duplicate tar member {member.name}")
+                    continue
                 try:
                     groups[key][ext] = tar.extractfile(member).read()
                 except (tarfile.TarError, OSError) as err:

@@ -164,3 +164,24 @@ def test_the_bad_image_corpus(tmp_path):
                  "--out", str(tmp_path / "scores")]) == 0
     manifest = json.loads((tmp_path / "scores" / "manifest.000-of-001.json").read_text())
     assert manifest["counts"] == {"rows": len(good) + len(bad), "scored": len(good), "errors": len(bad)}
+
+
+def test_malformed_tars_are_counted(tmp_path):
+    """A duplicated member (which would silently replace the first) marks its sample bad; a truncated archive
+    keeps what was read and counts one corrupt entry."""
+    png = _encoded(Image.new("RGB", (16, 16), (200, 30, 30)), "PNG")
+    with tarfile.open(tmp_path / "dup.tar", "w") as tar:
+        for name, data in (("a.png", png), ("a.txt", b"a red square"), ("b.png", png), ("b.txt", b"one"),
+                           ("b.txt", b"another")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    whole = (tmp_path / "dup.tar").read_bytes()
+    (tmp_path / "cut.tar").write_bytes(whole[:700])  # inside the first image
+    assert main(["score", str(tmp_path / "dup.tar"), str(tmp_path / "cut.tar"), "--reward", "world_quality",
+                 "--num-workers", "0", "--out", str(tmp_path / "scores")]) == 0
+    manifest = json.loads((tmp_path / "scores" / "manifest.000-of-001.json").read_text())
+    assert manifest["per_unit"]["dup"] == {"rows": 2, "errors": 1}
+    assert manifest["errors_by_kind"]["duplicate tar member b.txt"] >= 1  # dup.tar (and cut.tar if it reached b)
+    assert manifest["per_unit"]["cut"]["errors"] >= 1 and any(k.startswith("corrupt tar") for k in
+                                                               manifest["errors_by_kind"])
