@@ -74,7 +74,8 @@ def main() -> int:
 
     from mirokit.rewards.inputs import iter_tar
     from mirokit.rewards import build_scorer
-    from mirokit.rewards.job import ScoreJobConfig, decode, run_score_job
+    from mirokit.rewards.job import ScoreJobConfig, run_score_job
+    from mirokit.rewards.unit_job import decode
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=1024)

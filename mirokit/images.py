@@ -7,11 +7,16 @@ from __future__ import annotations
 from PIL import Image, ImageOps
 
 
+ORIENTATION = 0x0112
+"""the EXIF orientation tag"""
+
+
 def open_image(source, mode: str = "RGB") -> Image.Image:
     """A path or file-like object of image bytes -> a loaded PIL image in `mode` (RGB or L)."""
     with Image.open(source) as im:
         im.load()
-        im = ImageOps.exif_transpose(im)
+        if im.getexif().get(ORIENTATION, 1) != 1:  # only then: exif_transpose copies the image
+            im = ImageOps.exif_transpose(im)
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
     if has_alpha:
         rgba = im.convert("RGBA")

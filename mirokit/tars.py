@@ -87,7 +87,7 @@ def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], str]
     except (tarfile.TarError, OSError, EOFError) as err:
         order.append(f"{Path(path).name}#corrupt")
         groups[order[-1]] = {}
-        errors[order[-1]] = f"corrupt tar {path}: {err}"
+        errors[order[-1]] = f"corrupt tar: {path}: {err}"  # kind "corrupt tar" in the manifests
     for key in order:
         yield key, groups[key], errors.get(key, "")
 
@@ -152,9 +152,13 @@ class ShardWriter:
     def write(self, key: str, parts: dict[str, bytes]) -> None:
         """Add members `{key}.{ext}` for every (ext, bytes) of `parts`."""
         for ext, data in parts.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size = len(data)
-            self.tar.addfile(info, io.BytesIO(data))
+            self.add(f"{key}.{ext}", data)
+
+    def add(self, name: str, data: bytes) -> None:
+        """Add one member `name`."""
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        self.tar.addfile(info, io.BytesIO(data))
 
     def close(self) -> Path:
         """Finish the archive and move it into place; returns its path."""
@@ -166,3 +170,21 @@ class ShardWriter:
         """Drop the temporary file (nothing is written at `path`)."""
         self.tar.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def copy_shard(source: str | Path, out: str | Path, edit, extra) -> Path:
+    """Copy the tar `source` to `out` atomically, member by member: `edit(name, data)` returns the bytes to write
+    (None drops the member); then the members `extra()` returns ({name: bytes}, asked once every member was
+    edited) are appended."""
+    writer = ShardWriter(out)
+    try:
+        with tarfile.open(source, "r") as src:
+            for member in src:
+                if member.isfile() and (data := edit(member.name, src.extractfile(member).read())) is not None:
+                    writer.add(member.name, data)
+        for name, data in extra().items():
+            writer.add(name, data)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()

@@ -9,15 +9,13 @@ added, which `mirokit score --caption NAME` and `mirokit encode --caption NAME` 
 
 from __future__ import annotations
 
-import io
-import os
-import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mirokit.captions.registry import build_captioner
 from mirokit.rewards.inputs import InputUnit
 from mirokit.rewards.unit_job import UnitJobConfig, run_units, unit_output, write_manifest, write_table
+from mirokit.tars import copy_shard
 
 
 @dataclass(kw_only=True)
@@ -37,28 +35,15 @@ class RecaptionJobConfig(UnitJobConfig):
 
 
 def _with_captions(unit: InputUnit, rows: list[dict], name: str, out: Path) -> None:
-    """Copy a tar shard adding {key}.NAME.txt (and {key}.NAME_short.txt) for every captioned sample."""
+    """Copy a tar shard adding {key}.NAME.txt (and {key}.NAME_short.txt) for every captioned sample; an older
+    caption of the same name is replaced."""
     added = {}
     for r in rows:
         if r["caption"] is not None:
-            added[f"{r['key']}.{name}.txt"] = r["caption"]
+            added[f"{r['key']}.{name}.txt"] = r["caption"].encode("utf-8")
             if r.get("short_caption") is not None:
-                added[f"{r['key']}.{name}_short.txt"] = r["short_caption"]
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with tarfile.open(unit.path, "r") as src, tarfile.open(tmp, "w") as dst:
-        for member in src:
-            if not member.isfile() or Path(member.name).name in added:
-                continue  # an older caption of the same name is replaced
-            data = src.extractfile(member).read()
-            info = tarfile.TarInfo(member.name)
-            info.size = len(data)
-            dst.addfile(info, io.BytesIO(data))
-        for member_name, text in added.items():
-            data = text.encode("utf-8")
-            info = tarfile.TarInfo(member_name)
-            info.size = len(data)
-            dst.addfile(info, io.BytesIO(data))
-    os.replace(tmp, out)
+                added[f"{r['key']}.{name}_short.txt"] = r["short_caption"].encode("utf-8")
+    copy_shard(unit.path, out, lambda member, data: None if Path(member).name in added else data, lambda: added)
 
 
 def run_recaption_job(cfg: RecaptionJobConfig) -> dict:

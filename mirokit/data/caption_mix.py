@@ -37,6 +37,21 @@ class CaptionMixConfig:
             super_post()
         check_caption_mix(self.caption_mix, self.caption_weights, self.caption_rewards)
 
+    def choose(self, names: list[str], generator: torch.Generator | None) -> int:
+        """Index into `names` (a sample's captions, the original first) of the caption to train on (choose_caption)."""
+        return choose_caption(names, generator, mix=self.caption_mix, weights=self.caption_weights)
+
+    @property
+    def own_rewards(self) -> bool:
+        """True when a caption trains with its own scores (caption_rewards own)."""
+        return self.caption_rewards == "own"
+
+    @classmethod
+    def of(cls, config) -> "CaptionMixConfig":
+        """The caption-mix part of a data config that mixes it in."""
+        return cls(caption_mix=config.caption_mix, caption_weights=config.caption_weights,
+                   caption_rewards=config.caption_rewards)
+
 
 def check_caption_mix(mix: float, weights: dict | None, rewards: str) -> None:
     """One-line ValueErrors for a bad mix probability, weight table or rewards rule."""

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mirokit.data.batch import DataError
-from mirokit.data.caption_mix import CaptionMixConfig, check_caption_mix, choose_caption
+from mirokit.data.caption_mix import CaptionMixConfig
 from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
 from mirokit.images import open_image
 
@@ -126,8 +126,8 @@ class JsonlImageDataset(Dataset):
         self.scores: list[dict[str, float]] = []
         self.others: list[list[tuple[str, str, dict[str, float] | None]]] = []
         """per record, its other captions: (name, text, their scores or None)"""
-        check_caption_mix(caption_mix, caption_weights, caption_rewards)
-        self.caption_mix, self.caption_weights, self.caption_rewards = caption_mix, caption_weights, caption_rewards
+        self.mix = CaptionMixConfig(caption_mix=caption_mix, caption_weights=caption_weights,
+                                    caption_rewards=caption_rewards)
         self.skipped: list[str] = []
         num_lines = 0
         try:
@@ -211,12 +211,11 @@ class JsonlImageDataset(Dataset):
         caption without `NAME_scores` has every reward missing) or, with caption_rewards original, the record's."""
         image = load_image(self.images[index], image_size=self.image_size, channels=self.channels)
         others = self.others[index]
-        choice = choose_caption(["original", *(name for name, _, _ in others)], generator, mix=self.caption_mix,
-                                weights=self.caption_weights)
+        choice = self.mix.choose(["original", *(name for name, _, _ in others)], generator)
         if choice == 0:
             return Sample(image, self.captions[index], dict(self.scores[index]))
         _, text, own = others[choice - 1]
-        if self.caption_rewards == "original":
+        if not self.mix.own_rewards:
             scores = dict(self.scores[index])
         else:
             scores = dict(own) if own is not None else {k: math.nan for k in self.scores[index]}
@@ -251,5 +250,4 @@ class JsonlDataConfig(CaptionMixConfig, DataConfig):
 def jsonl_source(cfg: JsonlDataConfig, *, image_size: int, channels: int) -> JsonlImageDataset:
     """The JSONL dataset at `image_size` with `channels` (1 or 3)."""
     return JsonlImageDataset(cfg.path, image_size=image_size, channels=channels, root=cfg.root,
-                             verify_images=cfg.verify_images, caption_mix=cfg.caption_mix,
-                             caption_weights=cfg.caption_weights, caption_rewards=cfg.caption_rewards)
+                             verify_images=cfg.verify_images, **vars(CaptionMixConfig.of(cfg)))

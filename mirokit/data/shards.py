@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from mirokit.data.batch import DataError
 from mirokit.data.calibration import Calibration
-from mirokit.data.caption_mix import CaptionMixConfig, check_caption_mix, choose_caption
+from mirokit.data.caption_mix import CaptionMixConfig
 from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
 from mirokit.tars import index_members, shard_list
 
@@ -131,7 +131,8 @@ class EncodedShards(Dataset):
     def __init__(self, spec: str | Path, *, calibration: Calibration | None = None, caption_mix: float = 0.0,
                  caption_weights: dict[str, float] | None = None, caption_rewards: str = "own",
                  max_skips: int = 16, open_shards: int = 8):
-        check_caption_mix(caption_mix, caption_weights, caption_rewards)
+        self.mix = CaptionMixConfig(caption_mix=caption_mix, caption_weights=caption_weights,
+                                    caption_rewards=caption_rewards)
         self.paths = shard_list(spec)
         folder = Path(spec) if Path(spec).is_dir() else None
         self.counts = load_index(self.paths, folder)
@@ -139,9 +140,6 @@ class EncodedShards(Dataset):
         if self.starts[-1] == 0:
             raise DataError(f"{spec}: the shards hold no samples")
         self.calibration = calibration
-        self.caption_mix = caption_mix
-        self.caption_weights = caption_weights
-        self.caption_rewards = caption_rewards
         self.max_skips = max_skips
         self.open_shards = open_shards
         self.encoding = json.loads((folder / ENCODING_FILE).read_text()) if folder and (folder / ENCODING_FILE).is_file() else {}
@@ -194,10 +192,9 @@ class EncodedShards(Dataset):
                 last = err
                 continue
             captions = meta["captions"]
-            choice = choose_caption([c.get("name", str(k)) for k, c in enumerate(captions)], generator,
-                                    mix=self.caption_mix, weights=self.caption_weights)
+            choice = self.mix.choose([c.get("name", str(k)) for k, c in enumerate(captions)], generator)
             caption = captions[choice]
-            scored = caption if self.caption_rewards == "own" else captions[0]
+            scored = caption if self.mix.own_rewards else captions[0]
             return Sample(moments, caption["text"], self._scores(scored.get("scores", {})), texts[choice], skipped)
         raise DataError(f"{self.max_skips + 1} unreadable samples in a row from index {index}; last: {last}")
 
@@ -222,9 +219,8 @@ class ShardsDataConfig(CaptionMixConfig, DataConfig):
 def shards_source(cfg: ShardsDataConfig, *, image_size: int, channels: int) -> EncodedShards:
     """Encoded shards whose latent moments must be (channels, image_size, image_size)."""
     calibration = Calibration.load(cfg.calibration) if cfg.calibration else None
-    dataset = EncodedShards(cfg.path, calibration=calibration, caption_mix=cfg.caption_mix,
-                            caption_weights=cfg.caption_weights, caption_rewards=cfg.caption_rewards,
-                            max_skips=cfg.max_skips)
+    dataset = EncodedShards(cfg.path, calibration=calibration, max_skips=cfg.max_skips,
+                            **vars(CaptionMixConfig.of(cfg)))
     shape = dataset.encoding.get("moments_shape")
     if shape is not None and tuple(shape) != (channels, image_size, image_size):
         raise ValueError(f"{cfg.path} holds latent moments of shape {tuple(shape)}; this run expects "

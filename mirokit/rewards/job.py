@@ -6,10 +6,7 @@ mirokit.rewards.unit_job; this module adds the scorers, the score columns and th
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import numpy as np
 from mirokit.rewards.inputs import InputUnit
 from mirokit.rewards.registry import build_scorer
 from mirokit.rewards.unit_job import UnitJobConfig, run_units, unit_output, write_manifest, write_table
+from mirokit.tars import copy_shard
 
 
 CAPTION_LENGTH = {"clip_score": "long", "vqa_score": "long", "aesthetic_score": "image",
@@ -56,25 +54,15 @@ class ScoreJobConfig(UnitJobConfig):
 def _enrich(unit: InputUnit, rows: list[dict], reward_keys: list[str], out: Path) -> None:
     """Copy a tar shard adding each sample's scores to its {key}.json (the official enriched layout)."""
     scores = {r["key"]: {k: (None if np.isnan(r[k]) else float(r[k])) for k in reward_keys} for r in rows}
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with tarfile.open(unit.path, "r") as src, tarfile.open(tmp, "w") as dst:
-        members = [m for m in src if m.isfile()]
-        for m in members:
-            data = src.extractfile(m).read()
-            key, _, ext = Path(m.name).name.partition(".")
-            if ext == "json" and key in scores:
-                meta = json.loads(data or b"{}")
-                meta.update(scores.pop(key))
-                data = json.dumps(meta).encode()
-            info = tarfile.TarInfo(m.name)
-            info.size = len(data)
-            dst.addfile(info, io.BytesIO(data))
-        for key, s in scores.items():  # samples that had no .json member
-            data = json.dumps(s).encode()
-            info = tarfile.TarInfo(f"{key}.json")
-            info.size = len(data)
-            dst.addfile(info, io.BytesIO(data))
-    os.replace(tmp, out)
+
+    def edit(name: str, data: bytes) -> bytes:
+        key, _, ext = Path(name).name.partition(".")
+        if ext != "json" or key not in scores:
+            return data
+        return json.dumps({**json.loads(data or b"{}"), **scores.pop(key)}).encode()
+
+    missing = lambda: {f"{k}.json": json.dumps(v).encode() for k, v in scores.items()}  # noqa: E731 - no .json
+    copy_shard(unit.path, out, edit, missing)
 
 
 def run_score_job(cfg: ScoreJobConfig) -> dict:

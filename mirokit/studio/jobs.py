@@ -30,6 +30,8 @@ class Call:
     label: str = ""
     cost: int = 1
     """network evaluations x images: what the ETA is estimated from"""
+    steps: int = 1
+    """ODE steps over every batch of the call: what its progress counts"""
     meta: dict = field(default_factory=dict)
     """what the page needs to place the result (sweep point, grid cell, ...)"""
 
@@ -79,14 +81,13 @@ Runner = Callable[[Job, Call, Callable[[int, int, Any], bool]], list[dict]]
 class JobQueue:
     """FIFO jobs run by one worker thread; `runner` does the work of one call (see Runner)."""
 
-    def __init__(self, runner: Runner, *, steps_of: Callable[[Call], int], preview: Callable[[Any], bytes] | None,
+    def __init__(self, runner: Runner, *, preview: Callable[[Any], bytes] | None,
                  max_queued_per_client: int = 4, keep_finished: int = 200,
                  on_finish: Callable[[Job, str], None] | None = None):
-        """runner: runs one call (see Runner); steps_of(call): its steps, for progress; preview(x): PNG bytes of what
+        """runner: runs one call (see Runner); preview(x): PNG bytes of what
         on_step passed as the estimate; on_finish(job, status): called once when a job is done, failed or cancelled,
         before its status changes."""
         self._runner = runner
-        self._steps_of = steps_of
         self._preview = preview
         self._max_queued = max_queued_per_client
         self._keep = keep_finished
@@ -108,7 +109,7 @@ class JobQueue:
                 raise ValueError(f"you already have {waiting} jobs waiting or running (limit {self._max_queued}); "
                                  "wait for one or cancel it")
             job = Job(id=uuid.uuid4().hex[:12], client=client, mode=mode, request=request, calls=calls,
-                      total=sum(self._steps_of(c) for c in calls), order=next(self._counter))
+                      total=sum(c.steps for c in calls), order=next(self._counter))
             self._jobs[job.id] = job
             self._forget_old()
         self._pending.put(job.id)
@@ -190,7 +191,7 @@ class JobQueue:
                 if job.cancel_requested:
                     break
                 job.results.extend(self._runner(job, call, on_step))
-                done_before += self._steps_of(call)
+                done_before += call.steps
                 job.step = done_before
         except Exception as err:  # noqa: BLE001 - every failure is shown on the page as one line
             from mirokit.sampling import SamplingCancelled

@@ -114,7 +114,8 @@ def plan(request: dict, models: dict, limits: Limits) -> list[Call]:
     def call(model: str, label: str, n: int = 1, meta: dict | None = None, **changes) -> Call:
         kwargs = {**base, **changes, "prompt": prompt, "num_images": n}
         s = resolve({k: v for k, v in kwargs.items() if k in SAMPLING_FIELDS}, None, None)
-        return Call(model=model, kwargs=kwargs, label=label, cost=n * s.function_evaluations, meta=meta or {})
+        return Call(model=model, kwargs=kwargs, label=label, cost=n * s.function_evaluations, meta=meta or {},
+                    steps=s.steps * math.ceil(n / s.batch_size))  # generate's callback counts over every batch
 
     targets = [round(i / (points - 1) * 63) / 63 for i in range(points)]  # on the model's 1/63 grid
     if mode == "generate":

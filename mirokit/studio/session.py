@@ -10,7 +10,6 @@ same image as a `mirokit sample` command line and as Python.
 from __future__ import annotations
 
 import io
-import math
 import shlex
 from pathlib import Path
 
@@ -44,7 +43,7 @@ class Studio:
         self.examples = list(examples or EXAMPLES)
         self.meters = {name: RewardMeter(pipe, scorer_options) for name, pipe in self.models.items()}
         self.history = History(Path(out_dir) / "history")
-        self.queue = JobQueue(self._run_call, steps_of=self._steps_of, preview=lambda make: make(),
+        self.queue = JobQueue(self._run_call, preview=lambda make: make(),
                               max_queued_per_client=max_queued_per_client, on_finish=self._finish)
 
     # ---- what the page reads -----------------------------------------------------------------------------------
@@ -75,12 +74,6 @@ class Studio:
         return self.queue.submit(client, request.get("mode", "generate"), request, calls)
 
     # ---- the worker's side -------------------------------------------------------------------------------------
-    def _steps_of(self, call: Call) -> int:
-        from mirokit.sampling import resolve
-
-        settings = resolve({k: v for k, v in call.kwargs.items() if k in R.SAMPLING_FIELDS}, None, None)
-        return settings.steps * math.ceil(call.kwargs["num_images"] / settings.batch_size)
-
     def _run_call(self, job: Job, call: Call, on_step) -> list[dict]:
         pipe = self.models[call.model]
         kwargs = dict(call.kwargs)

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from mirokit.data.batch import Batch, DataError
 from mirokit.data.calibration import Calibration
-from mirokit.data.caption_mix import check_caption_mix, choose_caption
+from mirokit.data.caption_mix import CaptionMixConfig
 from mirokit.data.source import DatasetInfo, Sample
 from mirokit.world.captions import caption_noise_feasible, caption_scene
 from mirokit.world.noise import IMAGE_NOISE, NOISE_KINDS, cut_by_border, degrade_images, draw_noise
@@ -112,7 +112,7 @@ class WorldDataset(Dataset):
         self._score_keys: list[str] = []
         self._scores = torch.empty((num_samples, 0), dtype=torch.float32)
         self._synthetic: tuple[list[str], Tensor] | None = None  # set_synthetic: captions, their scores (N, K)
-        self._mix: dict = {}
+        self._mix = CaptionMixConfig()
         self._calibration: Calibration | None = None
         self._latents: Tensor | None = None
 
@@ -201,12 +201,11 @@ class WorldDataset(Dataset):
         image = self.images([index])[0] if self._latents is None else self._latents[index]
         choice = 0
         if self._synthetic is not None:
-            choice = choose_caption(["original", "synthetic"], generator, mix=self._mix["caption_mix"],
-                                    weights=self._mix["caption_weights"])
+            choice = self._mix.choose(["original", "synthetic"], generator)
         if choice == 0:
             return Sample(image, self._captions[index], dict(zip(self._score_keys, self._scores[index].tolist())))
         captions, values = self._synthetic
-        scores = values[index] if self._mix["caption_rewards"] == "own" else self._scores[index]
+        scores = values[index] if self._mix.own_rewards else self._scores[index]
         return Sample(image, captions[index], dict(zip(self._score_keys, scores.tolist())))
 
     @property
@@ -214,18 +213,15 @@ class WorldDataset(Dataset):
         """(N synthetic captions, their scores (N, K)) after set_synthetic, else None."""
         return self._synthetic
 
-    def set_synthetic(self, captions: list[str], values, *, caption_mix: float = 0.5,
-                      caption_weights: dict | None = None, caption_rewards: str = "own") -> None:
+    def set_synthetic(self, captions: list[str], values, mix: CaptionMixConfig | None = None) -> None:
         """A second caption per sample (N strings) with its own calibrated scores (N, K) in the order of the
-        attached keys (set_scores first), drawn at training time by the caption mix."""
-        check_caption_mix(caption_mix, caption_weights, caption_rewards)
+        attached keys (set_scores first), drawn at training time by `mix` (default: the official 0.5)."""
         array = torch.as_tensor(np.asarray(values, dtype=np.float32))
         if len(captions) != self.num_samples or tuple(array.shape) != (self.num_samples, len(self._score_keys)):
             raise DataError(f"set_synthetic: expected {self.num_samples} captions and ({self.num_samples}, "
                             f"{len(self._score_keys)}) scores, got {len(captions)} and {tuple(array.shape)}")
         self._synthetic = (list(captions), array)
-        self._mix = {"caption_mix": caption_mix, "caption_weights": caption_weights,
-                     "caption_rewards": caption_rewards}
+        self._mix = mix or CaptionMixConfig()
 
     def set_scores(self, keys: list[str], values, *, calibration: Calibration | None = None) -> None:
         """Attach reward values: keys (K,) unique names, values (N, K) in [0, 1] or NaN (missing), and the

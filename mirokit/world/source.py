@@ -149,6 +149,5 @@ def world_source(cfg: WorldDataConfig, *, image_size: int, channels: int) -> Wor
             raise ValueError(f"{cfg.synthetic} must hold {len(dataset)} rows with columns caption, "
                              f"{', '.join(keys)}; missing {missing}, {table.num_rows} rows")
         dataset.set_synthetic(table.column("caption").to_pylist(),
-                              np.stack([table.column(k).to_numpy() for k in keys], 1), caption_mix=cfg.caption_mix,
-                              caption_weights=cfg.caption_weights, caption_rewards=cfg.caption_rewards)
+                              np.stack([table.column(k).to_numpy() for k in keys], 1), CaptionMixConfig.of(cfg))
     return dataset

@@ -257,7 +257,7 @@ def test_a_failing_call_shows_one_line_and_the_queue_goes_on():
             raise RuntimeError("the model ran out of memory\n(traceback lines)")
         return [{"ok": call.label}]
 
-    queue = JobQueue(runner, steps_of=lambda call: 1, preview=None)
+    queue = JobQueue(runner, preview=None)
     bad = queue.submit("client-x", "generate", {}, [Call("m", {}, "bad")])
     good = queue.submit("client-x", "generate", {}, [Call("m", {}, "good")])
     deadline = time.time() + 10
