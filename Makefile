@@ -39,8 +39,9 @@ $(BROWSER_STAMP): $(STAMP)
 test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -q
 
+# test-all: the slow tests too, and 60 seeded crash points per stage instead of 3 (tests/faults)
 test-all: $(STAMP) $(BROWSER_STAMP)
-	$(BIN)/python -m pytest -q -m ""
+	MIROKIT_CRASH_POINTS=60 $(BIN)/python -m pytest -q -m ""
 
 # the suite on other CPU kernels than this machine's (ATen's default kernels, MKL's SSE4.2 and oneDNN's SSE4.1
 # code paths): float tolerances must hold on every machine of our kind, not only on the one that ran them

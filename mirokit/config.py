@@ -37,6 +37,12 @@ class KindConfig:
     registry: ClassVar[Any] = None
 
 
+def shown(key: Any) -> str:
+    """A key as one-line error messages show it: as is, or quoted with escapes when it is not a plain string (a
+    newline in a key would break the line; an empty or non-string key would vanish)."""
+    return key if isinstance(key, str) and key and key.isprintable() else repr(key)
+
+
 def _kind_section(tp: type, value: Any, default: Any, where: str) -> Any:
     """Build the kind config named by `value` ({kind: ..., ...} or "kind") for a field typed `tp`."""
     if isinstance(value, str):
@@ -45,6 +51,8 @@ def _kind_section(tp: type, value: Any, default: Any, where: str) -> Any:
         raise ConfigError(f"config {where}: expected a mapping with a kind, got {type(value).__name__}")
     value = dict(value)
     kind = value.pop("kind", None) or getattr(default, "kind", None)
+    if kind and not isinstance(kind, str):
+        raise ConfigError(f"config {where}kind: expected a name, got {kind!r}")
     if not kind:
         raise ConfigError(f"config {where}: missing kind; known: {', '.join(tp.registry.known())}")
     try:
@@ -54,6 +62,26 @@ def _kind_section(tp: type, value: Any, default: Any, where: str) -> Any:
     if not issubclass(cls, tp):
         raise ConfigError(f"config {where}kind: {kind!r} is a {cls.__name__}, not a {tp.__name__}")
     return from_dict(cls, value, where=where)
+
+
+def _wrong_type(tp: Any, value: Any) -> str:
+    """Why `value` cannot be a `tp` (a bool, int, float or str, or a list/tuple of one), or "" (other types, left
+    to the config's own checks)."""
+    if tp in (bool, int, str):
+        ok = isinstance(value, tp) and (tp is bool or not isinstance(value, bool))
+        return "" if ok else f"expected {tp.__name__}"
+    if tp is float:
+        try:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            ok = False
+        return "" if ok else "expected a finite number"
+    if typing.get_origin(tp) in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return "expected a list"
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return next((f"{why} items" for v in value if len(set(args)) == 1 and (why := _wrong_type(args[0], v))), "")
+    return ""
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -89,10 +117,10 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
         raise ConfigError(f"config {where or cls.__name__}: missing kind; known: {', '.join(cls.registry.known())}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be numbers or null too
     if unknown:
         raise ConfigError(
-            f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
+            f"unknown config key(s) {', '.join(where + shown(k) for k in unknown)}; "
             f"known keys of {where or cls.__name__ + '.'}: {', '.join(sorted(fields))}"
         )
     kwargs = {}
@@ -100,19 +128,22 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
         tp = _unwrap_optional(hints[name])
         if isinstance(tp, type) and issubclass(tp, KindConfig) and not isinstance(value, tp):
             value = _kind_section(tp, value, _field_default(fields[name]), f"{where}{name}.")
-        elif dataclasses.is_dataclass(tp) and isinstance(value, dict):
-            value = from_dict(tp, value, where=f"{where}{name}.")
-        elif tp is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif tp is float and isinstance(value, str):
+        elif dataclasses.is_dataclass(tp) and not (value is None and tp is not hints[name]):
+            value = from_dict(tp, value, where=f"{where}{name}.")  # null: the defaults; not a mapping: an error
+        elif tp is float and isinstance(value, (int, str)) and not isinstance(value, bool):
             try:
                 value = float(value)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise ConfigError(f"config key {where}{name}: expected a number, got {value!r}") from None
         elif tp is int and isinstance(value, float) and value.is_integer():
             value = int(value)
+        elif tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # out_dir=2024: YAML read a number where a name was meant
         elif typing.get_origin(tp) in (list, tuple) and isinstance(value, (list, tuple)):
             value = list(value) if typing.get_origin(tp) is list else tuple(value)
+        optional = tp is not hints[name] or fields[name].default is None
+        if not (value is None and optional) and (why := _wrong_type(tp, value)):  # "abc" for steps fails later
+            raise ConfigError(f"config key {where}{name}: {why}, got {value!r}")
         kwargs[name] = value
     required = [f.name for f in fields.values() if f.init and f.name not in kwargs
                 and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -214,5 +245,7 @@ def parse_key_values(items: list[str] | None, flag: str) -> dict[str, float | No
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
+        if key in out:  # the first value would be dropped without a word
+            raise ValueError(f"{flag}: the key {key!r} is given twice")
         out[key] = parse_number(raw, f"{flag} {item!r}", allow_missing=True)
     return out

@@ -84,10 +84,14 @@ def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes], str]
                     groups[key][ext] = tar.extractfile(member).read()
                 except (tarfile.TarError, OSError) as err:
                     errors[key] = f"unreadable tar member {member.name}: {err}"
+            tar.fileobj.seek(tar.offset)  # tarfile ends quietly at a cut or garbage header: check for the end marker
+            if tar.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+                raise tarfile.ReadError("no end-of-archive block (cut short, or garbage after the last member)")
     except (tarfile.TarError, OSError, EOFError) as err:
         order.append(f"{Path(path).name}#corrupt")
         groups[order[-1]] = {}
-        errors[order[-1]] = f"corrupt tar: {path}: {err}"  # kind "corrupt tar" in the manifests
+        message = " ".join(str(err).split())  # tarfile lists one line per compression it tried
+        errors[order[-1]] = f"corrupt tar: {path}: {message}"  # kind "corrupt tar" in the manifests
     for key in order:
         yield key, groups[key], errors.get(key, "")
 
@@ -99,6 +103,15 @@ caption (a page's text, a binary file)"""
 
 class CaptionError(ValueError):
     """A caption that is present but unusable: not UTF-8, or longer than MAX_CAPTION_CHARS."""
+
+
+def utf8_text(text: str) -> bool:
+    """False for a str holding a lone surrogate (a JSON "\\ud800" escape): no text encoder or writer takes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def caption_of(parts: dict[str, bytes], name: str = "") -> str | None:
@@ -117,11 +130,13 @@ def caption_of(parts: dict[str, bytes], name: str = "") -> str | None:
     elif "json" in parts:
         try:
             value = json.loads(parts["json"]).get(field)
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested thousands deep
             return None
         value = value if isinstance(value, str) else None
     if value is None or not value.strip():
         return None
+    if not utf8_text(value):
+        raise CaptionError(f"{label} not UTF-8 (a lone surrogate)")
     if len(value) > MAX_CAPTION_CHARS:
         raise CaptionError(f"{label} too long: {len(value)} characters (at most {MAX_CAPTION_CHARS})")
     return value.strip()

@@ -183,3 +183,33 @@ def test_malformed_tars_are_counted(tmp_path):
     assert manifest["errors_by_kind"]["duplicate tar member b.txt"] == 1
     assert manifest["per_unit"]["cut"]["errors"] >= 1
     assert manifest["errors_by_kind"]["corrupt tar"] == 1
+
+
+def test_an_append_after_a_torn_line_starts_on_a_new_line(tmp_path):
+    from mirokit.atomic import drop_torn_tail, write_text_atomic
+
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c": ')  # a kill during the third record
+    assert drop_torn_tail(path) == len(b'{"c": ')
+    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    assert drop_torn_tail(path) == 0 and drop_torn_tail(tmp_path / "missing.jsonl") == 0
+    path.write_bytes(b'{"c": ')  # torn first line: nothing complete is kept
+    assert drop_torn_tail(path) == 6 and path.read_bytes() == b""
+    write_text_atomic(tmp_path / "x.json", "{}", owner="shard-1")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
+    from runs import tiny_run
+
+    from mirokit.train.loop import train
+    from mirokit.train.metrics import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "time": 0, "loss": 9.0}\n{"step": 2, "ti')  # the killed run
+    train(tiny_run(tmp_path, "model.reward_keys=[brightness]", "train.steps=3", "optim.total_steps=3",
+                   "optim.warmup_steps=1", "train.batch_size=4", "train.log_every=1"))
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[0]["loss"] != 9.0

@@ -2,7 +2,7 @@
 
 Same inputs, units, resume, splitting and bad-input accounting (mirokit.rewards.unit_job). Writes
 OUT/<unit>.parquet (key, caption_source: the original caption, caption: the synthetic one, short_caption with
-`short`, error) and a manifest (the captioner and its generation settings, versions, counts); with
+`short` or a shortening text model, error) and a manifest (the captioner and its generation settings, versions, counts); with
 `write_shards`, a copy of each tar shard in OUT/shards/ with `{key}.NAME.txt` (and `{key}.NAME_short.txt`)
 added, which `mirokit score --caption NAME` and `mirokit encode --caption NAME` read unchanged.
 """
@@ -30,6 +30,9 @@ class RecaptionJobConfig(UnitJobConfig):
     """the caption's name: {key}.NAME.txt in the shards, NAME_<reward> columns when scored"""
     short: bool = False
     """also write a short caption per image (the captioner's short pass): {key}.NAME_short.txt"""
+    shortener_options: dict = field(default_factory=dict)
+    """a text model shortens the long captions instead of the captioner's short pass (implies `short`): the
+    keyword options of mirokit.captions.shorten.TextShortener, e.g. {"model": "Qwen/Qwen2.5-1.5B-Instruct"}"""
     write_shards: bool = False
     """also write OUT/shards/<shard>.tar: each input shard with the captions added"""
 
@@ -52,13 +55,22 @@ def run_recaption_job(cfg: RecaptionJobConfig) -> dict:
         raise ValueError(f"--name must be letters, digits and _ (it becomes {{key}}.NAME.txt), got {cfg.name!r}")
     out = Path(cfg.out_dir)
     captioner = build_captioner(cfg.captioner, **cfg.captioner_options)
+    shortener = None
+    if cfg.shortener_options:
+        from mirokit.captions.shorten import TextShortener
+
+        shortener = TextShortener(**cfg.shortener_options)
+    short_column = cfg.short or shortener is not None
 
     def process(batch: list) -> tuple[list[dict], int]:
         ok = [j for j, (_, _, image, error, _) in enumerate(batch) if image is not None and not error]
         images = [batch[j][2] for j in ok]
         hints = [batch[j][1] or None for j in ok]
         long = dict(zip(ok, captioner.caption(images, hints)))
-        short = dict(zip(ok, captioner.caption(images, hints, short=True))) if cfg.short else {}
+        if shortener is not None:
+            short = dict(zip(ok, shortener.shorten([long[j] for j in ok])))
+        else:
+            short = dict(zip(ok, captioner.caption(images, hints, short=True))) if cfg.short else {}
         rows = [{"key": key, "caption_source": caption or "", "caption": long.get(j),
                  "short_caption": short.get(j), "error": error}
                 for j, (key, caption, _, error, _) in enumerate(batch)]
@@ -67,11 +79,12 @@ def run_recaption_job(cfg: RecaptionJobConfig) -> dict:
     def finish(unit: InputUnit, rows: list[dict]) -> None:
         if cfg.write_shards and unit.kind == "tar":
             _with_captions(unit, rows, cfg.name, out / "shards" / f"{unit.name}.tar")
-        strings = ["key", "caption_source", "caption", *(["short_caption"] if cfg.short else []), "error"]
+        strings = ["key", "caption_source", "caption", *(["short_caption"] if short_column else []), "error"]
         write_table(rows, unit_output(out, unit), strings=strings)
 
     common = run_units(cfg, desc="captioning", process=process, finish=finish, need_caption=False,
                        done_name="captioned", extra_dirs=("shards",) if cfg.write_shards else ())
-    manifest = {"config": asdict(cfg), **common, "captioner": captioner.describe()}
+    manifest = {"config": asdict(cfg), **common, "captioner": captioner.describe(),
+                "shortener": shortener.describe() if shortener is not None else None}
     write_manifest(out, cfg, manifest)
     return manifest

@@ -23,6 +23,38 @@ NESTED_IMAGES = ("Idefics", "SmolVLM", "Mllama")
 """processors that take one list of images per prompt"""
 
 
+def load_pretrained(model: str, what: str, dtype: str, device: str, trust_remote_code: bool, preprocessor_class,
+                    model_class, *, max_new_tokens: int) -> tuple:
+    """(preprocessor, model in eval mode on `device`) from a hub id or local folder; the tokenizer pads on the
+    left. A missing folder, an unloadable model or a bad setting is a one-line error naming `what`."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if "/" not in model.strip("/") and not Path(model).exists():
+        raise FileNotFoundError(f"{what} {model!r}: no such folder (and not a hub id)")
+    try:
+        preprocessor = preprocessor_class.from_pretrained(model, trust_remote_code=trust_remote_code)
+        network = model_class.from_pretrained(model, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"{what} {model!r} could not be loaded: "
+                                f"{str(err).strip().splitlines()[0]}") from None
+    network.to(device).eval()
+    tokenizer = getattr(preprocessor, "tokenizer", preprocessor)
+    tokenizer.padding_side = "left"  # generation continues every prompt from its last token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return preprocessor, network
+
+
+def decode_new_tokens(model, tokenizer, inputs, options: dict) -> list[str]:
+    """Generate from a left-padded batch (`inputs`: input_ids [N, L], attention_mask, ...) and decode only the
+    new tokens, whitespace normalised -> N strings."""
+    out = model.generate(**inputs, **options, pad_token_id=tokenizer.pad_token_id)
+    new = out[:, inputs["input_ids"].shape[1]:]
+    return [" ".join(text.split()) for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+
 @CAPTIONERS.register("vlm", description="any transformers chat VLM (AutoModelForImageTextToText), by hub id or folder")
 class VLMCaptioner:
     """model: hub id or local folder. instruction: what to ask; hint: appended with the original caption as
@@ -34,25 +66,9 @@ class VLMCaptioner:
                  device: str = "cpu", chat_template: bool = True, trust_remote_code: bool = False):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if "/" not in model.strip("/") and not Path(model).exists():
-            raise FileNotFoundError(f"captioner model {model!r}: no such folder (and not a hub id)")
-        try:
-            self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=DTYPES[dtype],
-                                                                     trust_remote_code=trust_remote_code)
-        except OSError as err:
-            raise FileNotFoundError(f"captioner model {model!r} could not be loaded: "
-                                    f"{str(err).strip().splitlines()[0]}") from None
-        self.model.to(device).eval()
-        tokenizer = getattr(self.processor, "tokenizer", None)
-        if tokenizer is not None:
-            tokenizer.padding_side = "left"  # generation continues every prompt from its last token
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
+        self.processor, self.model = load_pretrained(model, "captioner model", dtype, device, trust_remote_code,
+                                                     AutoProcessor, AutoModelForImageTextToText,
+                                                     max_new_tokens=max_new_tokens)
         self.settings = {"model": model, "instruction": instruction, "hint": hint if use_hint else None,
                          "short_instruction": short_instruction, "max_new_tokens": max_new_tokens,
                          "do_sample": do_sample, "temperature": temperature, "top_p": top_p, "seed": seed,
@@ -86,10 +102,7 @@ class VLMCaptioner:
         if s["do_sample"]:
             torch.manual_seed(s["seed"])
             options.update(temperature=s["temperature"], top_p=s["top_p"])
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        out = self.model.generate(**inputs, **options, pad_token_id=tokenizer.pad_token_id)
-        new = out[:, inputs["input_ids"].shape[1]:]
-        return [" ".join(text.split()) for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return decode_new_tokens(self.model, getattr(self.processor, "tokenizer", self.processor), inputs, options)
 
     def describe(self) -> dict:
         return {"kind": "vlm", "class": type(self.model).__name__, **self.settings}

@@ -10,6 +10,7 @@ from mirokit.registry import COMMANDS
 
 @COMMANDS.register("recaption")
 def add_parser(sub) -> None:
+    from mirokit.captions.shorten import SHORTEN_INSTRUCTION
     from mirokit.captions.vlm import HINT, INSTRUCTION, SHORT_INSTRUCTION
 
     p = sub.add_parser(
@@ -28,6 +29,8 @@ def add_parser(sub) -> None:
                "--write-shards --out captions/\n"
                "  mirokit recaption captions.jsonl --model /models/llava-v1.6-mistral-7b-hf --dtype bfloat16 "
                "--device cuda --out captions/\n"
+               "  mirokit recaption data/ --model /models/llava-v1.6-mistral-7b-hf \\\n"
+               "      --shorten-model /models/Qwen2.5-1.5B-Instruct --write-shards --out captions/\n"
                "  mirokit recaption shards/ --captioner world_detector --write-shards --out recaptioned/")
     add_unit_job_flags(p, batch_size=8)
     p.add_argument("--captioner", default="vlm", help="captioner kind (default vlm; the shapes world: world_detector)")
@@ -39,6 +42,14 @@ def add_parser(sub) -> None:
     p.add_argument("--short", action="store_true", help="also write a short caption per image ({key}.NAME_short.txt)")
     p.add_argument("--short-instruction", default=SHORT_INSTRUCTION,
                    help=f"the short pass's instruction (default {SHORT_INSTRUCTION!r})")
+    p.add_argument("--shorten-model", default=None, metavar="MODEL",
+                   help="a text-only causal LM (hub id or folder) that shortens each long caption instead of the "
+                        "VLM's short pass (implies --short)")
+    p.add_argument("--shorten-instruction", default=SHORTEN_INSTRUCTION,
+                   help=f"the shortening request, with the long caption as {{caption}} "
+                        f"(default {SHORTEN_INSTRUCTION!r})")
+    p.add_argument("--shorten-max-new-tokens", type=int, default=40,
+                   help="tokens the shortening model generates per caption (default 40)")
     p.add_argument("--max-new-tokens", type=int, default=96, help="tokens generated per caption (default 96)")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding (greedy: deterministic)")
     p.add_argument("--temperature", type=float, default=1.0, help="with --sample (default 1.0)")
@@ -78,11 +89,21 @@ def captioner_options(args, device: str) -> dict:
             "trust_remote_code": args.trust_remote_code, **options}
 
 
+def shortener_options(args, device: str) -> dict:
+    """The TextShortener's keyword options from the --shorten-* flags; {} without --shorten-model."""
+    if not args.shorten_model:
+        return {}
+    return {"model": args.shorten_model, "instruction": args.shorten_instruction,
+            "max_new_tokens": args.shorten_max_new_tokens, "dtype": args.dtype, "device": device,
+            "trust_remote_code": args.trust_remote_code}
+
+
 def run(args) -> int:
     from mirokit.captions.job import RecaptionJobConfig, run_recaption_job
 
     def config(fields: dict, device: str) -> RecaptionJobConfig:
         return RecaptionJobConfig(**fields, captioner=args.captioner, captioner_options=captioner_options(args, device),
-                                  name=args.name, short=args.short, write_shards=args.write_shards)
+                                  name=args.name, short=args.short, write_shards=args.write_shards,
+                                  shortener_options=shortener_options(args, device))
 
     return run_unit_job(args, config, run_recaption_job, "captioned")

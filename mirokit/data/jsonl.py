@@ -20,10 +20,12 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mirokit.config import shown
 from mirokit.data.batch import DataError
 from mirokit.data.caption_mix import CaptionMixConfig
 from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
 from mirokit.images import open_image
+from mirokit.tars import utf8_text
 
 # Errors PIL raises for unreadable/corrupt files (SyntaxError and struct errors come from some
 # decoders on truncated headers).
@@ -77,7 +79,10 @@ def _parse_scores(raw: object) -> tuple[dict[str, float] | None, str]:
             continue
         if isinstance(value, bool) or not isinstance(value, Real):
             return None, f"score {key!r} is not a number ({value!r})"
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a 400-digit integer
+            return None, f"score {key!r} is outside [0, 1] ({value!r:.20}...)"
         if not math.isnan(number) and not 0.0 <= number <= 1.0:
             return None, f"score {key!r}={number} outside [0, 1]"
         scores[key] = number
@@ -131,7 +136,7 @@ class JsonlImageDataset(Dataset):
         self.skipped: list[str] = []
         num_lines = 0
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 may sit in a caption
         except UnicodeDecodeError as err:
             raise DataError(f"{path}: not UTF-8 text ({_first_line(err)})") from None
         for number, line in enumerate(lines, start=1):
@@ -157,6 +162,8 @@ class JsonlImageDataset(Dataset):
             record = json.loads(line)
         except json.JSONDecodeError as err:
             return f"malformed JSON ({err.msg} at column {err.colno})"
+        except (ValueError, RecursionError) as err:  # a 5000-digit number; arrays nested thousands deep
+            return f"malformed JSON ({_first_line(err)[:80]})"
         if not isinstance(record, dict):
             return f"not a JSON object ({type(record).__name__})"
         image = record.get("image")
@@ -167,6 +174,8 @@ class JsonlImageDataset(Dataset):
             return "missing caption"
         if not isinstance(caption, str):
             return f"caption is not a string ({type(caption).__name__})"
+        if not utf8_text(caption):
+            return "caption is not UTF-8 (a lone surrogate escape)"
         scores, reason = _parse_scores(record.get("scores"))
         if scores is None:
             return reason
@@ -175,6 +184,8 @@ class JsonlImageDataset(Dataset):
             name = field_name[:-len("_caption")]
             if not field_name.endswith("_caption") or not name or not isinstance(text, str) or not text.strip():
                 continue
+            if not utf8_text(text):
+                return f"{field_name} is not UTF-8 (a lone surrogate escape)"
             own = None
             if f"{name}_scores" in record:
                 own, reason = _parse_scores(record[f"{name}_scores"])
@@ -185,13 +196,13 @@ class JsonlImageDataset(Dataset):
         if not image_path.is_absolute():
             image_path = self.root / image_path
         if not image_path.is_file():
-            return f"image file not found: {image_path}"
+            return f"image file not found: {shown(str(image_path))}"
         if verify_images:
             try:
                 with Image.open(image_path) as im:
                     im.load()
             except _IMAGE_ERRORS as err:
-                return f"corrupt image {image_path}: {_first_line(err)}"
+                return f"corrupt image {shown(str(image_path))}: {_first_line(err)}"
         self.images.append(image_path)
         self.captions.append(caption)
         self.scores.append(scores)

@@ -21,15 +21,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from mirokit.atomic import temporary_path, write_text_atomic
+
 SETTINGS_NAME = "settings.json"
 SHARD_KEYS = ("shard_index", "num_shards", "device", "batch_size", "world_size", "mirokit_version")
 """settings that may differ between the runs filling one folder (they do not change any image)"""
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _finished(path: Path) -> bool:
@@ -46,10 +42,11 @@ def _finished(path: Path) -> bool:
         return False
 
 
-def check_settings(out: Path, settings: dict) -> None:
+def check_settings(out: Path, settings: dict, owner: str | None = None) -> None:
     """Write OUT/settings.json, or check that an existing one was made with the same image-defining settings
-    (a one-line error naming the first difference)."""
+    (a one-line error naming the first difference). owner: the writer's stable name (mirokit.atomic)."""
     path = out / SETTINGS_NAME
+    temporary_path(path, owner).unlink(missing_ok=True)  # left by this writer's killed run
     if path.is_file():
         try:
             old = json.loads(path.read_text())
@@ -60,7 +57,7 @@ def check_settings(out: Path, settings: dict) -> None:
                 raise ValueError(f"{out} was generated with {key}={old.get(key)!r}, not {settings.get(key)!r}; "
                                  f"resume with the same settings or use another --out")
         return
-    _atomic_write(path, json.dumps(settings, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(settings, indent=2) + "\n", owner)
 
 
 def shard_batches(pairs: list, batch_size: int, shard_index: int, num_shards: int) -> list[list]:
@@ -96,7 +93,8 @@ def generate_geneval(pipe, records: list[dict], out: str | Path, sampling=None, 
         pipe.generator.rewards_tensor(dict(targets), 1, default)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, dict(settings or {}, images_per_prompt=images_per_prompt, seed=sampling.seed))
+    owner = f"shard-{shard_index:05d}-of-{num_shards:05d}"  # one writer per shard: a rerun reuses its temporaries
+    check_settings(out, dict(settings or {}, images_per_prompt=images_per_prompt, seed=sampling.seed), owner)
     pairs = [(i, j) for i in range(len(records)) for j in range(images_per_prompt)]
     mine = shard_batches(pairs, sampling.batch_size, shard_index, num_shards)
     prompts = sorted({i for batch in mine for i, _ in batch})
@@ -106,7 +104,8 @@ def generate_geneval(pipe, records: list[dict], out: str | Path, sampling=None, 
         line = json.dumps(records[i]) + "\n"
         meta = folder / "metadata.jsonl"
         if not meta.is_file() or meta.read_text() != line:
-            _atomic_write(meta, line)
+            write_text_atomic(meta, line, owner)
+        temporary_path(meta, owner).unlink(missing_ok=True)
     todo, skipped, redrawn = [], 0, 0
     for batch in mine:
         paths = [out / f"{i:05d}" / "samples" / f"{j:04d}.png" for i, j in batch]
@@ -122,7 +121,7 @@ def generate_geneval(pipe, records: list[dict], out: str | Path, sampling=None, 
         for k in missing:  # the batch is computed whole (bit-identical images); only the missing ones are written
             i, j = batch[k]
             path = out / f"{i:05d}" / "samples" / f"{j:04d}.png"
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+            tmp = temporary_path(path, owner, ".tmp.png")  # redrawn after a kill: the same name, renamed
             Image.fromarray(images[k]).save(tmp)
             os.replace(tmp, path)
         bar.update(len(missing))

@@ -20,10 +20,10 @@ and the page; shard jobs only write their part, and a final run without --num-sh
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from mirokit import distributed
+from mirokit.atomic import drop_torn_tail, temporary_path, write_text_atomic
 from mirokit.evaluate.geneval_folder import (
     ColourClassifier,
     Detector,
@@ -42,15 +42,14 @@ def part_path(out: Path, shard: int, num_shards: int) -> Path:
     return out.with_name(f"{out.stem}.part-{shard:04d}-of-{num_shards:04d}.jsonl")
 
 
+MERGER = "main"
+"""the temporaries' owner name (mirokit.atomic) of rank 0 of a whole-folder run, the one writer of the settings,
+the merged records and the summary"""
+
+
 def settings_path(out: Path) -> Path:
     """results.json -> results.settings.json."""
     return out.with_name(f"{out.stem}.settings.json")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def read_records(path: Path) -> list[dict]:
@@ -95,6 +94,8 @@ def prepare(out: Path, settings: dict, *, restart: bool) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
     path = settings_path(out)
+    for done in (path, records_path(out), out):
+        temporary_path(done, MERGER).unlink(missing_ok=True)  # left by a killed run
     if restart:
         for p in [*record_files(out), path]:
             p.unlink()
@@ -105,7 +106,7 @@ def prepare(out: Path, settings: dict, *, restart: bool) -> None:
             raise ValueError(f"{records_path(out).name} was made with other settings ({', '.join(diff)} differ): "
                              "use another --out or --restart")
     else:
-        _atomic_write(path, json.dumps(settings, indent=2) + "\n")
+        write_text_atomic(path, json.dumps(settings, indent=2) + "\n", MERGER)
 
 
 def run_geneval(folder: str | Path, out: str | Path, *, detector: Detector, colour: ColourClassifier | None,
@@ -131,6 +132,7 @@ def run_geneval(folder: str | Path, out: str | Path, *, detector: Detector, colo
     todo = [it for it in shard_items(scan.items, shard, total_shards) if it.filename not in done]
     target = records_path(out) if total_shards == 1 else part_path(out, shard, total_shards)
     if todo:
+        drop_torn_tail(target)  # a killed run's partial last record (read_records skipped it: it is redone)
         with open(target, "a", encoding="utf-8") as f:
             for record in evaluate_items(todo, detector=detector, colour=colour, rules=rules, batch_size=batch_size,
                                          progress=progress, desc=f"GenEval shard {shard}/{total_shards}"):
@@ -148,12 +150,12 @@ def finalize(scan: FolderScan, out: Path, *, rules: RuleConfig, settings: dict, 
 
     by_name = collect_records(out)
     records = [by_name[it.filename] for it in scan.items if it.filename in by_name]
-    _atomic_write(records_path(out), "".join(json.dumps(r) + "\n" for r in records))
+    write_text_atomic(records_path(out), "".join(json.dumps(r) + "\n" for r in records), MERGER)
     for path in record_files(out)[1:]:
         path.unlink()
     summary = summarize_records(records, scan.problems, scan.skipped, rules, scan.root)
     summary["images"]["missing"] = len(scan.items) - len(records)
     summary["settings"] = settings
-    _atomic_write(out, json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out, json.dumps(summary, indent=2) + "\n", MERGER)
     summary["html"] = str(write_geneval_report(out, summary, records, scan.root, max_failures=max_failures))
     return summary

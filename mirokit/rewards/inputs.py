@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from mirokit.tars import MAX_CAPTION_CHARS, CaptionError, caption_of, expand_braces, iter_samples, shard_list
+from mirokit.config import shown
+from mirokit.tars import (MAX_CAPTION_CHARS, CaptionError, caption_of, expand_braces, iter_samples, shard_list,
+                          utf8_text)
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CHUNK_ROWS = 10_000
@@ -70,7 +72,7 @@ def iter_tar(path: str) -> Iterator[RawSample]:
 
 def _iter_jsonl(path: str, start: int, stop: int) -> Iterator[RawSample]:
     root = Path(path).parent
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:  # bytes: a line that is not UTF-8 is a bad row; lines end at \n (as _count_rows)
         for i, line in enumerate(fh):
             if i < start:
                 continue
@@ -81,28 +83,37 @@ def _iter_jsonl(path: str, start: int, stop: int) -> Iterator[RawSample]:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
                 yield RawSample(key, None, None, "malformed JSON line")
+                continue
+            if not isinstance(row, dict):
+                yield RawSample(key, None, None, f"malformed JSON line: not an object ({type(row).__name__})")
                 continue
             yield _from_row(key, row, root)
 
 
 def _from_row(key: str, row: dict, root: Path) -> RawSample:
-    key = str(row.get("key", key))
+    key, line_key = str(row.get("key", key)), key
+    if not utf8_text(key):
+        return RawSample(line_key, None, None, "key not UTF-8 (a lone surrogate)")
     image_path = row.get("image")
     caption = row.get("caption")
+    shown_caption = caption if isinstance(caption, str) and utf8_text(caption) else None  # a bad row's, as written
     if not isinstance(image_path, str):
-        return RawSample(key, None, caption, "missing image path")
+        return RawSample(key, None, shown_caption, "missing image path")
     path = Path(image_path) if Path(image_path).is_absolute() else root / image_path
     try:
         data = path.read_bytes()
-    except OSError:
-        return RawSample(key, None, caption, f"image not found: {image_path}")
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return RawSample(key, None, shown_caption, f"image not found: {shown(image_path)}")
     if not isinstance(caption, str) or not caption.strip():
         return RawSample(key, data, None, "missing caption")
     if len(caption) > MAX_CAPTION_CHARS:
         return RawSample(key, data, None, f"caption too long: {len(caption)} characters (at most {MAX_CAPTION_CHARS})")
     extras = {k[:-len("_caption")]: v for k, v in row.items() if k.endswith("_caption") and isinstance(v, str) and v}
+    bad = next((name for name, text in {"": caption, **extras}.items() if not utf8_text(text)), None)
+    if bad is not None:
+        return RawSample(key, data, None, f"{bad} caption not UTF-8 (a lone surrogate)".lstrip())
     return RawSample(key, data, caption, extras=extras)
 
 

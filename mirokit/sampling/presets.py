@@ -42,7 +42,7 @@ def load_preset(name_or_file: str | Path | None) -> dict:
                                 f"nor a JSON file")
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: not UTF-8, not JSON, a 5000-digit number
         raise ValueError(f"preset file {path} is not valid JSON ({err})") from None
     return check_partial(data, f"preset file {path}")
 

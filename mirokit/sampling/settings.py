@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from mirokit.config import shown
 from mirokit.sampling.solvers import SOLVERS, function_evaluations
 
 GUIDANCE_FIELDS = ("guidance", "text_guidance", "reward_guidance")
@@ -29,23 +30,32 @@ PROVENANCE = "about"
 """the free-form key of a preset (which search produced it, its scores); never used for sampling"""
 
 
+def _is_finite(value: Any) -> bool:
+    """A finite int or float, not a bool (an int too large for a float is not finite either)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _check_targets(name: str, targets: Any) -> dict[str, float | None]:
     if not isinstance(targets, Mapping):
         raise ValueError(f"{name} must be a {{key: value}} mapping, got {targets!r}")
     out = {}
     for key, value in targets.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value)):
-            raise ValueError(f"{name}.{key} must be a number or null (missing), got {value!r}")
+        if value is not None and not _is_finite(value):
+            raise ValueError(f"{name}.{shown(key)} must be a number or null (missing), got {value!r}")
         if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name}.{key}={value!r} is outside [0, 1]: targets are calibrated bins (0 = the lowest "
-                             "training scores, 1 = the highest)")
+            raise ValueError(f"{name}.{shown(key)}={value!r} is outside [0, 1]: targets are calibrated bins (0 = the "
+                             "lowest training scores, 1 = the highest)")
         out[str(key)] = None if value is None else float(value)
     return out
 
 
 def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _is_finite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
@@ -138,9 +148,10 @@ def check_partial(data: Mapping | None, source: str) -> dict:
         return {}
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: sampling settings must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(FIELDS) - {PROVENANCE})
+    unknown = sorted(set(data) - set(FIELDS) - {PROVENANCE}, key=str)
     if unknown:
-        raise ValueError(f"{source}: unknown sampling setting(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
+        raise ValueError(f"{source}: unknown sampling setting(s) {', '.join(map(shown, unknown))}; "
+                         f"known: {', '.join(FIELDS)}")
     out = {k: v for k, v in data.items() if v is not None}
     settable = {k: v for k, v in out.items() if k != PROVENANCE}
     if settable.get("text_guidance") is not None or settable.get("reward_guidance") is not None:

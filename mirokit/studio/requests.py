@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mirokit.sampling import resolve
+from mirokit.config import shown
+from mirokit.sampling import check_partial, resolve
 from mirokit.sampling.presets import load_preset
 from mirokit.studio.jobs import Call
 
@@ -44,11 +45,12 @@ class Limits:
 
 
 def _number(request: dict, name: str, default, kind=int, low=None, high=None):
-    value = request.get(name, default)
+    value = default if request.get(name) is None else request.get(name)  # null: the default
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
+                                                                          and not math.isfinite(value)):
+        raise ValueError(f"{name} must be a number, got {value!r}")  # (an int is finite, however large)
     if kind is int:
         if value != int(value):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
@@ -69,17 +71,23 @@ def sampling_kwargs(request: dict, keys: list[str], limits: Limits, sampler_defa
     """The checked keyword arguments of MiroPipeline.__call__ shared by every call of the request (the preset
     already merged in), with the settings they resolve to under "resolved"."""
     for name in ("rewards", "negative_rewards"):
+        if not isinstance(request.get(name) or {}, dict):
+            raise ValueError(f"{name} must be a {{key: value}} object, got {request.get(name)!r}")
         unknown = sorted(set(request.get(name) or {}) - set(keys))
         if unknown:
-            raise ValueError(f"{name}: the model has no reward {', '.join(unknown)}; its keys: {', '.join(keys)}")
+            raise ValueError(f"{name}: the model has no reward {', '.join(map(shown, unknown))}; "
+                             f"its keys: {', '.join(keys)}")
     preset = request.get("preset") or None
     if preset is not None and not isinstance(preset, (str, dict)):
         raise ValueError(f"preset must be a name or a settings object, got {preset!r}")
-    preset_fields = load_preset(preset) if isinstance(preset, str) else dict(preset or {})
+    try:
+        preset_fields = load_preset(preset) if isinstance(preset, str) else check_partial(preset, "preset")
+    except FileNotFoundError as err:  # the page shows ValueErrors; anything else would be a server error
+        raise ValueError(str(err)) from None
     unknown = sorted(set(preset_fields.get("rewards") or {}) | set(preset_fields.get("negative_rewards") or {}))
     unknown = [k for k in unknown if k not in keys]
     if unknown:
-        raise ValueError(f"the preset names reward(s) the model lacks: {', '.join(unknown)} "
+        raise ValueError(f"the preset names reward(s) the model lacks: {', '.join(map(shown, unknown))} "
                          f"(its keys: {', '.join(keys)})")
     explicit = {name: request.get(name) for name in SAMPLING_FIELDS if request.get(name) is not None}
     settings = resolve(explicit, preset_fields, sampler_defaults)
@@ -97,7 +105,7 @@ def plan(request: dict, models: dict, limits: Limits) -> list[Call]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
     name = request.get("model") or next(iter(models))
-    if name not in models:
+    if not isinstance(name, str) or name not in models:
         raise ValueError(f"unknown model {name!r}; loaded: {', '.join(models)}")
     prompt = request.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -127,7 +135,7 @@ def plan(request: dict, models: dict, limits: Limits) -> list[Call]:
                       rewards={**base["rewards"], key: t}) for t in targets]
     elif mode == "pareto":
         pair = request.get("pareto_keys") or []
-        if len(pair) != 2 or pair[0] == pair[1]:
+        if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
             raise ValueError("pareto_keys must name two different reward keys")
         a, b = (_key({"k": k}, "k", keys) for k in pair)
         if points * points > limits.max_images:
@@ -150,7 +158,7 @@ def plan(request: dict, models: dict, limits: Limits) -> list[Call]:
                  for role, p in (("draft", load_preset("fast")), ("final", load_preset("official")))]
     else:  # ab
         other = request.get("model_b")
-        if other not in models or other == name:
+        if not isinstance(other, str) or other not in models or other == name:
             raise ValueError(f"model_b must be another loaded model ({', '.join(m for m in models if m != name)})")
         mc_a, mc_b = models[name].generator.config, models[other].generator.config
         if (mc_a.image_channels, mc_a.image_size) != (mc_b.image_channels, mc_b.image_size):

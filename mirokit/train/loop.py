@@ -99,8 +99,8 @@ class Trainer:
             if self.dist.is_main:
                 print(f"resuming from {latest} at step {self.step}")
         self.metrics = MetricsLogger(self.out_dir, enabled=self.dist.is_main)
-        if latest is not None:
-            self.metrics.truncate_after(self.step)
+        # a run killed before its first checkpoint starts over: its logged steps go too (and a torn last line)
+        self.metrics.truncate_after(self.step)
         for targets in cfg.validation.targets if cfg.validation.enabled else []:
             unknown = [k for k in targets if k not in cfg.model.reward_keys]
             if unknown:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from mirokit.cli.main import main
-from vlm_kit import save_tiny_llava
+from vlm_kit import save_tiny_llama, save_tiny_llava
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,35 @@ def test_recaption_job_counts_bad_input_and_writes_the_shards(llava, tmp_path, c
                  "--num-workers", "0", "--out", str(tmp_path / "scores")]) == 0
     scores = pq.read_table(tmp_path / "scores" / "b.parquet").to_pylist()
     assert all(np.isfinite(r["synthetic_world_quality"]) for r in scores)
+
+
+def test_a_text_model_shortens_the_long_captions(llava, tmp_path):
+    from mirokit.captions.shorten import TextShortener
+
+    llama = save_tiny_llama(tmp_path / "tiny-llama")
+    shortener = TextShortener(str(llama), max_new_tokens=6)
+    longs = ["a photo of a red circle and two blue stars", "the image is a green square", "one star"]
+    short = shortener.shorten(longs)
+    assert short == shortener.shorten(longs)  # greedy: the same every time
+    assert [shortener.shorten([c])[0] for c in longs] == short  # left padding: as alone
+    assert shortener._prompt("a star").startswith("USER: Shorten this image caption")  # its chat template
+    with pytest.raises(FileNotFoundError, match="shortening model 'nowhere': no such folder"):
+        TextShortener("nowhere")
+    with pytest.raises(ValueError, match="must contain"):
+        TextShortener(str(llama), instruction="shorten it")
+    # in the job: the short captions are the text model's shortening of the VLM's long ones
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _shard(raw / "a.tar", 0, 3)
+    out = tmp_path / "out"
+    assert main(["recaption", str(raw), "--model", str(llava), "--max-new-tokens", "5", "--shorten-model", str(llama),
+                 "--shorten-max-new-tokens", "6", "--write-shards", "--num-workers", "0", "--out", str(out)]) == 0
+    table = pq.read_table(out / "a.parquet").to_pylist()
+    assert [r["short_caption"] for r in table] == shortener.shorten([r["caption"] for r in table])
+    manifest = json.loads((out / "manifest.000-of-001.json").read_text())
+    assert manifest["shortener"]["class"] == "LlamaForCausalLM" and manifest["shortener"]["model"] == str(llama)
+    with tarfile.open(out / "shards" / "a.tar") as tar:
+        assert "00001.synthetic_short.txt" in tar.getnames()
 
 
 def test_a_killed_run_resumes_without_duplicates(llava, tmp_path):

@@ -13,10 +13,13 @@ TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c i
             "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
 
 
-def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
+TEXT_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}USER: {{ m['content'] }} {% endif %}"
+                 "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+
+
+def _tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER:", "ASSISTANT:"]
     vocab = {w: i for i, w in enumerate(specials + WORDS)}
@@ -24,6 +27,35 @@ def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
                                         eos_token="</s>", unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    return tokenizer, vocab
+
+
+def _llama_config(vocab: dict):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+
+def save_tiny_llama(folder: Path, seed: int = 0) -> Path:
+    """A tiny random text-only Llama (a shortening model) with the same word-level tokenizer and a chat template."""
+    from transformers import LlamaForCausalLM
+
+    tokenizer, vocab = _tokenizer()
+    tokenizer.chat_template = TEXT_TEMPLATE
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(_llama_config(vocab)).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    tokenizer, vocab = _tokenizer()
     image_processor = CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
                                vision_feature_select_strategy="default", chat_template=TEMPLATE,
@@ -32,9 +64,7 @@ def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                                        image_size=28, patch_size=14, projection_dim=32),
-        text_config=LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                                pad_token_id=0, bos_token_id=1, eos_token_id=2),
+        text_config=_llama_config(vocab),
         image_token_index=vocab["<image>"], vision_feature_select_strategy="default", vision_feature_layer=-1)
     model = LlavaForConditionalGeneration(config).eval()
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,118 @@
+"""Kill every stage at seeded write events (as `kill -9` would: nothing flushed, no cleanup, a torn last write),
+rerun the same command, and require the outputs of an uninterrupted run: score, recaption (with shard copies),
+encode, generate geneval, eval shapes and train (one process; on CPU training continues bit-identically).
+
+`make test` tries 3 seeded crash points per stage, `make test-all` 60 (MIROKIT_CRASH_POINTS; MIROKIT_CRASH_SEED picks others)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import crashkit
+from crashkit import check_stage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from evalkit import shapes_prompts, world_models  # noqa: E402
+from runs import TINY_UNET  # noqa: E402
+
+from mirokit.cli.main import main  # noqa: E402
+
+MANIFEST_RESUME = ("skipped_done",)
+
+
+@pytest.fixture(scope="module")
+def world_shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world") / "shards"
+    assert main(["world", "generate", "--num-samples", "18", "--shard-size", "6", "--out", str(out)]) == 0
+    return out
+
+
+def test_score_survives_kills(world_shards, tmp_path):
+    out = tmp_path / "out"
+    stats = check_stage(["score", str(world_shards), "--reward", "world_quality", "--reward", "world_alignment",
+                         "--enrich", "--num-workers", "0", "--batch-size", "4", "--out", str(out)], out, tmp_path,
+                        resume_keys=MANIFEST_RESUME)
+    assert stats["crashed"] == stats["points"] == min(crashkit.POINTS, stats["events"])
+
+
+def test_the_comparison_finds_a_torn_output_unit(world_shards, tmp_path, monkeypatch):
+    """The planted bug: units copied into place (a kill mid-copy leaves a torn file that looks finished)."""
+    monkeypatch.setitem(crashkit.ENV, "CRASH_MUTATION", "copy_not_rename")
+    monkeypatch.setattr(crashkit, "POINTS", 100)
+    out = tmp_path / "out"
+    with pytest.raises(AssertionError, match="rerun after a crash|unreadable|parquet"):
+        check_stage(["score", str(world_shards), "--reward", "world_quality", "--num-workers", "0", "--out", str(out)],
+                    out, tmp_path, resume_keys=MANIFEST_RESUME)
+
+
+def test_recaption_survives_kills(world_shards, tmp_path):
+    out = tmp_path / "out"
+    stats = check_stage(["recaption", str(world_shards), "--captioner", "world_detector", "--short", "--write-shards",
+                         "--num-workers", "0", "--batch-size", "4", "--out", str(out)], out, tmp_path,
+                        resume_keys=MANIFEST_RESUME)
+    assert stats["crashed"] == stats["points"] == min(crashkit.POINTS, stats["events"])
+
+
+@pytest.fixture(scope="module")
+def encode_inputs(world_shards, tmp_path_factory):
+    from diffusers import AutoencoderKL
+    import torch
+
+    from conftest import build_tiny_t5
+
+    root = tmp_path_factory.mktemp("encode_models")
+    torch.manual_seed(0)
+    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                  norm_num_groups=4, layers_per_block=1, sample_size=16).save_pretrained(root / "vae")
+    assert main(["score", str(world_shards), "--reward", "world_quality", "--enrich", "--num-workers", "0",
+                 "--out", str(root / "scored")]) == 0
+    return {"vae": root / "vae", "t5": build_tiny_t5(root / "t5"), "scored": root / "scored" / "enriched"}
+
+
+def test_encode_survives_kills(encode_inputs, tmp_path):
+    out = tmp_path / "out"
+    stats = check_stage(["encode", str(encode_inputs["scored"]), "--reward", "world_quality", "--vae",
+                         str(encode_inputs["vae"]), "--text-encoder", str(encode_inputs["t5"]), "--max-length", "8",
+                         "--image-size", "16", "--batch-size", "4", "--device", "cpu", "--out", str(out)],
+                        out, tmp_path, resume_keys=MANIFEST_RESUME)
+    assert stats["crashed"] == stats["points"] == min(crashkit.POINTS, stats["events"])
+
+
+@pytest.fixture(scope="module")
+def world_model(tmp_path_factory):
+    return world_models(tmp_path_factory)["miro"]
+
+
+def _generate(model, prompts, out):
+    return ["generate", "geneval", "--model", str(model), "--prompts", str(prompts), "--out", str(out),
+            "--images-per-prompt", "2", "--steps", "3", "--batch-size", "3"]
+
+
+def test_generate_and_eval_survive_kills(world_model, tmp_path):
+    prompts = shapes_prompts(tmp_path / "p.jsonl", 3, step=101)
+    images = tmp_path / "images"
+    stats = check_stage(_generate(world_model, prompts, images), images, tmp_path / "generate")
+    assert stats["crashed"] == stats["points"] == min(crashkit.POINTS, stats["events"])
+    assert main(_generate(world_model, prompts, images)) == 0
+    from geneval_testkit import save_clip, tiny_mask2former
+
+    detector = tmp_path / "detector"
+    tiny_mask2former({15: 10.0, 16: 10.0}).save_pretrained(detector)
+    results = tmp_path / "results"
+    stats = check_stage(["eval", "geneval", str(images), "--out", str(results / "results.json"), "--detector",
+                         str(detector), "--clip", save_clip(tmp_path / "clip"), "--device", "cpu", "--batch-size", "1"],
+                        results, tmp_path / "eval")
+    assert stats["crashed"] == stats["points"] == min(crashkit.POINTS, stats["events"])
+
+
+def test_train_survives_kills_and_continues_bit_identically(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--config", "demo_world", *TINY_UNET, "image_space={kind: pixels}", f"out_dir={out}",
+            "model.reward_keys=[world_quality]", "train.steps=6", "optim.total_steps=6", "optim.warmup_steps=2",
+            "train.batch_size=8", "data.num_samples=64", "train.progress=false", "train.threads=1",
+            "train.log_every=1", "train.checkpoint_every=2"]
+    stats = check_stage(argv, out, tmp_path)
+    assert stats["crashed"] == stats["points"] == min(crashkit.POINTS, stats["events"])
