@@ -34,6 +34,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DataError, FileNotFoundError, ValueError, KeyError, FloatingPointError, RuntimeError)
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars an error left open, so that the error is the last line (not a bar redrawn after)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mirokit` console script; returns the exit status."""
     parser = build_parser()
@@ -43,10 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mirokit: interrupted", file=sys.stderr)
         return 130
-    except _user_errors() as err:
+    except (*_user_errors(), OSError) as err:
         if os.environ.get("MIROKIT_DEBUG"):
             raise
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _close_progress_bars()
+        if isinstance(err, OSError) and err.errno and err.strerror:  # a failed read or write (a full disk)
+            message = f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
         print(f"mirokit {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -148,18 +148,17 @@ def run_units(cfg: UnitJobConfig, *, desc: str, process: Callable[[list[Decoded]
                             num_workers=cfg.num_workers, collate_fn=_identity)
     pending: dict[int, list[dict]] = {}
     start, done_now = time.perf_counter(), 0
-    bar = tqdm(desc=desc, unit="img", disable=not cfg.progress, dynamic_ncols=True)
     by_index = dict(todo)
-    for index, batch in loader:
-        if batch is None:
-            finish(by_index[index], pending.pop(index, []))
-            continue
-        rows, done = process(batch)
-        pending.setdefault(index, []).extend(rows)
-        done_now += done
-        bar.update(len(batch))
-        bar.set_postfix(img_s=f"{done_now / max(time.perf_counter() - start, 1e-9):.1f}")
-    bar.close()
+    with tqdm(desc=desc, unit="img", disable=not cfg.progress, dynamic_ncols=True) as bar:  # closed before an error
+        for index, batch in loader:
+            if batch is None:
+                finish(by_index[index], pending.pop(index, []))
+                continue
+            rows, done = process(batch)
+            pending.setdefault(index, []).extend(rows)
+            done_now += done
+            bar.update(len(batch))
+            bar.set_postfix(img_s=f"{done_now / max(time.perf_counter() - start, 1e-9):.1f}")
     elapsed = time.perf_counter() - start
 
     counts = {"rows": 0, done_name: 0, "errors": 0}

@@ -76,12 +76,18 @@ def _dcp_options() -> dict:
 def save_tensors(tensors: dict[str, torch.Tensor], directory: Path) -> None:
     """Write a flat name -> tensor/DTensor dict as this rank's safetensors shard (collective)."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint import HuggingFaceStorageWriter
+    from torch.distributed.checkpoint import CheckpointException, HuggingFaceStorageWriter
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "assuming the intent is to save in a single process"
-        dcp.save(tensors, storage_writer=HuggingFaceStorageWriter(str(directory), save_distributed=True),
-                 **_dcp_options())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "assuming the intent is to save in a single process"
+            dcp.save(tensors, storage_writer=HuggingFaceStorageWriter(str(directory), save_distributed=True),
+                     **_dcp_options())
+    except CheckpointException as err:  # its text is every rank's traceback: raise the first rank's error itself
+        first = next((exc for exc, _ in err.failures.values()), None)
+        if isinstance(first, OSError):
+            raise OSError(first.errno, first.strerror, first.filename) from None
+        raise RuntimeError(f"writing {directory} failed: {first!r}") from None
 
 
 def load_tensors(tensors: dict[str, torch.Tensor], directory: Path) -> None:
@@ -236,12 +242,18 @@ class Checkpointer:
             tmp.mkdir(parents=True)
         barrier()
         tensors, values = self._split()
-        save_tensors(tensors, tmp / STATE_DIR)
+        try:
+            save_tensors(tensors, tmp / STATE_DIR)
+            if self.dist.is_main:
+                meta = {"step": step, "world_size": self.dist.world_size, **values}
+                if export is not None:
+                    export(tmp)
+                (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps(meta, indent=2))
+        except OSError as err:  # a full disk: say which checkpoint, keep the earlier ones, free the partial one
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(err.errno, f"{err.strerror} while writing checkpoint {final.name} (the earlier "
+                                     f"checkpoints are kept; the run resumes from the last one)", err.filename) from None
         if self.dist.is_main:
-            meta = {"step": step, "world_size": self.dist.world_size, **values}
-            if export is not None:
-                export(tmp)
-            (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps(meta, indent=2))
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

@@ -2,31 +2,38 @@
 
     python crash_run.py EVENTS_FILE N mirokit-arguments...
 
-N = 0 runs to the end and writes the number of write events to EVENTS_FILE. Write events: a file opened for
+CRASH_MODE=enospc makes event N fail with OSError(ENOSPC) instead (a full disk: the torn half is written,
+then the write raises and the program handles it as it does). N = 0 runs to the end and writes the number of write events to EVENTS_FILE. Write events: a file opened for
 writing (the event comes after the open: the file exists, empty or truncated), every write() to such a file,
 os.replace / os.rename (before the rename), pyarrow.parquet.write_table and safetensors' save_file (whole-file
-writers). At event N the process leaves with os._exit(137): nothing is flushed and no `finally` runs, as after
+writers), in the main thread (TensorBoard's writer thread is left alone). At event N the process leaves with os._exit(137): nothing is flushed and no `finally` runs, as after
 SIGKILL. A write() or whole-file writer that is event N first leaves half of its bytes on disk (a torn write).
 Crashing at every event of a run visits every state the output folder can be left in by a kill between or during
 Python-level writes.
 """
 
 import builtins
+import errno
 import io
 import os
 import sys
 import tarfile
+import threading
 
 CRASH_EXIT = 137
-_count = {"n": 0, "at": 0}
+_count = {"n": 0, "at": 0, "mode": "kill"}
 _real_open = builtins.open
 
 
-def _event(torn=None) -> None:
+def _event(torn=None, path=None) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # TensorBoard's writer thread: its files are not outputs the stages promise (and vary by wall time)
     _count["n"] += 1
     if _count["n"] == _count["at"]:
         if torn is not None:
             torn()
+        if _count["mode"] == "enospc":  # the disk is full: the write fails, the program goes on as it handles that
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) if path is not None else None)
         os._exit(CRASH_EXIT)
 
 
@@ -40,7 +47,7 @@ class _TrackedFile:
         def torn():
             self._file.write(data[: len(data) // 2])
             self._file.flush()
-        _event(torn)
+        _event(torn, getattr(self._file, "name", None))
         return self._file.write(data)
 
     def writelines(self, lines):
@@ -65,7 +72,11 @@ def _open(file, mode="r", *args, **kwargs):
     handle = _real_open(file, mode, *args, **kwargs)
     if not any(c in mode for c in "wax+"):
         return handle
-    _event()
+    try:
+        _event(path=file)
+    except OSError:
+        handle.close()
+        raise
     return _TrackedFile(handle)
 
 
@@ -83,11 +94,11 @@ def _install() -> None:
     real_write_table, real_save_file = pq.write_table, safetensors.torch.save_file
 
     def replace(src, dst, **kwargs):
-        _event()
+        _event(path=dst)
         return real_replace(src, dst, **kwargs)
 
     def rename(src, dst, **kwargs):
-        _event()
+        _event(path=dst)
         return real_rename(src, dst, **kwargs)
 
     def write_table(table, where, *args, **kwargs):
@@ -95,11 +106,11 @@ def _install() -> None:
             sink = pa.BufferOutputStream()
             real_write_table(table, sink, *args, **kwargs)
             _torn_file(where, sink.getvalue().to_pybytes())
-        _event(torn)
+        _event(torn, where)
         return real_write_table(table, where, *args, **kwargs)
 
     def save_file(tensors, filename, metadata=None):
-        _event(lambda: _torn_file(filename, safetensors.torch.save(tensors, metadata=metadata)))
+        _event(lambda: _torn_file(filename, safetensors.torch.save(tensors, metadata=metadata)), filename)
         return real_save_file(tensors, filename, metadata=metadata)
 
     builtins.open = io.open = tarfile.bltn_open = _open
@@ -136,7 +147,7 @@ def main() -> int:
 
     _install()
     _plant(os.environ.get("CRASH_MUTATION", ""))
-    _count["at"] = at
+    _count["at"], _count["mode"] = at, os.environ.get("CRASH_MODE", "kill")
     code = mirokit_main(argv)
     with _real_open(events_file, "w") as fp:
         fp.write(str(_count["n"]))

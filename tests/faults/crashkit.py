@@ -27,10 +27,21 @@ probability 1 - 0.95**60 = 95%); MIROKIT_CRASH_SEED picks other points"""
 SEED = int(os.environ.get("MIROKIT_CRASH_SEED", "0"))
 
 
-def run(argv: list[str], events: Path, at: int = 0) -> subprocess.CompletedProcess:
-    """`mirokit ARGV` in a fresh process that dies at write event `at` (0: never; then `events` holds the count)."""
-    return subprocess.run([sys.executable, str(RUNNER), str(events), str(at), *argv], env=ENV, capture_output=True,
-                          text=True, timeout=600)
+def run(argv: list[str], events: Path, at: int = 0, mode: str = "kill") -> subprocess.CompletedProcess:
+    """`mirokit ARGV` in a fresh process that dies at write event `at` (0: never; then `events` holds the count);
+    mode "enospc": the write fails with a full disk instead."""
+    return subprocess.run([sys.executable, str(RUNNER), str(events), str(at), *argv],
+                          env=dict(ENV, CRASH_MODE=mode), capture_output=True, text=True, timeout=600)
+
+
+def _check_failure(died: subprocess.CompletedProcess, mode: str, where: str) -> None:
+    """A killed run died at its point; a run whose write failed said so in one line, without a traceback."""
+    if mode == "kill":
+        assert died.returncode == CRASH_EXIT, f"{where}: exit {died.returncode}\n{died.stderr[-2000:]}"
+        return
+    last = died.stderr.strip().splitlines()[-1] if died.stderr.strip() else ""
+    assert died.returncode not in (0, CRASH_EXIT) and "Traceback" not in died.stderr, f"{where}:\n{died.stderr[-3000:]}"
+    assert last.startswith("mirokit ") and "No space left on device" in last, f"{where}: last line {last!r}"
 
 
 def _read(path: Path):
@@ -94,11 +105,13 @@ def crash_points(total: int, count: int | None = None, seed: int = SEED) -> list
     return events if total <= count else sorted(random.Random(seed).sample(events, count))
 
 
-def check_stage(argv: list[str], out: Path, work: Path, *, resume_keys: tuple[str, ...] = ()) -> dict:
-    """Run `argv` (which writes into `out`) twice uninterrupted, then for each crash point: crash, rerun, compare.
+def check_stage(argv: list[str], out: Path, work: Path, *, resume_keys: tuple[str, ...] = (),
+                modes: tuple[str, ...] = ("kill",)) -> dict:
+    """Run `argv` (which writes into `out`) twice uninterrupted, then for each crash point and mode (kill: as
+    `kill -9`; enospc: that write fails, the disk full): fail there, rerun, compare.
 
     resume_keys: leaf names that may differ after a resume and say so (e.g. a manifest's "skipped_done").
-    Returns {"events": total write events, "points": crash points tried, "crashed": runs that died at their point}.
+    Returns {"events": total write events, "modes", "points": failures tried, "crashed": runs that failed there}.
     """
     work.mkdir(parents=True, exist_ok=True)
     events = work / "events"
@@ -113,14 +126,15 @@ def check_stage(argv: list[str], out: Path, work: Path, *, resume_keys: tuple[st
     volatile = set(differences(*clean))
     points = crash_points(total)
     crashed = 0
-    for at in points:
-        shutil.rmtree(out, ignore_errors=True)
-        died = run(argv, events, at)
-        assert died.returncode == CRASH_EXIT, f"event {at} of {total}: exit {died.returncode}\n{died.stderr[-2000:]}"
-        crashed += 1
-        again = run(argv, events)
-        assert again.returncode == 0, f"rerun after a crash at event {at} of {total}:\n{again.stderr[-2000:]}"
-        wrong = [d for d in differences(clean[0], snapshot(out))
-                 if d not in volatile and d.rsplit("/", 1)[-1].split("[")[0] not in resume_keys]
-        assert not wrong, f"crash at write event {at} of {total}, then the same command: {wrong[:8]}"
-    return {"events": total, "points": len(points), "crashed": crashed}
+    for mode in modes:
+        for at in points:
+            where = f"{mode} at write event {at} of {total}"
+            shutil.rmtree(out, ignore_errors=True)
+            _check_failure(run(argv, events, at, mode), mode, where)
+            crashed += 1
+            again = run(argv, events)
+            assert again.returncode == 0, f"rerun after a {where}:\n{again.stderr[-2000:]}"
+            wrong = [d for d in differences(clean[0], snapshot(out))
+                     if d not in volatile and d.rsplit("/", 1)[-1].split("[")[0] not in resume_keys]
+            assert not wrong, f"{where}, then the same command: {wrong[:8]}"
+    return {"events": total, "modes": len(modes), "points": len(points) * len(modes), "crashed": crashed}
