@@ -213,3 +213,43 @@ def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(tmp_path):
                    "optim.warmup_steps=1", "train.batch_size=4", "train.log_every=1"))
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[0]["loss"] != 9.0
+
+
+def test_a_model_folder_cannot_make_mirokit_write_outside_the_output_folder(tmp_path):
+    """Every string a downloaded model folder carries (pipeline.json's training config with its out_dir and data
+    paths, an extra out_dir key, path-like names) is data: sample and generate write only under --out."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "evaluate"))
+    from evalkit import shapes_prompts, world_models
+
+    class Factory:  # world_models wants a tmp_path_factory
+        def mktemp(self, name):
+            (tmp_path / name).mkdir()
+            return tmp_path / name
+
+    model = tmp_path / "hostile"
+    shutil.copytree(world_models(Factory())["miro"], model)
+    escape = tmp_path / "escaped"
+
+    def hostile(value):
+        if isinstance(value, dict):
+            return {k: hostile(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [hostile(v) for v in value]
+        return str(escape / "x") if isinstance(value, str) and value not in ("builtin", "pixels", "unet") else value
+
+    meta = json.loads((model / "pipeline.json").read_text())
+    meta["training"] = hostile(meta["training"]) | {"out_dir": str(escape), "cache_dir": "../../escaped"}
+    meta["out_dir"] = str(escape)
+    (model / "pipeline.json").write_text(json.dumps(meta))
+    before = {p for p in tmp_path.rglob("*")}
+    outs = [tmp_path / "samples", tmp_path / "geneval"]
+    assert main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "2", "--out", str(outs[0])]) == 0
+    prompts = shapes_prompts(tmp_path / "p.jsonl", 2)
+    before.add(prompts)
+    assert main(["generate", "geneval", "--model", str(model), "--prompts", str(prompts), "--images-per-prompt", "1",
+                 "--steps", "2", "--out", str(outs[1])]) == 0
+    new = {p for p in tmp_path.rglob("*")} - before
+    assert new and all(any(out == p or out in p.parents for out in outs) for p in new), sorted(new)
+    assert not escape.exists()
