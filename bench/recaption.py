@@ -8,6 +8,7 @@ and prints (b)/(a): 1.0 means reading, decoding and writing are hidden behind ge
 reports, it asserts nothing.
 
     .venv/bin/python bench/recaption.py [--images 128] [--batch 16] [--workers 1] [--threads 2] [--tokens 24]
+                                        [--hidden 32] [--layers 2]
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tokens", type=int, default=24, help="new tokens per caption")
+    p.add_argument("--hidden", type=int, default=32, help="the random LLaVA's language-model width (real: 576-4096)")
+    p.add_argument("--layers", type=int, default=2, help="its depth (real: 30-32)")
     args = p.parse_args()
 
     import torch
@@ -45,7 +48,7 @@ def main() -> int:
     from vlm_kit import save_tiny_llava
 
     work = Path(tempfile.mkdtemp(prefix="bench_recaption_"))
-    model = save_tiny_llava(work / "llava")
+    model = save_tiny_llava(work / "llava", hidden=args.hidden, layers=args.layers)
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)) for _ in range(args.images)]
     (work / "shards").mkdir()
@@ -72,7 +75,7 @@ def main() -> int:
     run_recaption_job(cfg)
     job = args.images / (time.perf_counter() - start)
     print(f"{args.images} images of 256x256, batch {args.batch}, {args.tokens} new tokens, {args.workers} worker(s), "
-          f"{args.threads} threads")
+          f"{args.threads} threads, language model {args.hidden} wide x {args.layers} layers")
     print("| measure | images/s |\n|---|---:|")
     print(f"| captioner.caption() on decoded images | {bare:.1f} |")
     print(f"| mirokit recaption end to end | {job:.1f} |")

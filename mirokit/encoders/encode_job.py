@@ -172,12 +172,13 @@ class _UnitWriter:
         self.report["samples"] += len(good)
         return len(good)
 
-    def close(self) -> dict:
-        """Move the shard into place; returns the report (with the statistics' sums)."""
+    def close(self, report_path: Path) -> None:
+        """Write the report (with the statistics' sums), then move the shard into place: a finished shard is
+        what marks the unit done, so its report must exist first (a kill in between redoes the unit)."""
         if self.stats.count:
             self.report["latent_sums"] = self.stats.sums()
+        _write_json(report_path, self.report)
         self.writer.close()
-        return self.report
 
 
 def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
@@ -199,7 +200,7 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
     mine = [p for i, p in enumerate(paths) if i % cfg.num_shards == cfg.shard_index]
     todo = [p for p in mine if not (out / p.name).is_file()]
     for path in todo:  # leftovers of a killed run (these shards are ours alone)
-        for stale in out.glob(f".{path.name}.tmp-*"):
+        for stale in [*out.glob(f".{path.name}.tmp-*"), *out.glob(f"..{path.stem}.report.json.tmp-*")]:
             stale.unlink()
     import torch.utils.data as tud
 
@@ -211,7 +212,7 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
         for u, items in loader:
             writer = writers.get(u) or writers.setdefault(u, _UnitWriter(out / todo[u].name))
             if items is None:
-                _write_json(out / f".{todo[u].stem}.report.json", writers.pop(u).close())
+                writers.pop(u).close(out / f".{todo[u].stem}.report.json")
                 continue
             bar.update(writer.add(items, encoders, cfg.dtype))
     finally:

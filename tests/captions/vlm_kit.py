@@ -30,10 +30,10 @@ def _tokenizer():
     return tokenizer, vocab
 
 
-def _llama_config(vocab: dict):
+def _llama_config(vocab: dict, hidden: int = 32, layers: int = 2):
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    return LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
                        pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
@@ -52,7 +52,8 @@ def save_tiny_llama(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
+def save_tiny_llava(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    """hidden / layers: the language model's width and depth (the benchmark makes generation cost more)."""
     from transformers import CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     tokenizer, vocab = _tokenizer()
@@ -64,7 +65,7 @@ def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                                        image_size=28, patch_size=14, projection_dim=32),
-        text_config=_llama_config(vocab),
+        text_config=_llama_config(vocab, hidden, layers),
         image_token_index=vocab["<image>"], vision_feature_select_strategy="default", vision_feature_layer=-1)
     model = LlavaForConditionalGeneration(config).eval()
     folder.mkdir(parents=True, exist_ok=True)

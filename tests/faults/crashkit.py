@@ -137,4 +137,6 @@ def check_stage(argv: list[str], out: Path, work: Path, *, resume_keys: tuple[st
             wrong = [d for d in differences(clean[0], snapshot(out))
                      if d not in volatile and d.rsplit("/", 1)[-1].split("[")[0] not in resume_keys]
             assert not wrong, f"{where}, then the same command: {wrong[:8]}"
-    return {"events": total, "modes": len(modes), "points": len(points) * len(modes), "crashed": crashed}
+    stats = {"events": total, "modes": len(modes), "points": len(points) * len(modes), "crashed": crashed}
+    print(f"crash points: {argv[0]} {' '.join(modes)}: {stats}")  # shown with pytest -s
+    return stats
