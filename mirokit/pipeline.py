@@ -7,6 +7,7 @@ Checkpoint directory layout (HF style, no pickle):
     pipeline.json          image space, reward keys, sampler defaults, mirokit version, training config
     calibration.json       optional: how the training data's raw reward scores became targets in [0, 1]
     uncond_text.safetensors  optional: the embedding used for the empty prompt (precomputed text)
+    README.md              the model card (mirokit.model_card; a README.md mirokit did not write is kept)
     train_state/           only in training checkpoints: everything needed to resume exactly
 
 `MiroPipeline.from_pretrained` also reads the released MIRO checkpoints (a folder or hub repo with
@@ -17,10 +18,7 @@ config.json holding `network` / `preconditioning` sections, model.safetensors wi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -31,10 +29,8 @@ from mirokit.encoders.hub import one_line
 from mirokit.encoders.pixel import ImageSpace, PixelSpace, build_image_space
 from mirokit.encoders.text import TextEncoder, build_text_encoder
 from mirokit.models.generator import MiroGenerator
+from mirokit.pipeline_call import MiroArrayOutput, MiroPipelineOutput
 from mirokit.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_json, read_weights, write_json
-
-if TYPE_CHECKING:
-    from mirokit.sampling import SamplingSettings
 
 PIPELINE_NAME = "pipeline.json"
 TEXT_ENCODER_DIR = "text_encoder"
@@ -43,20 +39,6 @@ FORMAT_VERSION = 2
 OFFICIAL_FILES = (CONFIG_NAME, WEIGHTS_NAME, "uncond_embedding.npy")
 OFFICIAL_TEXT_ENCODER = "google/flan-t5-xl"
 OFFICIAL_VAE = "stabilityai/sdxl-vae"
-
-
-@dataclass
-class MiroPipelineOutput:
-    """What `MiroPipeline.__call__` returns."""
-
-    images: list
-    """PIL images, prompt-major (every image of prompt 0, then prompt 1, ...)"""
-    prompts: list[str]
-    """the prompt of each image"""
-    indices: list[tuple[int, int]]
-    """(prompt index, image index) of each image: its noise is seeded by (settings.seed, *index)"""
-    settings: "SamplingSettings"
-    """every sampling setting used (resolved from the arguments, the preset and the model's defaults)"""
 
 
 class MiroPipeline:
@@ -93,53 +75,97 @@ class MiroPipeline:
         presets, above the official sampler (mirokit.sampling.resolve)."""
         return dict(self.extra.get("sampler_defaults", {}))
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "MiroPipeline":
-        """Move generator, text encoder and image space to `device`, and the generator's weights to `dtype`
-        (e.g. torch.bfloat16: inputs are cast to it, samples come back in float32); returns self."""
+    def to(self, *args, **kwargs) -> "MiroPipeline":
+        """Move the pipeline, as `nn.Module.to` takes it: `to("cuda")`, `to(torch.bfloat16)`, `to("cpu",
+        torch.float16)`, `to(device=..., dtype=...)`. The device moves the generator, the text encoder and the image
+        space; the dtype casts the generator's weights (inputs are cast to it, samples come back in float32) and,
+        on a GPU, the T5 and the VAE too (on a CPU they stay float32: their half-precision CPU kernels are slow and
+        their outputs feed the generator in float32 anyway). Returns self."""
+        from mirokit.pipeline_call import parse_to
+
+        device, dtype = parse_to(*args, **kwargs)
         if device is not None:
             self.generator.to(device)
             self.text_encoder.to(device)
             self.image_space.to(device)
         if dtype is not None:
             self.generator.to_dtype(dtype)
+            if self.device.type != "cpu":
+                for part in (self.text_encoder, self.image_space):
+                    if callable(getattr(part, "to_dtype", None)):
+                        part.to_dtype(dtype)
         return self
 
-    def __call__(self, prompt: str | list[str], *, rewards: dict[str, float | None] | None = None,
-                 negative_rewards: dict[str, float | None] | None = None, num_images: int = 1,
+    def __call__(self, prompt: str | list[str], *, reward_targets: dict[str, float | None] | None = None,
+                 negative_reward_targets: dict[str, float | None] | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 num_images_per_prompt: int | None = None, generator: torch.Generator | None = None,
+                 output_type: str = "pil", callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs: list[str] | None = None,
+                 rewards: dict[str, float | None] | None = None,
+                 negative_rewards: dict[str, float | None] | None = None, num_images: int | None = None,
                  seed: int | None = None, preset: str | None = None, steps: int | None = None,
                  guidance: float | None = None, text_guidance: float | None = None,
                  reward_guidance: float | None = None, solver: str | None = None, shift: float | None = None,
-                 batch_size: int | None = None, callback=None, progress: bool = False) -> "MiroPipelineOutput":
-        """Prompt(s) + reward targets -> `MiroPipelineOutput` (`.images`: PIL images, prompt-major: every image
-        of the first prompt, then the next; `.settings`: the SamplingSettings used).
+                 batch_size: int | None = None, callback=None,
+                 progress: bool = False) -> MiroPipelineOutput | MiroArrayOutput:
+        """Prompt(s) + reward targets -> the images, prompt-major (every image of the first prompt, then the next):
+        a list of PIL images that also has `.images` (diffusers), `.settings` (the SamplingSettings used),
+        `.prompts` and `.indices` (mirokit.pipeline_call.MiroPipelineOutput).
 
+        The official package's call runs unchanged: `pipe(prompt, reward_targets=, negative_reward_targets=,
+        num_inference_steps=, guidance_scale=, num_images_per_prompt=, generator=, output_type="pil"|"numpy")`;
+        the table of names is in mirokit.pipeline_call and docs/PYTHON.md. mirokit's own names:
         rewards: positive targets {key: value in [0, 1] or None = missing}; keys not named are asked at 1.0.
         negative_rewards: targets of the unconditional branch; keys not named get 0.0.
         preset: a built-in preset name ("official", "fast") or a preset JSON file; the other keyword arguments
             override it, and it overrides the model's defaults (`sampler_defaults`), as `mirokit sample` does.
-        Image j of prompt i starts from noise seeded by (seed, i, j): the same pixels as `mirokit sample` with
-        the same settings. callback(StepProgress) runs after every step; returning False cancels
-        (mirokit.sampling.SamplingCancelled). A reward key the model lacks is a one-line ValueError.
+        Noise: with `generator` (a torch.Generator, or one per image) the starting noise is one
+        `torch.randn((B, C, H, W), generator=generator)`, as the official package draws it; without it, image j of
+        prompt i starts from noise seeded by (seed, i, j): the same pixels as `mirokit sample` with the same
+        settings. output_type: pil | numpy (uint8 (B, H, W, 3), official) | np | pt | latent (diffusers).
+        callback(StepProgress) runs after every step; returning False cancels (mirokit.sampling.SamplingCancelled);
+        callback_on_step_end is diffusers' form (mirokit.pipeline_call.step_end_callback).
+        A reward key the model lacks is a one-line ValueError.
         """
+        from mirokit.pipeline_call import check_output_type, chain, format_output, generator_noise, merge_names, \
+            step_end_callback
         from mirokit.sampling import generate, initial_noise, prompt_major_pairs, resolve
         from mirokit.sampling.presets import load_preset
 
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError("prompt must be a string or a non-empty list of strings")
-        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-            raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
-        explicit = {"rewards": rewards, "negative_rewards": negative_rewards, "seed": seed, "steps": steps,
-                    "guidance": guidance, "text_guidance": text_guidance, "reward_guidance": reward_guidance,
-                    "solver": solver, "shift": shift, "batch_size": batch_size}
+        check_output_type(output_type)
+        explicit = merge_names(
+            {"reward_targets": reward_targets, "negative_reward_targets": negative_reward_targets,
+             "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+             "num_images_per_prompt": num_images_per_prompt},
+            {"rewards": rewards, "negative_rewards": negative_rewards, "seed": seed, "steps": steps,
+             "guidance": guidance, "text_guidance": text_guidance, "reward_guidance": reward_guidance,
+             "solver": solver, "shift": shift, "batch_size": batch_size, "num_images": num_images})
+        count = explicit.pop("num_images")
+        count = 1 if count is None else count
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"num_images (num_images_per_prompt) must be an integer >= 1, got {count!r}")
+        if generator is not None and seed is not None:
+            raise ValueError("give generator= or seed=, not both (they both choose the starting noise)")
         settings = resolve(explicit, load_preset(preset), self.sampler_defaults)
-        pairs = prompt_major_pairs(len(prompts), num_images)
+        pairs = prompt_major_pairs(len(prompts), count)
         mc = self.generator.config
-        noise = initial_noise((mc.image_channels, mc.image_size, mc.image_size), settings.seed, pairs)
+        shape = (mc.image_channels, mc.image_size, mc.image_size)
+        if generator is None:
+            noise = initial_noise(shape, settings.seed, pairs)
+        else:
+            noise = generator_noise(generator, shape, len(pairs))
+        if callback_on_step_end is not None:
+            self.interrupt = False
+            callback = chain(callback, step_end_callback(self, callback_on_step_end,
+                                                         callback_on_step_end_tensor_inputs))
         per_image = [prompts[i] for i, _ in pairs]
         samples = generate(self, per_image, settings, noise=noise, progress=progress, callback=callback)
-        return MiroPipelineOutput(images=self.image_space.to_pil(samples), prompts=per_image, indices=pairs,
-                                  settings=settings)
+        return format_output(self.image_space, samples, output_type, prompts=per_image, indices=pairs,
+                             settings=settings, noise="seed" if generator is None else "generator")
 
     @torch.no_grad()
     def encode_text(self, captions: list[str]) -> tuple[Tensor, Tensor]:
@@ -156,10 +182,12 @@ class MiroPipeline:
         return emb, torch.ones(emb.shape[:2], dtype=torch.bool, device=self.device)
 
     def save_pretrained(self, directory: str | Path, *, generator_state: dict | None = None,
-                        text_encoder_state: dict | None = None) -> None:
+                        text_encoder_state: dict | None = None, card: dict | None = None) -> None:
         """Write the checkpoint layout above; explicit state dicts (e.g. EMA weights) are written instead of
-        the live weights (which are not touched)."""
+        the live weights (which are not touched). README.md is the model card (mirokit.model_card.write_model_card,
+        `card` its arguments: repo_id, license, base_model, eval_results; a README.md mirokit did not write stays)."""
         from mirokit import __version__
+        from mirokit.model_card import write_model_card
 
         directory = Path(directory)
         self.generator.save_pretrained(directory, state_dict=generator_state)
@@ -168,33 +196,63 @@ class MiroPipeline:
         meta = {"format_version": FORMAT_VERSION, "mirokit_version": __version__,
                 "image_space": self.image_space.spec(), "reward_keys": self.reward_keys, **self.extra}
         write_json(directory / PIPELINE_NAME, meta)
+        write_model_card(directory, **(card or {}))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, variant: str | None = None,
-                        device: torch.device | str = "cpu", text_encoder: str | None = None,
-                        vae: str | None = None) -> "MiroPipeline":
-        """Load a mirokit model folder or a released MIRO checkpoint (folder or hub repo id).
+                        device: torch.device | str | None = None, torch_dtype: torch.dtype | None = None,
+                        text_encoder: str | None = None, vae: str | None = None, cache_dir: str | Path | None = None,
+                        revision: str | None = None, token: str | bool | None = None) -> "MiroPipeline":
+        """Load a mirokit model folder or a released MIRO checkpoint (folder or hub repo id), with the official
+        package's keywords.
 
         variant: a subfolder (e.g. "miro-no-clip" of nicolas-dufour/miro-ablations).
+        device, torch_dtype: where and in which dtype to put it (`pipe.to(device, torch_dtype)`; default CPU, float32).
         text_encoder / vae: hub id or local folder replacing the stored T5 / VAE (for offline copies).
+        cache_dir, revision, token: passed to the hub download (`huggingface_hub.snapshot_download`).
         A missing or incomplete folder gives a one-line error.
         """
-        directory = _resolve_folder(str(name_or_path), variant)
+        directory = _resolve_folder(str(name_or_path), variant, cache_dir=cache_dir, revision=revision, token=token)
         if _is_official(directory):
             pipe = _load_official(directory, text_encoder=text_encoder, vae=vae)
         else:
             pipe = _load_mirokit(directory, text_encoder=text_encoder, vae=vae)
-        return pipe.to(device)
+        return pipe.to(device or "cpu", torch_dtype)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    commit_message: str | None = None, revision: str | None = None, create_pr: bool = False,
+                    license: str | None = None, base_model: str | list[str] | None = None,
+                    eval_results: list[dict] | None = None):
+        """Save to a temporary folder (save_pretrained, the card's quickstart loading `repo_id`) and upload it to
+        the hub model repo `repo_id` (OWNER/NAME; created if needed) in one commit -> huggingface_hub.CommitInfo.
+
+        private: for a new repo (None: the hub's default). token: None uses HF_TOKEN or the saved login.
+        license, base_model, eval_results: the card's (mirokit.model_card.write_model_card). A README.md on the hub
+        that mirokit did not write is kept. Any failure is one line naming the repo (mirokit.hub.push_folder).
+        """
+        import tempfile
+
+        from mirokit.hub import push_folder
+        from mirokit.model_card import check_repo_id
+
+        check_repo_id(repo_id)
+        card = {"license": license, "base_model": base_model, "eval_results": eval_results}
+        with tempfile.TemporaryDirectory(prefix="mirokit-push-") as tmp:
+            self.save_pretrained(tmp, card={"repo_id": repo_id, **card})
+            return push_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message,
+                               revision=revision, create_pr=create_pr, card=card, label="the model")
 
 
-def _resolve_folder(name_or_path: str, variant: str | None) -> Path:
-    """A local folder (+ variant subfolder), or a hub repo downloaded to the local cache."""
+def _resolve_folder(name_or_path: str, variant: str | None, **download) -> Path:
+    """A local folder (+ variant subfolder), or a hub repo downloaded to the local cache (`download`: cache_dir,
+    revision, token of `snapshot_download`)."""
     path = Path(name_or_path).expanduser()
     if not path.exists() and not name_or_path.startswith(("/", ".", "~")) and name_or_path.count("/") == 1:
         try:
             from huggingface_hub import snapshot_download
 
-            path = Path(snapshot_download(name_or_path, allow_patterns=[f"{variant}/*"] if variant else None))
+            path = Path(snapshot_download(name_or_path, allow_patterns=[f"{variant}/*"] if variant else None,
+                                          **{k: v for k, v in download.items() if v is not None}))
         except Exception as err:  # noqa: BLE001 - network, auth and missing-repo errors alike
             raise FileNotFoundError(f"{name_or_path} is not a local folder, and downloading it from the hub failed: "
                                     f"{one_line(err)}") from None

@@ -48,6 +48,19 @@ def make_conditions(batch: int, text_dim: int = 12, length: int = 5, keys: int =
 TINY_T5_VOCAB = ["<pad>", "</s>", "<unk>", "a", "red", "green", "blue", "circle", "square", "triangle", "big"]
 
 
+def build_tiny_vae(directory, sample_size: int = 16):
+    """A tiny random diffusers AutoencoderKL (SDXL's layout: 4 latent channels, 2x down), saved like a hub
+    checkpoint (seeded: the same weights every call); returns the model."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                        norm_num_groups=4, layers_per_block=1, sample_size=sample_size).eval()
+    vae.save_pretrained(directory)
+    return vae
+
+
 def build_tiny_t5(directory):
     """A tiny random T5 encoder plus a word-level tokenizer, saved like a hub checkpoint."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors

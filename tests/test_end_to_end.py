@@ -14,14 +14,13 @@ import tarfile
 import time
 
 import numpy as np
-import torch
 from PIL import Image
 
 from mirokit.cli.main import main
 from mirokit.data.toy import ToyShapesDataset
 from mirokit.train.metrics import read_metrics
 
-from conftest import build_tiny_t5
+from conftest import build_tiny_t5, build_tiny_vae
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "captions"))
 from vlm_kit import save_tiny_llava  # noqa: E402
@@ -46,13 +45,8 @@ def _write_shards(folder, n=200, per_shard=100):
 
 
 def test_score_calibrate_encode_train_kill_resume_sample(tmp_path, capsys):
-    from diffusers import AutoencoderKL
-
     t5 = build_tiny_t5(tmp_path / "t5")
-    torch.manual_seed(0)
-    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                  norm_num_groups=4, layers_per_block=1, sample_size=32).save_pretrained(tmp_path / "vae")
+    build_tiny_vae(tmp_path / "vae", sample_size=32)
     _write_shards(tmp_path / "raw")
     llava = save_tiny_llava(tmp_path / "llava")
     assert main(["recaption", str(tmp_path / "raw"), "--model", str(llava), "--max-new-tokens", "6",

@@ -77,6 +77,60 @@ def test_a_corrupt_weights_file_is_one_line_naming_it(model, tmp_path, capsys):
     assert err.count("\n") == 0 and f"{broken / 'model.safetensors'}" in err and "Traceback" not in err
 
 
+def _missing_weights(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+
+
+def _truncated_weights(folder: Path) -> None:
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def _config_not_matching(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["backbone"]["channels"] = [16, 48]
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _torn_pipeline_json(folder: Path) -> None:
+    (folder / "pipeline.json").write_text('{"model": ')
+
+
+@pytest.mark.parametrize("damage, says", [
+    (_missing_weights, "missing model.safetensors"), (_truncated_weights, "cannot read"),
+    (_config_not_matching, "do not match the model"), (_torn_pipeline_json, "is not valid JSON")])
+def test_a_damaged_model_folder_is_one_line_naming_what_is_wrong(model, tmp_path, capsys, damage, says):
+    broken = tmp_path / "broken"
+    shutil.copytree(model, broken)
+    damage(broken)
+    assert main(["sample", "--model", str(broken), "--prompt", "x", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(broken) in err and says in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_non_finite_scores_are_missing_in_calibration_and_a_torn_table_is_named(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    scores = tmp_path / "scores.parquet"
+    pq.write_table(pa.table({"key": list("abcde"), "q": [0.1, float("nan"), float("inf"), -float("inf"), 0.5]}),
+                   scores)
+    assert main(["calibrate", "fit", str(scores), "--out", str(tmp_path / "cal.json")]) == 0
+    assert "5 scores (3 missing or not finite)" in capsys.readouterr().out
+    assert main(["calibrate", "apply", str(scores), "--calibration", str(tmp_path / "cal.json"),
+                 "--out", str(tmp_path / "calibrated")]) == 0
+    targets = pq.read_table(tmp_path / "calibrated" / "scores.parquet").column("q").to_pylist()
+    assert targets[0] == 0.0 and targets[4] == 1.0 and all(np.isnan(t) for t in targets[1:4])  # inf is no target
+    torn = tmp_path / "torn.parquet"
+    torn.write_bytes(scores.read_bytes()[:-20])
+    for argv in (["fit", str(torn), "--out", str(tmp_path / "c2.json")],
+                 ["apply", str(torn), "--calibration", str(tmp_path / "cal.json"), "--out", str(tmp_path / "c3")]):
+        assert main(["calibrate", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{torn}: not a readable parquet file" in err
+
+
 @pytest.mark.parametrize("flag", ["--reward", "--negative-reward"])
 def test_a_target_outside_0_1_is_refused(model, tmp_path, capsys, flag):
     assert main(["sample", "--model", str(model), "--prompt", "x", flag, "world_quality=1.7",

@@ -50,7 +50,7 @@ def run_fit(args) -> int:
     cal = fit_calibration(parquet_files(args.inputs), args.reward, tuple(args.caption))
     cal.save(args.out)
     for key, rc in cal.rewards.items():
-        print(f"{key}: {rc.count} scores ({rc.missing} missing), mean {rc.mean:.4g}, std {rc.std:.4g}, "
+        print(f"{key}: {rc.count} scores ({rc.missing} missing or not finite), mean {rc.mean:.4g}, std {rc.std:.4g}, "
               f"range [{rc.min:.4g}, {rc.max:.4g}]")
     print(f"wrote {args.out}")
     return 0

@@ -28,18 +28,18 @@ class RewardCalibration:
     count: int
     """scores seen (including missing)"""
     missing: int
-    """NaN / missing scores"""
+    """missing scores: NaN, and +-inf (no bin can hold them)"""
     mean: float
     std: float
     min: float
     max: float
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        """raw: (N,) scores -> (N,) float32 multiples of 1/63 in [0, 1]; NaN stays NaN."""
+        """raw: (N,) scores -> (N,) float32 multiples of 1/63 in [0, 1]; NaN and +-inf (missing, as when fitted) -> NaN."""
         raw = np.asarray(raw, dtype=np.float64)
         bins = np.searchsorted(np.asarray(self.edges, dtype=np.float64), raw, side="right")  # 0..63
         out = (bins / (NUM_BINS - 1)).astype(np.float32)
-        out[np.isnan(raw)] = np.nan
+        out[~np.isfinite(raw)] = np.nan
         return out
 
 
@@ -53,7 +53,7 @@ class RewardAccumulator:
         self.total = self.total_sq = 0.0
 
     def add(self, raw: np.ndarray) -> None:
-        """Add a chunk of raw scores (N,); NaN counts as missing."""
+        """Add a chunk of raw scores (N,); NaN and +-inf count as missing."""
         raw = np.asarray(raw, dtype=np.float64).reshape(-1)
         finite = raw[np.isfinite(raw)]
         self.count += raw.size
@@ -170,6 +170,16 @@ def _reward_columns(schema, requested: list[str] | None, path: Path) -> list[str
     return requested
 
 
+def _read_parquet(path: Path, read):
+    """read(path), with a file pyarrow cannot read (torn, not parquet) as a ValueError naming it."""
+    import pyarrow as pa
+
+    try:
+        return read(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path}: not a readable parquet file ({str(err).splitlines()[0]})") from err
+
+
 def fit_calibration(files: list[Path], rewards: list[str] | None = None, captions: tuple[str, ...] = ()) -> Calibration:
     """Stream over score parquet files (memory holds only each reward's unique values) -> a Calibration with 64
     quantile bins per reward column (default: every float column but key/caption/error). The columns
@@ -179,7 +189,7 @@ def fit_calibration(files: list[Path], rewards: list[str] | None = None, caption
     accumulators: dict[str, RewardAccumulator] = {}
     prefixes = tuple(f"{name}_" for name in captions)
     for path in files:
-        pf = pq.ParquetFile(path)
+        pf = _read_parquet(path, pq.ParquetFile)
         keys = _reward_columns(pf.schema_arrow, rewards, path)
         if rewards is None:  # named-caption columns are pooled, not calibrated on their own
             keys = [k for k in keys if not k.startswith(prefixes)]
@@ -187,7 +197,7 @@ def fit_calibration(files: list[Path], rewards: list[str] | None = None, caption
         for key in keys:
             accumulators.setdefault(key, RewardAccumulator(key))
         columns = [*keys, *(c for cols in pooled.values() for c in cols)]
-        for batch in pf.iter_batches(columns=columns, batch_size=65536):
+        for batch in _read_parquet(path, lambda _: list(pf.iter_batches(columns=columns, batch_size=65536))):
             for key in keys:
                 for column in [key, *pooled[key]]:
                     accumulators[key].add(batch.column(column).to_numpy(zero_copy_only=False))
@@ -207,7 +217,7 @@ def apply_calibration(files: list[Path], calibration: Calibration, out_dir: str 
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in files:
-        table = pq.read_table(path)
+        table = _read_parquet(path, pq.read_table)
         for key in _reward_columns(table.schema, rewards, path):
             values = calibration.apply(key, table.column(key).to_numpy(zero_copy_only=False))
             table = table.set_column(table.schema.get_field_index(key), key, pa.array(values, pa.float32()))

@@ -13,10 +13,16 @@ The reader is random access (an index of member offsets per shard, read with one
 so it runs on the core DataLoader with the (seed, step) order: exact resume, any number of ranks
 and workers. Raw scores are calibrated on read with `data.calibration`. A sample that cannot be read
 is logged, replaced by the next readable one (deterministically) and counted in `Batch.skipped`.
+
+Shards given as URLs (a folder URL ending in "/", or a brace pattern of .tar URLs; mirokit.urls) are downloaded
+once into a local cache folder (`data.cache_dir`, default ~/.cache/mirokit/shards/<hash of the URL>/; a complete
+file there is never fetched again) and read from there: random access by index needs local files. A folder URL
+brings its encoding.json, uncond_text.safetensors and latent_stats.json along.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -35,8 +41,9 @@ from torch.utils.data import Dataset
 from mirokit.data.batch import DataError
 from mirokit.data.calibration import Calibration
 from mirokit.data.caption_mix import CaptionMixConfig
-from mirokit.data.source import DATA_SOURCES, DataConfig, DatasetInfo, Sample
-from mirokit.tars import index_members, shard_list
+from mirokit.data.source import DATA_SOURCES, UNCOND_TEXT_FILE, DataConfig, DatasetInfo, Sample
+from mirokit.tars import index_members, shard_list, shard_name
+from mirokit.urls import DownloadError, fetch, is_url
 
 log = logging.getLogger(__name__)
 
@@ -115,27 +122,70 @@ def load_index(paths: list[Path], folder: Path | None) -> list[int]:
     return counts
 
 
+FOLDER_FILES = (ENCODING_FILE, UNCOND_TEXT_FILE, "latent_stats.json")
+"""what a folder URL brings along into the cache besides its shards (each optional)"""
+
+
+def cache_folder(spec: str, cache_dir: str | Path | None = None) -> Path:
+    """The local folder the shards of the URL `spec` are downloaded to: CACHE/<16 hex digits of its SHA-256>, CACHE
+    being `cache_dir`, else $XDG_CACHE_HOME/mirokit/shards (~/.cache/mirokit/shards)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mirokit" / "shards"
+    root = Path(cache_dir) if cache_dir else default
+    return root.expanduser() / hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def download_shards(spec: str, cache_dir: str | Path | None = None) -> tuple[list[Path], Path, bool]:
+    """Fetch the shards a URL names (a folder URL ending in "/" with its FOLDER_FILES, or a brace pattern) into
+    `cache_folder(spec, cache_dir)`, each once (retried; mirokit.urls.fetch). Returns (local shard paths in the
+    URL order, the cache folder, whether it is a whole folder whose metadata came along); a download that fails
+    is a DataError naming the URL."""
+    urls = shard_list(spec)
+    folder = cache_folder(spec, cache_dir)
+    names = [shard_name(u) for u in urls]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise DataError(f"{spec}: two shards are named {twice!r}; the cache keeps shards by file name")
+    whole = spec.endswith("/") and not spec.startswith("pipe:")
+    todo = sum(not (folder / n).is_file() for n in names)
+    if todo:
+        log.warning("downloading %d of %d shard(s) of %s into %s (training reads shards by index: local files)",
+                    todo, len(names), spec, folder)
+    try:
+        for name in FOLDER_FILES if whole else ():
+            fetch(spec + name, folder / name, missing_ok=True)
+        paths = [fetch(u, folder / n) for u, n in zip(urls, names)]
+    except DownloadError as err:
+        raise DataError(f"{err.line()}; finished downloads stay in {folder}") from None
+    return paths, folder, whole
+
+
 class EncodedShards(Dataset):
     """Random-access dataset over encoded shards; `self[i]` is a `Sample` with latent moments (2C, h, w),
     a caption, its calibrated scores and its (L, D) text states.
 
     Args:
-        spec: folder of shards (with encoding.json) or a (brace) pattern of .tar files.
+        spec: folder of shards (with encoding.json) or a (brace) pattern of .tar files; or such a URL (a folder
+            URL ends in "/"), downloaded first (`download_shards`).
         calibration: maps raw scores to [0, 1]; None means the stored scores are already calibrated.
         caption_mix, caption_weights, caption_rewards: which caption `draw` trains on and with which scores
             (mirokit.data.caption_mix).
         max_skips: unreadable samples tried in a row before giving up with an error.
         open_shards: shards kept open per process.
+        cache_dir: where URL shards are downloaded (`cache_folder`).
     """
 
     def __init__(self, spec: str | Path, *, calibration: Calibration | None = None, caption_mix: float = 0.0,
                  caption_weights: dict[str, float] | None = None, caption_rewards: str = "own",
-                 max_skips: int = 16, open_shards: int = 8):
+                 max_skips: int = 16, open_shards: int = 8, cache_dir: str | Path | None = None):
         self.mix = CaptionMixConfig(caption_mix=caption_mix, caption_weights=caption_weights,
                                     caption_rewards=caption_rewards)
-        self.paths = shard_list(spec)
-        folder = Path(spec) if Path(spec).is_dir() else None
-        self.counts = load_index(self.paths, folder)
+        if is_url(str(spec)):
+            self.paths, cache, whole = download_shards(str(spec), cache_dir)
+            folder, index_folder = (cache if whole else None), cache
+        else:
+            self.paths = shard_list(spec)
+            folder = index_folder = Path(spec) if Path(spec).is_dir() else None
+        self.counts = load_index(self.paths, index_folder)
         self.starts = np.cumsum([0, *self.counts])
         if self.starts[-1] == 0:
             raise DataError(f"{spec}: the shards hold no samples")
@@ -208,7 +258,10 @@ class ShardsDataConfig(CaptionMixConfig, DataConfig):
     """Encoded shards written by `mirokit encode` (latent moments, text states, raw scores)."""
 
     path: str
-    """folder of encoded shards (or a brace pattern of .tar files)"""
+    """folder of encoded shards (or a brace pattern of .tar files); a URL (http(s), s3, gs, hf, pipe:; a folder URL
+    ends in /) is downloaded to cache_dir first"""
+    cache_dir: str | None = None
+    """where shards given as URLs are downloaded (random access needs local files); none: ~/.cache/mirokit/shards"""
     calibration: str | None = None
     """calibration JSON (`mirokit calibrate fit`) applied to the raw scores; none: scores are already in [0, 1]"""
     max_skips: int = 16
@@ -219,7 +272,7 @@ class ShardsDataConfig(CaptionMixConfig, DataConfig):
 def shards_source(cfg: ShardsDataConfig, *, image_size: int, channels: int) -> EncodedShards:
     """Encoded shards whose latent moments must be (channels, image_size, image_size)."""
     calibration = Calibration.load(cfg.calibration) if cfg.calibration else None
-    dataset = EncodedShards(cfg.path, calibration=calibration, max_skips=cfg.max_skips,
+    dataset = EncodedShards(cfg.path, calibration=calibration, max_skips=cfg.max_skips, cache_dir=cfg.cache_dir,
                             **vars(CaptionMixConfig.of(cfg)))
     shape = dataset.encoding.get("moments_shape")
     if shape is not None and tuple(shape) != (channels, image_size, image_size):

@@ -6,6 +6,10 @@ output tar of the same name in the format of `mirokit.data.shards`. Units are sp
 `--shard-index/--num-shards` and torchrun ranks; a finished unit is never redone (written to a
 temporary name, then renamed), so a killed job resumes. Bad samples (unreadable image, missing
 caption) are left out and counted by kind in the unit's report and the manifest.
+
+Inputs may be URLs (http(s)://, s3://, gs://, hf://, pipe:CMD, brace patterns; mirokit.urls), read as streams
+without a local copy; the output shard is local, named after the URL's file name. A shard whose download fails
+(after retries) writes nothing, is counted `download failed` and listed in `failed_units`; the next run retries it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from mirokit.data.shards import ENCODING_FILE, sample_members
 from mirokit.data.source import DatasetInfo
 from mirokit.encoders.text_hf import HFTextEncoder, HFTextEncoderConfig
 from mirokit.encoders.vae import LatentStats, VAESpace, VAESpaceConfig
-from mirokit.tars import CaptionError, ShardWriter, caption_of, iter_samples, shard_list
+from mirokit.tars import DOWNLOAD_FAILED, CaptionError, ShardWriter, caption_of, iter_samples, shard_list, shard_name
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
@@ -37,7 +41,7 @@ class EncodeJobConfig:
     """What to encode and how."""
 
     inputs: list[str]
-    """scored tar shards (paths, brace patterns or folders)"""
+    """scored tar shards (paths, URLs, brace patterns or folders)"""
     out_dir: str
     """folder of the encoded shards"""
     rewards: list[str]
@@ -118,9 +122,10 @@ def _score(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def _decoded_units(units: list[Path], cfg: EncodeJobConfig):
-    """An IterableDataset of (unit index, [(pixels, meta) or (None, reason)] | None): worker w decodes units
-    w, w+W, ... whole and in order, in batches of `cfg.batch_size` readable samples; None ends a unit."""
+def _decoded_units(units: list, cfg: EncodeJobConfig):
+    """An IterableDataset of (unit index, [(pixels, meta) or (None, reason)] | None | str): worker w decodes units
+    w, w+W, ... whole and in order, in batches of `cfg.batch_size` readable samples; None ends a unit, a str (the
+    `download failed` line) ends a unit that could not be read."""
     import torch.utils.data as tud
 
     class _Units(tud.IterableDataset):
@@ -130,15 +135,19 @@ def _decoded_units(units: list[Path], cfg: EncodeJobConfig):
             for u in range(wid, len(units), nw):
                 batch, readable = [], 0
                 for key, parts, error in iter_samples(units[u]):
+                    if error.startswith(DOWNLOAD_FAILED):
+                        yield u, error
+                        break
                     item = _read_sample(key, parts, error, cfg)
                     batch.append(item)
                     readable += item[0] is not None
                     if readable == cfg.batch_size:
                         yield u, batch
                         batch, readable = [], 0
-                if batch:
-                    yield u, batch
-                yield u, None
+                else:
+                    if batch:
+                        yield u, batch
+                    yield u, None
 
     return _Units()
 
@@ -188,28 +197,35 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
     if not 0 <= cfg.shard_index < cfg.num_shards:
         raise ValueError(f"--shard-index {cfg.shard_index} must be in [0, {cfg.num_shards})")
     paths = [p for spec in cfg.inputs for p in shard_list(spec)]
-    names = [p.name for p in paths]
+    names = [shard_name(p) for p in paths]
     if len(set(names)) != len(names):
-        raise ValueError("two input shards have the same file name; encoded shards are named after them")
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"two input shards have the same file name {twice!r}; encoded shards are named after them "
+                         "(encode them into separate --out folders)")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     encoders = Encoders(cfg)
     encoders.vae.vae, encoders.text.load()  # load both now: a missing model fails before any work
     if is_main:
         DatasetInfo(uncond_text=encoders.texts([""])[0]).save(out)
-    mine = [p for i, p in enumerate(paths) if i % cfg.num_shards == cfg.shard_index]
+    mine = [Path(shard_name(p)) for i, p in enumerate(paths) if i % cfg.num_shards == cfg.shard_index]
+    source = {shard_name(p): p for p in paths}  # output name -> local path or URL
     todo = [p for p in mine if not (out / p.name).is_file()]
     for path in todo:  # leftovers of a killed run (these shards are ours alone)
         for stale in [*out.glob(f".{path.name}.tmp-*"), *out.glob(f"..{path.stem}.report.json.tmp-*")]:
             stale.unlink()
     import torch.utils.data as tud
 
-    loader = tud.DataLoader(_decoded_units(todo, cfg), batch_size=None, num_workers=min(cfg.num_workers, len(todo)),
-                            collate_fn=_identity)
+    loader = tud.DataLoader(_decoded_units([source[p.name] for p in todo], cfg), batch_size=None,
+                            num_workers=min(cfg.num_workers, len(todo)), collate_fn=_identity)
     start, bar = time.perf_counter(), tqdm(desc="encoding", unit="img", disable=not cfg.progress, dynamic_ncols=True)
     writers: dict[int, _UnitWriter] = {}
+    failed: dict[str, str] = {}
     try:
         for u, items in loader:
+            if isinstance(items, str):  # the download failed: nothing written, retried by the next run
+                failed[todo[u].name] = items
+                continue
             writer = writers.get(u) or writers.setdefault(u, _UnitWriter(out / todo[u].name))
             if items is None:
                 writers.pop(u).close(out / f".{todo[u].stem}.report.json")
@@ -225,18 +241,22 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
     for r in reports.values():
         for kind, n in r["left_out"].items():
             left_out[kind] = left_out.get(kind, 0) + n
+    if failed:
+        left_out[DOWNLOAD_FAILED] = len(failed)
     manifest = {"config": asdict(cfg), "units": [p.name for p in mine], "skipped_done": len(mine) - len(todo),
                 "samples": sum(r["samples"] for r in reports.values()), "left_out": left_out,
-                "seconds_this_run": time.perf_counter() - start}
+                "failed_units": failed, "seconds_this_run": time.perf_counter() - start}
     _write_json(out / f"manifest.{cfg.shard_index:03d}-of-{cfg.num_shards:03d}.json", manifest)
     return manifest
 
 
-def finish_encoding(cfg: EncodeJobConfig, paths: list[Path]) -> dict:
-    """After every part is done (one process): encoding.json, and latent_stats.json from all units' sums."""
+def finish_encoding(cfg: EncodeJobConfig, paths: list) -> dict:
+    """After every part is done (one process): encoding.json, and latent_stats.json from all units' sums
+    (`paths`: the input shards, local paths or URLs, as `mirokit.tars.shard_list` gives them)."""
     out = Path(cfg.out_dir)
-    reports = [json.loads((out / f".{p.stem}.report.json").read_text()) for p in paths
-               if (out / f".{p.stem}.report.json").is_file()]
+    stems = [Path(shard_name(p)).stem for p in paths]
+    reports = [json.loads((out / f".{stem}.report.json").read_text()) for stem in stems
+               if (out / f".{stem}.report.json").is_file()]
     stats = LatentStats()
     for r in reports:
         if "latent_sums" in r:

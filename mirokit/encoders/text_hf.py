@@ -59,6 +59,7 @@ class HFTextEncoder(TextEncoder):
         self._dim: int | None = None
         # Kept in a plain list so nn.Module does not register (and save/optimise) the T5 weights.
         self._loaded: list = []
+        self.weights_dtype: torch.dtype | None = None  # set by to_dtype: replaces config.dtype for this session
         # Zero-size buffer that tracks where `.to(device)` put this encoder.
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
 
@@ -101,7 +102,7 @@ class HFTextEncoder(TextEncoder):
         if tokenizer.pad_token_id is None:
             raise ValueError(f"tokenizer of text encoder {name} has no pad token")
         tokenizer.padding_side = "right"
-        model = self._from_pretrained(T5EncoderModel, dtype=DTYPES[self.config.dtype])
+        model = self._from_pretrained(T5EncoderModel, dtype=self.weights_dtype or DTYPES[self.config.dtype])
         if len(tokenizer) > model.config.vocab_size:
             raise ValueError(
                 f"text encoder {name}: tokenizer has {len(tokenizer)} tokens but the model only "
@@ -110,6 +111,14 @@ class HFTextEncoder(TextEncoder):
         model.eval().requires_grad_(False)
         self._dim = int(model.config.d_model)
         self._loaded[:] = [tokenizer, model]
+        return self
+
+    def to_dtype(self, dtype: torch.dtype) -> HFTextEncoder:
+        """Hold the T5 weights in `dtype` (when loaded, and from then on; the stored spec is unchanged); outputs
+        stay float32. Returns self."""
+        self.weights_dtype = dtype
+        if self._loaded:
+            self._loaded[1].to(dtype)
         return self
 
     def forward(self, captions: list[str]) -> tuple[Tensor, Tensor]:

@@ -154,6 +154,7 @@ class VAESpace:
         self.scale = torch.tensor(scale, dtype=torch.float32).view(1, -1, 1, 1)
         self.bias = torch.tensor(bias, dtype=torch.float32).view(1, -1, 1, 1)
         self.device = torch.device("cpu")
+        self.weights_dtype: torch.dtype | None = None  # set by to_dtype: replaces config.dtype for this session
         self._vae = None
 
     @property
@@ -182,6 +183,14 @@ class VAESpace:
             self._vae.to(self.device)
         return self
 
+    def to_dtype(self, dtype: torch.dtype) -> VAESpace:
+        """Hold the VAE's weights in `dtype` (when loaded, and from then on; the stored spec is unchanged: this is
+        a choice of the session); decoded images stay float32. Returns self."""
+        self.weights_dtype = dtype
+        if self._vae is not None:
+            self._vae.to(dtype)
+        return self
+
     @property
     def vae(self):
         """The frozen diffusers AutoencoderKL (loaded on first access)."""
@@ -189,7 +198,8 @@ class VAESpace:
             from diffusers import AutoencoderKL
 
             vae = load_pretrained(AutoencoderKL, self.config.name_or_path, self.local, "VAE",
-                                  torch_dtype=DTYPES[self.config.dtype], low_cpu_mem_usage=False)
+                                  torch_dtype=self.weights_dtype or DTYPES[self.config.dtype],
+                                  low_cpu_mem_usage=False)
             if vae.config.latent_channels != self.channels:
                 raise ValueError(f"VAE {self.config.name_or_path} has {vae.config.latent_channels} latent channels; "
                                  f"the normalisation has {self.channels}")

@@ -244,8 +244,12 @@ def load_mmdet_checkpoint(path: str | Path) -> tuple[dict, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     allowed = [np.dtype, np.ndarray, *(type(np.dtype(t)) for t in ("float32", "float64", "int64", "int32", "bool"))]
-    core = getattr(np, "_core", None) or np.core
-    allowed += [core.multiarray.scalar, core.multiarray._reconstruct]
+    import importlib
+
+    # numpy >= 2 keeps these in numpy._core (a numpy 1.26 has an unrelated, partial numpy._core)
+    multiarray = importlib.import_module("numpy._core.multiarray" if int(np.__version__.split(".")[0]) >= 2
+                                         else "numpy.core.multiarray")
+    allowed += [multiarray.scalar, multiarray._reconstruct]
     try:
         with torch.serialization.safe_globals(allowed):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -18,11 +18,15 @@ _PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#
 def draw_detections(image_path: Path, details: dict, path: Path, *, max_side: int = 256,
                     box_units: str = "pixels") -> Path:
     """A thumbnail of an image with the kept detections drawn: details = {class: [[x0, y0, x1, y1, score]]}
-    (pixels, or image fractions with box_units="fractions") -> PNG at `path`."""
+    (pixels, or image fractions with box_units="fractions") -> PNG at `path`. An unreadable image raises
+    ValueError naming it; a failed write of the PNG raises OSError."""
     from PIL import Image, ImageDraw
 
-    with Image.open(image_path) as im:
-        image = im.convert("RGB")
+    try:
+        with Image.open(image_path) as im:
+            image = im.convert("RGB")
+    except OSError as err:  # unreadable input: ValueError; a failing write of the thumbnail stays an OSError
+        raise ValueError(f"cannot read {image_path}: {err}") from err
     width, height = image.size
     factor = min(1.0, max_side / max(width, height))
     thumb = image.resize((max(1, round(width * factor)), max(1, round(height * factor))))
@@ -79,7 +83,7 @@ def write_geneval_report(out: str | Path, summary: dict, records: list[dict], ro
             thumb = draw_detections(root / record["filename"], json.loads(record.get("details") or "{}"),
                                     folder / name, box_units=box_units)
             img = f"<img src='{html.escape(folder.name + '/' + thumb.name)}' alt='{html.escape(record['filename'])}'>"
-        except (OSError, ValueError) as err:
+        except ValueError as err:  # the image: a full disk (OSError) is not hidden in the page
             img = f"<p>(cannot draw: {html.escape(str(err).splitlines()[0])})</p>"
         caption = f"{record['filename']} [{record['tag']}]\n{record['prompt']}\n{record.get('reason', '')}"
         body.append(f"<figure>{img}<figcaption>{html.escape(caption)}</figcaption></figure>")

@@ -1,5 +1,8 @@
 """Inputs of `mirokit score`: webdataset tar shards, an image folder + captions JSONL, or a parquet table.
 
+Tar shards may be URLs (http(s)://, s3://, gs://, hf://, pipe:CMD, brace patterns; mirokit.urls): read as a
+stream, never copied to disk; a unit is named after the URL's file name like a local shard.
+
 Every input is cut into *units* (a tar shard, or a fixed-size chunk of rows) that are scored and
 written independently, which is what makes scoring resumable and splittable across ranks.
 A unit yields `RawSample(key, image_bytes, caption, error)`; decoding happens later (in workers).
@@ -14,7 +17,8 @@ from typing import Iterator
 
 from mirokit.config import shown
 from mirokit.tars import (MAX_CAPTION_CHARS, CaptionError, caption_of, expand_braces, iter_samples, shard_list,
-                          utf8_text)
+                          shard_name, utf8_text)
+from mirokit.urls import is_url
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CHUNK_ROWS = 10_000
@@ -34,7 +38,8 @@ class RawSample:
 
 @dataclass(frozen=True)
 class InputUnit:
-    """A piece of input scored as one output file: kind tar|jsonl|parquet, its path, and a row range."""
+    """A piece of input scored as one output file: kind tar|jsonl|parquet, its path (a URL for a remote tar), its
+    name (the output's: the file name without extension) and a row range."""
 
     kind: str
     path: str
@@ -53,7 +58,8 @@ class InputUnit:
 
 
 def iter_tar(path: str) -> Iterator[RawSample]:
-    """Group a webdataset tar's members by key ({key}.jpg/.png/.webp + .txt + .json); unreadable members become errors."""
+    """Group a webdataset tar's members (a local path or a URL) by key ({key}.jpg/.png/.webp + .txt + .json);
+    unreadable members become errors, a failed download one `download failed` row."""
     for key, parts, error in iter_samples(path):
         image = next((parts[e] for e in IMAGE_EXTS if e in parts), None)
         captions = {}
@@ -140,10 +146,14 @@ def _count_rows(path: str, kind: str) -> int:
 
 
 def plan_units(inputs: list[str], chunk_rows: int = CHUNK_ROWS) -> list[InputUnit]:
-    """Expand input patterns (files, brace patterns, folders of .tar shards) into ordered units; a missing
-    input is a one-line error."""
+    """Expand input patterns (files, brace patterns, folders of .tar shards, tar URLs and their brace patterns or
+    folders) into ordered units; a missing local input is a one-line error (a missing URL is found when read)."""
     units: list[InputUnit] = []
     for pattern in inputs:
+        if is_url(pattern):
+            for url in shard_list(pattern):  # each names a .tar file
+                units.append(InputUnit("tar", url, shard_name(url)[:-4]))
+            continue
         paths = [str(p) for p in shard_list(pattern)] if Path(pattern).is_dir() else expand_braces(pattern)
         for path in paths:
             p = Path(path)
@@ -159,8 +169,10 @@ def plan_units(inputs: list[str], chunk_rows: int = CHUNK_ROWS) -> list[InputUni
                     units.append(InputUnit(kind, str(p), f"{p.stem}-{i:05d}", start, start + chunk_rows))
             else:
                 raise ValueError(f"unsupported input {path}: expected .tar shards, a .jsonl or a .parquet file")
-    names = [u.name for u in units]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ValueError(f"two inputs map to the same output name {sorted(dup)[0]!r}; rename one of them")
+    seen: dict[str, str] = {}
+    for u in units:
+        if u.name in seen:
+            raise ValueError(f"two inputs map to the same output name {u.name!r} ({seen[u.name]} and {u.path}); "
+                             "rename one of them, or run them into separate --out folders")
+        seen[u.name] = u.path
     return units

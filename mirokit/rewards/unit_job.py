@@ -6,7 +6,9 @@ removes what a killed run left half-written. A torch DataLoader reads and decode
 job's `process(batch)` runs in the main process; when a unit's last batch is processed, `finish(unit, rows)`
 writes its outputs, each to a temporary name then renamed, so a run killed at any moment and started again
 produces exactly the outputs of an uninterrupted one. Bad input (a corrupt image, a missing caption, an
-unreadable member) becomes a row with an `error`, counted in the manifest by kind.
+unreadable member) becomes a row with an `error`, counted in the manifest by kind. A tar shard given as a URL
+whose download fails (after retries, mirokit.urls) is counted as one `download failed` error and listed under
+`failed_units`, but its unit is not marked done: the next run tries it again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import io
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +27,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mirokit.rewards.inputs import InputUnit, RawSample, plan_units
+from mirokit.tars import DOWNLOAD_FAILED
+from mirokit.urls import DownloadError
 
 Decoded = tuple
 """(key, caption, PIL RGB image or None, error, named captions)"""
@@ -34,7 +39,7 @@ class UnitJobConfig:
     """Which inputs, where the outputs go, and which part of the work this process does."""
 
     inputs: list[str]
-    """tar shards (brace patterns allowed), .jsonl (image folder + captions) or .parquet files"""
+    """tar shards (paths or URLs, brace patterns allowed), .jsonl (image folder + captions) or .parquet files"""
     out_dir: str
     """folder of the per-unit parquet files and the manifest"""
     batch_size: int = 64
@@ -124,8 +129,10 @@ def run_units(cfg: UnitJobConfig, *, desc: str, process: Callable[[list[Decoded]
               need_caption: bool = True, done_name: str = "done") -> dict:
     """Run `process(batch) -> (rows, images done)` over this process's unfinished units and `finish(unit, rows)`
     at the end of each (it must write OUT/<unit>.parquet with an `error` column, and may write files into
-    `extra_dirs` under OUT). Returns the manifest's common part: units, counts ({"rows", done_name, "errors"}),
-    errors by kind, speed."""
+    `extra_dirs` under OUT). A unit whose download failed (a `download failed` row, or DownloadError from
+    `finish`) is not finished: nothing is written for it and it is listed in `failed_units` (name -> the line).
+    Returns the manifest's common part: units, counts ({"rows", done_name, "errors"}; a failed unit is one row
+    and one error), errors by kind, failed units, speed."""
     import pyarrow.parquet as pq
     import torch.utils.data as tud
 
@@ -147,12 +154,23 @@ def run_units(cfg: UnitJobConfig, *, desc: str, process: Callable[[list[Decoded]
     loader = tud.DataLoader(_unit_stream(todo, cfg.batch_size, need_caption), batch_size=None,
                             num_workers=cfg.num_workers, collate_fn=_identity)
     pending: dict[int, list[dict]] = {}
+    failed: dict[str, str] = {}
     start, done_now = time.perf_counter(), 0
     by_index = dict(todo)
     with tqdm(desc=desc, unit="img", disable=not cfg.progress, dynamic_ncols=True) as bar:  # closed before an error
         for index, batch in loader:
             if batch is None:
-                finish(by_index[index], pending.pop(index, []))
+                unit, rows = by_index[index], pending.pop(index, [])
+                failure = next((r["error"] for r in rows if str(r.get("error") or "").startswith(DOWNLOAD_FAILED)),
+                               None)
+                try:
+                    if failure is None:
+                        finish(unit, rows)
+                except DownloadError as err:  # a shard copy (--enrich, --write-shards) read the URL again
+                    failure = err.line()
+                    tqdm.write(failure, file=sys.stderr)
+                if failure is not None:
+                    failed[unit.name] = failure
                 continue
             rows, done = process(batch)
             pending.setdefault(index, []).extend(rows)
@@ -165,7 +183,10 @@ def run_units(cfg: UnitJobConfig, *, desc: str, process: Callable[[list[Decoded]
     errors: dict[str, int] = {}
     per_unit = {}
     for _, unit in mine:
-        column = pq.read_table(unit_output(out, unit), columns=["error"]).column("error").to_pylist()
+        if unit.name in failed:  # nothing written: the next run tries it again
+            column = [failed[unit.name]]
+        else:
+            column = pq.read_table(unit_output(out, unit), columns=["error"]).column("error").to_pylist()
         bad = [e for e in column if e]
         per_unit[unit.name] = {"rows": len(column), "errors": len(bad)}
         counts["rows"] += len(column)
@@ -174,7 +195,8 @@ def run_units(cfg: UnitJobConfig, *, desc: str, process: Callable[[list[Decoded]
             errors[e.split(":")[0]] = errors.get(e.split(":")[0], 0) + 1
     counts[done_name] = counts["rows"] - counts["errors"]
     return {"units": [u.name for _, u in mine], "skipped_done": len(mine) - len(todo), "counts": counts,
-            "errors_by_kind": errors, "per_unit": per_unit, "versions": versions(), "seconds_this_run": elapsed,
+            "errors_by_kind": errors, "per_unit": per_unit, "failed_units": failed, "versions": versions(),
+            "seconds_this_run": elapsed,
             "images_per_s_this_run": done_now / max(elapsed, 1e-9)}
 
 

@@ -19,6 +19,7 @@ from mirokit.train.optim import OptimConfig
 from mirokit.train.validation import ValidationConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
+REPORT_TO = ("jsonl", "tensorboard", "wandb")
 
 
 @dataclass(kw_only=True)
@@ -42,7 +43,8 @@ class LoopConfig:
     ema_warmup: bool = True
     """use min(decay, (1+step)/(10+step)) so short runs get a useful EMA"""
     precision: str = "auto"
-    """auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16"""
+    """auto (bf16 autocast on CUDA; on CPU bf16 autocast if the model's training pass is measured >= 1.15x faster
+    in it, else fp32: the decision is kept in OUT/precision.json for resumes) | fp32 | bf16"""
     device: str = "auto"
     """auto | cpu | cuda"""
     parallel: str = "ddp"
@@ -63,7 +65,15 @@ class LoopConfig:
     threads: int = 0
     """CPU threads for torch (0 = torch's default)"""
     log_every: int = 10
-    """steps between metrics lines (metrics.jsonl + TensorBoard)"""
+    """steps between metrics lines (metrics.jsonl + TensorBoard + W&B)"""
+    report_to: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
+    """where rank 0 reports metrics and validation grids: jsonl (OUT/metrics.jsonl, the run's record: required) |
+    tensorboard (OUT/tensorboard/) | wandb (Weights & Biases: pip install 'mirokit[wandb]'; see docs/TRAINING.md)"""
+    wandb_project: str = ""
+    """W&B project ("" = the WANDB_PROJECT environment variable, else mirokit); the entity is WANDB_ENTITY or the
+    account's default"""
+    wandb_run_name: str = ""
+    """W&B run name ("" = the name of out_dir); the run id is kept in OUT/wandb_run.json so resumes continue it"""
     checkpoint_every: int = 500
     """steps between checkpoints (0 = only the final one)"""
     keep_checkpoints: int = 2
@@ -76,6 +86,12 @@ class LoopConfig:
             raise ValueError(f"unknown train.parallel {self.parallel!r}; known: none, ddp, fsdp2")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
+        unknown = [name for name in self.report_to if name not in REPORT_TO]
+        if unknown:
+            raise ValueError(f"unknown train.report_to {unknown[0]!r}; known: {', '.join(REPORT_TO)}")
+        if "jsonl" not in self.report_to:
+            raise ValueError("train.report_to must include jsonl (metrics.jsonl is the run's record), e.g. "
+                             "[jsonl, wandb]")
         for name in ("text_dropout", "reward_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"train.{name} must be in [0, 1)")

@@ -37,11 +37,12 @@ from mirokit.train.conditions import drop_conditions
 from mirokit.train.config import RunConfig
 from mirokit.train.ema import EMA
 from mirokit.train.export import pipeline_from_ema
-from mirokit.train.metrics import MetricsLogger
 from mirokit.train.mfu import device_peak_tflops, throughput_stats, train_flops_per_image
 from mirokit.train.module import TrainModule
 from mirokit.train.optim import build_optimizer, lr_factor
 from mirokit.train.parallelize import full_tensor, gradient_sync, is_sharded, parallelize
+from mirokit.train.precision import measure_cpu_bf16, resolve_precision, synthetic_loss
+from mirokit.train.reporting import open_metrics, wandb_run_id
 
 FINAL_MODEL_DIR = "model"
 
@@ -79,17 +80,24 @@ class Trainer:
         self.dataset = check_dataset(dataset) if dataset is not None else build_dataset(
             cfg.data, image_size=data_size, channels=data_channels)
         self.order = EpochShuffle(len(self.dataset), tc.seed)
+        self.out_dir = Path(cfg.out_dir)
+        self.bf16, self.precision = resolve_precision(
+            tc.precision, self.dist.device, self.out_dir, lambda: measure_cpu_bf16(self.module, synthetic_loss(
+                cfg, self.micro_batch, self.text_encoder.max_length, captions=self.module.text_encoder is not None)),
+            is_main=self.dist.is_main, agree=self._rank0_decides)
+        if self.dist.is_main and self.precision["chosen_by"].startswith("auto:"):
+            print(f"precision: {self.precision['precision']} ({self.precision['chosen_by']})")
         # Parallelize first: FSDP2 replaces the parameters, so optimizer and EMA come after.
         self.model = parallelize(
-            self.module, self.dist, strategy=tc.parallel, bf16=self._bf16(), compile=tc.compile,
+            self.module, self.dist, strategy=tc.parallel, bf16=self.bf16, compile=tc.compile,
             reshard_after_forward=tc.reshard_after_forward, activation_checkpointing=tc.activation_checkpointing,
             compile_backend=tc.compile_backend)
         self.sharded = is_sharded(self.model)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.ema = EMA(self.module, tc.ema_decay, warmup=tc.ema_warmup)
-        self.out_dir = Path(cfg.out_dir)
         self.step = 0
         self.data_skipped = 0  # unreadable samples replaced so far (this rank)
+        self.wandb_id: str | None = None  # the W&B run this run reports to (kept in checkpoints)
         self.checkpointer = Checkpointer(self.out_dir, dist=self.dist, keep=tc.keep_checkpoints, states={
             "model": ModelState(self.model), "ema": self.ema, "optim": OptimizerState(self.model, self.optimizer),
             "train": self})
@@ -98,9 +106,6 @@ class Trainer:
             self.step = int(self.checkpointer.load(latest)["step"])
             if self.dist.is_main:
                 print(f"resuming from {latest} at step {self.step}")
-        self.metrics = MetricsLogger(self.out_dir, enabled=self.dist.is_main)
-        # a run killed before its first checkpoint starts over: its logged steps go too (and a torn last line)
-        self.metrics.truncate_after(self.step)
         for targets in cfg.validation.targets if cfg.validation.enabled else []:
             unknown = [k for k in targets if k not in cfg.model.reward_keys]
             if unknown:
@@ -109,19 +114,25 @@ class Trainer:
         forward = self.generator.flops_per_image(self.text_encoder.max_length)
         self.flops_per_image = train_flops_per_image(forward, cfg.flow.self_cond_prob)
         self.peak_tflops = device_peak_tflops(self.dist.device, tc.peak_tflops,
-                                              torch.bfloat16 if self._bf16() else torch.float32)
+                                              torch.bfloat16 if self.bf16 else torch.float32)
+        # last: a W&B run starts only once nothing else here can fail
+        self.metrics = open_metrics(cfg, enabled=self.dist.is_main, wandb_id=self.wandb_id)
+        self.wandb_id = wandb_run_id(self.metrics) or self.wandb_id
+        # a run killed before its first checkpoint starts over: its logged steps go too (and a torn last line)
+        self.metrics.truncate_after(self.step)
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """The loop's own checkpointed state (JSON): images seen, unreadable samples so far (summed over ranks: a
-        collective), the resolved config. The step is the checkpoint's own."""
+        collective), the resolved config, the W&B run id (or None). The step is the checkpoint's own."""
         skipped = all_reduce_mean(torch.tensor([float(self.data_skipped)], device=self.dist.device)).item()
         return {"images_seen": self.step * self.cfg.train.batch_size, "config": to_dict(self.cfg),
-                "data_skipped": int(round(skipped * self.dist.world_size))}
+                "data_skipped": int(round(skipped * self.dist.world_size)), "wandb_id": self.wandb_id}
 
     def load_state_dict(self, state: dict) -> None:
-        """Take back the count of unreadable samples (kept on rank 0, which logs the sum)."""
+        """Take back the count of unreadable samples (kept on rank 0, which logs the sum) and the W&B run id."""
         self.data_skipped = int(state.get("data_skipped", 0)) if self.dist.is_main else 0
+        self.wandb_id = state.get("wandb_id") or None
 
     @property
     def rows(self) -> tuple[int, int]:
@@ -156,12 +167,13 @@ class Trainer:
             image_space=self.image_space).save_pretrained(directory))
 
     # -- one step ---------------------------------------------------------------------------
-    def _bf16(self) -> bool:
-        prec = self.cfg.train.precision
-        return prec == "bf16" or (prec == "auto" and self.dist.device.type == "cuda")
+    def _rank0_decides(self, bf16: bool) -> bool:
+        """Rank 0's precision decision on every rank (a collective)."""
+        mine = torch.tensor([float(bf16 and self.dist.is_main)], device=self.dist.device)
+        return bool(all_reduce_mean(mine).item() * self.dist.world_size > 0.5)
 
     def _autocast(self):
-        if not self._bf16():
+        if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.dist.device.type, dtype=torch.bfloat16)
 
@@ -313,5 +325,9 @@ def train(cfg: RunConfig, dataset: TrainDataset | None = None) -> Path:
     trainer = Trainer(cfg, dataset=dataset)
     try:
         return trainer.fit()
+    except BaseException:
+        trainer.metrics.close(exit_code=1)  # a W&B run is marked failed and its service process ends
+        raise
     finally:
+        trainer.metrics.close()
         cleanup()

@@ -1,4 +1,5 @@
-"""Append-only JSONL metrics (the source of truth for plots) mirrored to TensorBoard.
+"""Append-only JSONL metrics (the source of truth for plots) mirrored to TensorBoard and to optional mirrors
+(Weights & Biases: mirokit.train.reporting).
 
 One line per `log` call: `{"step": 120, "time": 1718000000.0, "loss": 0.41, ...}`.  The file is
 opened in append mode and flushed after every line, so a crash loses at most the line being
@@ -12,7 +13,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -22,7 +23,9 @@ _RESERVED = ("step", "time")
 def _summary_writer_cls() -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard not installed: JSONL only
+    except ImportError:  # tensorboard not installed (an extra): JSONL only, said once
+        print("note: tensorboard is not installed, so this run's metrics go to metrics.jsonl only "
+              "(pip install 'mirokit[tensorboard]', or train.report_to=[jsonl] to silence this)", flush=True)
         return None
     return SummaryWriter
 
@@ -35,19 +38,35 @@ def _to_number(key: str, value: Any) -> float | int:
     return value
 
 
+class Mirror(Protocol):
+    """Another place the metrics go (e.g. `reporting.WandbReporter`), fed by MetricsLogger after the JSONL."""
+
+    def log(self, step: int, values: dict[str, float | int]) -> None: ...
+
+    def log_image(self, step: int, name: str, image) -> None: ...
+
+    def skip_through(self, step: int) -> None:
+        """Steps <= `step` were already sent by an earlier start of the run: do not send them again."""
+
+    def close(self, exit_code: int = 0) -> None: ...
+
+
 class MetricsLogger:
-    """Write metrics to `out_dir/metrics.jsonl` and `out_dir/tensorboard/`.
+    """Write metrics to `out_dir/metrics.jsonl` and `out_dir/tensorboard/` (and to `mirrors`).
 
     Args:
         out_dir: run folder (created if needed).
         enabled: False on non-zero ranks: every method is then a no-op and nothing is created.
-        tensorboard: also write TensorBoard scalars (skipped silently if tensorboard is missing).
+        tensorboard: also write TensorBoard scalars (skipped, with a printed note, if tensorboard is missing).
+        mirrors: further destinations (see `Mirror`), closed with the logger; ignored when not enabled.
     """
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, out_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True,
+                 mirrors: Sequence[Mirror] = ()) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / METRICS_FILE
         self.enabled = enabled
+        self.mirrors = list(mirrors) if enabled else []
         self._file = None
         self._writer = None
         self._tb_cls = _summary_writer_cls() if (enabled and tensorboard) else None
@@ -73,21 +92,30 @@ class MetricsLogger:
             for key, value in numbers.items():
                 if math.isfinite(value):
                     self._writer.add_scalar(key, value, int(step))
+        for mirror in self.mirrors:
+            mirror.log(int(step), numbers)
 
     def log_image(self, step: int, name: str, image) -> None:
-        """Add an (H, W, 3) uint8 image to TensorBoard under `name` (the PNG itself is the caller's to save)."""
+        """Add an (H, W, 3) uint8 image to TensorBoard and the mirrors under `name` (the PNG itself is the caller's
+        to save)."""
         if self._writer is not None:
             self._writer.add_image(name, image, int(step), dataformats="HWC")
+        for mirror in self.mirrors:
+            mirror.log_image(int(step), name, image)
 
     def truncate_after(self, step: int) -> None:
-        """Drop JSONL lines with step > `step` (and a torn last line); hide later TB events.
+        """Drop JSONL lines with step > `step` (and a torn last line); hide later TB events; tell the mirrors the
+        last step logged before (they cannot take steps back: they skip up to it).
 
         Call once when resuming from the checkpoint taken at `step`, before logging again.
         """
         if not self.enabled:
             return
         self._file.close()
-        kept = [line for line in _read_lines(self.path) if line[1]["step"] <= step]
+        lines = _read_lines(self.path)
+        for mirror in self.mirrors:
+            mirror.skip_through(max((record["step"] for _, record in lines), default=-1))
+        kept = [line for line in lines if line[1]["step"] <= step]
         tmp = self.path.with_suffix(".jsonl.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(raw + "\n" for raw, _ in kept)
@@ -98,20 +126,24 @@ class MetricsLogger:
             self._writer.close()
             self._writer = self._tb_cls(log_dir=str(self.out_dir / TENSORBOARD_DIR), purge_step=step + 1)
 
-    def close(self) -> None:
-        """Flush and close the JSONL file and the TensorBoard writer (safe to call twice)."""
+    def close(self, exit_code: int = 0) -> None:
+        """Flush and close the JSONL file, the TensorBoard writer and the mirrors (safe to call twice); a non-zero
+        `exit_code` marks a failed run where the mirror knows the difference (W&B)."""
         if self._file is not None:
             self._file.close()
             self._file = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        mirrors, self.mirrors = self.mirrors, []
+        for mirror in mirrors:
+            mirror.close(exit_code)
 
     def __enter__(self) -> MetricsLogger:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(0 if exc_type is None else 1)
 
 
 def _read_lines(path: Path) -> list[tuple[str, dict]]:

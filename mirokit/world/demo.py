@@ -132,7 +132,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     exp = X.ExperimentConfig(out_dir=str(out), num_samples=cfg.probe_samples, steps=cfg.steps or 0,
                              **{k: getattr(cfg, k) for k in ("batch_size", "sample_steps", "solver", "guidance",
                                                              "seed", "config")}, overrides=list(cfg.overrides))
-    plan = {"steps": cfg.steps, "budget_seconds": cfg.minutes * 60, "seconds_before_demo": round(before, 1)}
+    plan = {"steps": cfg.steps, "budget_seconds": cfg.minutes * 60, "seconds_before_demo": round(before, 1),
+            "precision": X.decide_precision(exp)}  # every run (and the probe) trains in this one
+    print(f"training precision: {plan['precision']['precision']} ({plan['precision']['chosen_by']})", flush=True)
     if cfg.steps is None:
         stage(1, f"measuring this machine on a {cfg.probe_samples}-sample world (building it, a short training "
                  f"probe and a sampling probe)", marks)

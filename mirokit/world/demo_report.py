@@ -105,6 +105,7 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              f"{steps} steps of {summary['settings']['batch_size']} images ({steps * summary['settings']['batch_size']:,} "
              f"images each)" + (f"; this machine trained {plan['train_images_per_s']:.0f} images/s per model on one "
                                 f"core, so that is what the budget afforded." if "train_images_per_s" in plan else "."),
+             *([f"Both trained in {p['precision']} ({p['chosen_by']})."] if (p := plan.get("precision")) else []),
              *([f"Warning: {warning}"] if (warning := short_training(plan, summary["settings"]["min_steps"])) else []),
              "Everything below was computed in this run, on this machine: another machine (or seed) gives other "
              "numbers; BENCHMARKS.md lists the ranges we measured."]

@@ -8,7 +8,7 @@ ShapesEval, mean rewards and colour fidelity, each with a 95% interval (mirokit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +155,34 @@ def data_overrides(exp: ExperimentConfig, dataset, latents: torch.Tensor) -> tup
     save_scores(dataset, scores)
     dataset.info.calibration.save(calibration)
     return latent_path, [f"data.scores={scores}", f"data.calibration={calibration}", *latent_overrides]
+
+
+def decide_precision(exp: ExperimentConfig) -> dict:
+    """Decide once, on one thread (what each side-by-side run gets), the precision every run of the experiment
+    trains in (`train.precision: auto` on the MIRO variant's model: mirokit.train.precision), append it to
+    `exp.overrides` so that no run decides on its own, and return the record (also OUT/runs/precision.json)."""
+    from mirokit.encoders.text import build_text_encoder
+    from mirokit.models.generator import MiroGenerator
+    from mirokit.train.config import load_run_config
+    from mirokit.train.module import TrainModule
+    from mirokit.train.precision import measure_cpu_bf16, resolve_precision, synthetic_loss
+
+    cfg = load_run_config(exp.config, variant_overrides("miro", WORLD_REWARDS, replace(exp, steps=max(exp.steps, 1))))
+    text_encoder = build_text_encoder(cfg.text_encoder)
+    cfg = replace(cfg, model=replace(cfg.model, text_dim=text_encoder.dim))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(cfg.train.seed)
+        module = TrainModule(MiroGenerator(cfg.model), text_encoder)
+        loss = synthetic_loss(cfg, cfg.train.batch_size, text_encoder.max_length,
+                              captions=module.text_encoder is not None)
+        _, record = resolve_precision(cfg.train.precision, torch.device("cpu"), Path(exp.out_dir) / "runs",
+                                      lambda: measure_cpu_bf16(module, loss))
+    finally:
+        torch.set_num_threads(threads)
+    exp.overrides = [*exp.overrides, f"train.precision={record['precision']}"]
+    return record
 
 
 def probe_images_per_second(exp: ExperimentConfig, data: list[str], steps: int = 24) -> tuple[float, Path]:

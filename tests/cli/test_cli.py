@@ -132,6 +132,13 @@ def test_demo_smoke(tmp_path, capsys):
     for key, control in summary["controllability"].items():
         assert len(control["measured"]) == 5 and (control["spearman"] is None or -1 <= control["spearman"] <= 1)
     assert summary["plan"]["steps"] == 2
+    # the precision was decided once, by measuring (summary.json, the report), and both runs trained in it
+    precision = summary["plan"]["precision"]
+    assert precision["precision"] in ("fp32", "bf16") and precision["chosen_by"].startswith("auto: ")
+    assert json.loads((out / "runs" / "precision.json").read_text())["precision"] == precision["precision"]
+    for run in ("baseline", "miro"):
+        assert f"precision: {precision['precision']}" in (out / "runs" / run / "config.yaml").read_text()
+    assert f"Both trained in {precision['precision']}" in (out / "report.html").read_text()
     # it ends with the studio command for its two models, which parses and names folders that load
     line = next(li for li in capsys.readouterr().out.splitlines() if "mirokit studio" in li)
     args = build_parser().parse_args(line[line.index("mirokit studio"):].split()[1:])

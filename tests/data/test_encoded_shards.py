@@ -15,7 +15,7 @@ from mirokit.train.config import load_run_config
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
 
-from conftest import build_tiny_t5
+from conftest import build_tiny_t5, build_tiny_vae
 
 CAPTIONS = ["a red circle", "a blue square", "a green triangle", "a big red square"]
 
@@ -50,14 +50,9 @@ def _scored_shard(path, start, n, bad=()):
 
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory):
-    from diffusers import AutoencoderKL
-
     root = tmp_path_factory.mktemp("encode")
     t5 = build_tiny_t5(root / "t5")
-    torch.manual_seed(0)
-    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                  norm_num_groups=4, layers_per_block=1, sample_size=16).save_pretrained(root / "vae")
+    build_tiny_vae(root / "vae")
     (root / "scored").mkdir()
     _scored_shard(root / "scored" / "a.tar", 0, 12, bad={3})
     _scored_shard(root / "scored" / "b.tar", 100, 10)

@@ -5,6 +5,8 @@ import json
 import pytest
 import torch
 
+from conftest import build_tiny_vae
+
 from mirokit.config import ConfigError
 from mirokit.encoders import build_image_space
 from mirokit.encoders.vae import SDXL_LATENT_MEAN, SDXL_LATENT_STD
@@ -12,13 +14,8 @@ from mirokit.encoders.vae import SDXL_LATENT_MEAN, SDXL_LATENT_STD
 
 @pytest.fixture(scope="module")
 def vae_dir(tmp_path_factory):
-    from diffusers import AutoencoderKL
-
     folder = tmp_path_factory.mktemp("vae")
-    torch.manual_seed(0)
-    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                  norm_num_groups=4, layers_per_block=1, sample_size=16).save_pretrained(folder)
+    build_tiny_vae(folder)
     return folder
 
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 RUNNER = Path(__file__).with_name("crash_run.py")
 CRASH_EXIT = 137
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-POINTS = int(os.environ.get("MIROKIT_CRASH_POINTS", "3"))
+POINTS = int(os.environ.get("MIROKIT_CRASH_POINTS", "1"))
 """crash points tried per stage in `make test` (make test-all: 60, which finds a window of 5% of the events with
 probability 1 - 0.95**60 = 95%); MIROKIT_CRASH_SEED picks other points"""
 SEED = int(os.environ.get("MIROKIT_CRASH_SEED", "0"))
@@ -32,6 +32,43 @@ def run(argv: list[str], events: Path, at: int = 0, mode: str = "kill") -> subpr
     mode "enospc": the write fails with a full disk instead."""
     return subprocess.run([sys.executable, str(RUNNER), str(events), str(at), *argv],
                           env=dict(ENV, CRASH_MODE=mode), capture_output=True, text=True, timeout=600)
+
+
+RANKS_TIMEOUT_S = 300.0
+"""how long the ranks of one run may take together: a rank left waiting for a dead one must stop, not hang"""
+
+
+def run_ranks(argv: list[str], events: Path, ranks: int, at: int = 0, crash_rank: int = 0,
+              mode: str = "kill") -> list[subprocess.CompletedProcess]:
+    """`mirokit ARGV` as `ranks` torchrun ranks at once (each with its events file `events.R`); rank `crash_rank`
+    fails at its write event `at` (0: none does). A run still going after RANKS_TIMEOUT_S fails the test."""
+    from runs import rank_envs
+
+    envs = [dict(env, **ENV, RANK=env["RANK"], LOCAL_RANK=env["LOCAL_RANK"], WORLD_SIZE=str(ranks), CRASH_MODE=mode)
+            for env in rank_envs(ranks)]
+    procs = [subprocess.Popen([sys.executable, str(RUNNER), f"{events}.{r}", str(at if r == crash_rank else 0), *argv],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r, env in enumerate(envs)]
+    done = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=RANKS_TIMEOUT_S)
+            done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"a rank still ran {RANKS_TIMEOUT_S:.0f} s after rank {crash_rank} failed at write "
+                             f"event {at} (a hang)") from None
+    finally:
+        for proc in procs:
+            proc.kill()
+    return done
+
+
+def _check_survivor(rank: subprocess.CompletedProcess, where: str) -> None:
+    """A rank that outlived a failed one finished, or stopped with one line (no traceback)."""
+    last = rank.stderr.strip().splitlines()[-1] if rank.stderr.strip() else ""
+    ok = rank.returncode == 0 or (rank.returncode != CRASH_EXIT and last.startswith("mirokit ")
+                                  and "Traceback" not in rank.stderr)
+    assert ok, f"{where}: a surviving rank exited {rank.returncode}\n{rank.stderr[-3000:]}"
 
 
 def _check_failure(died: subprocess.CompletedProcess, mode: str, where: str) -> None:
@@ -106,37 +143,65 @@ def crash_points(total: int, count: int | None = None, seed: int = SEED) -> list
 
 
 def check_stage(argv: list[str], out: Path, work: Path, *, resume_keys: tuple[str, ...] = (),
-                modes: tuple[str, ...] = ("kill",)) -> dict:
+                modes: tuple[str, ...] = ("kill",), ranks: int = 1) -> dict:
     """Run `argv` (which writes into `out`) twice uninterrupted, then for each crash point and mode (kill: as
     `kill -9`; enospc: that write fails, the disk full): fail there, rerun, compare.
 
+    ranks > 1: the command runs as that many torchrun ranks; the crash points are drawn from the write events of
+    all ranks together (the rank that writes event k fails there; the others must finish or stop with one line).
     resume_keys: leaf names that may differ after a resume and say so (e.g. a manifest's "skipped_done").
-    Returns {"events": total write events, "modes", "points": failures tried, "crashed": runs that failed there}.
+    Returns {"events": total write events, "modes", "points": failures tried, "crashed": runs that failed there,
+    "volatile": the leaves two uninterrupted runs disagreed on}.
     """
     work.mkdir(parents=True, exist_ok=True)
     events = work / "events"
+
+    def launch(at: int = 0, rank: int = 0, mode: str = "kill") -> list[subprocess.CompletedProcess]:
+        if ranks == 1:
+            return [run(argv, events, at, mode)]
+        return run_ranks(argv, events, ranks, at, rank, mode)
+
+    def totals() -> list[int]:
+        return [int(events.read_text())] if ranks == 1 else [int(Path(f"{events}.{r}").read_text()) for r in range(ranks)]
+
     clean = []
     for name in ("clean_a", "clean_b"):
         shutil.rmtree(out, ignore_errors=True)
-        done = run(argv, events)
-        assert done.returncode == 0, done.stderr[-2000:]
+        for rank in launch():
+            assert rank.returncode == 0, rank.stderr[-2000:]
         clean.append(snapshot(out))
         shutil.move(str(out), str(work / name))
-    total = int(events.read_text())
+    per_rank = totals()
+    total = sum(per_rank)
     volatile = set(differences(*clean))
     points = crash_points(total)
     crashed = 0
     for mode in modes:
-        for at in points:
-            where = f"{mode} at write event {at} of {total}"
+        for point in points:
+            rank, at = _rank_event(point, per_rank)
+            where = f"{mode} at write event {at} of {per_rank[rank]}" + (f" of rank {rank} of {ranks}" if ranks > 1 else "")
             shutil.rmtree(out, ignore_errors=True)
-            _check_failure(run(argv, events, at, mode), mode, where)
+            results = launch(at, rank, mode)
+            _check_failure(results[rank], mode, where)
+            for other, result in enumerate(results):
+                if other != rank:
+                    _check_survivor(result, where)
             crashed += 1
-            again = run(argv, events)
-            assert again.returncode == 0, f"rerun after a {where}:\n{again.stderr[-2000:]}"
+            for result in launch():
+                assert result.returncode == 0, f"rerun after a {where}:\n{result.stderr[-2000:]}"
             wrong = [d for d in differences(clean[0], snapshot(out))
                      if d not in volatile and d.rsplit("/", 1)[-1].split("[")[0] not in resume_keys]
             assert not wrong, f"{where}, then the same command: {wrong[:8]}"
-    stats = {"events": total, "modes": len(modes), "points": len(points) * len(modes), "crashed": crashed}
-    print(f"crash points: {argv[0]} {' '.join(modes)}: {stats}")  # shown with pytest -s
+    stats = {"events": total, "modes": len(modes), "points": len(points) * len(modes), "crashed": crashed,
+             "volatile": sorted(volatile)}
+    print(f"crash points: {argv[0]} x{ranks} {' '.join(modes)}: {stats}")  # shown with pytest -s
     return stats
+
+
+def _rank_event(point: int, per_rank: list[int]) -> tuple[int, int]:
+    """The `point`-th write event of all ranks together (1-based, rank 0's first) -> (rank, its event number)."""
+    for rank, count in enumerate(per_rank):
+        if point <= count:
+            return rank, point
+        point -= count
+    raise ValueError(f"write event {point} beyond the {sum(per_rank)} of the run")

@@ -2,7 +2,9 @@
 rerun the same command, and require the outputs of an uninterrupted run: score, recaption (with shard copies),
 encode, generate geneval, eval shapes and train (one process; on CPU training continues bit-identically).
 
-`make test` tries 3 seeded crash points per stage, `make test-all` 60 (MIROKIT_CRASH_POINTS; MIROKIT_CRASH_SEED picks others)."""
+`make test` tries 1 seeded crash point per stage and mode, `make test-all` 60 and the two-rank (torchrun) sweeps
+(MIROKIT_CRASH_POINTS; MIROKIT_CRASH_SEED picks others). One point per stage keeps `make test` under 10 minutes on
+the slowest machine of our kind; every stage is still killed and rerun there, in both modes."""
 
 import sys
 from pathlib import Path
@@ -21,7 +23,7 @@ from mirokit.cli.main import main  # noqa: E402
 
 MANIFEST_RESUME = ("skipped_done",)
 BOTH = ("kill", "enospc")
-"""killed, and a write failing on a full disk (for the stages whose outputs are checkpoints, units and images)"""
+"""killed, and a write failing on a full disk"""
 
 
 def _all_tried(stats: dict) -> None:
@@ -57,22 +59,16 @@ def test_recaption_survives_kills(world_shards, tmp_path):
     out = tmp_path / "out"
     stats = check_stage(["recaption", str(world_shards), "--captioner", "world_detector", "--short", "--write-shards",
                          "--num-workers", "0", "--batch-size", "4", "--out", str(out)], out, tmp_path,
-                        resume_keys=MANIFEST_RESUME)
+                        resume_keys=MANIFEST_RESUME, modes=BOTH)
     _all_tried(stats)
 
 
 @pytest.fixture(scope="module")
 def encode_inputs(world_shards, tmp_path_factory):
-    from diffusers import AutoencoderKL
-    import torch
-
-    from conftest import build_tiny_t5
+    from conftest import build_tiny_t5, build_tiny_vae
 
     root = tmp_path_factory.mktemp("encode_models")
-    torch.manual_seed(0)
-    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                  norm_num_groups=4, layers_per_block=1, sample_size=16).save_pretrained(root / "vae")
+    build_tiny_vae(root / "vae")
     assert main(["score", str(world_shards), "--reward", "world_quality", "--enrich", "--num-workers", "0",
                  "--out", str(root / "scored")]) == 0
     return {"vae": root / "vae", "t5": build_tiny_t5(root / "t5"), "scored": root / "scored" / "enriched"}
@@ -83,7 +79,7 @@ def test_encode_survives_kills(encode_inputs, tmp_path):
     stats = check_stage(["encode", str(encode_inputs["scored"]), "--reward", "world_quality", "--vae",
                          str(encode_inputs["vae"]), "--text-encoder", str(encode_inputs["t5"]), "--max-length", "8",
                          "--image-size", "16", "--batch-size", "4", "--device", "cpu", "--out", str(out)],
-                        out, tmp_path, resume_keys=MANIFEST_RESUME)
+                        out, tmp_path, resume_keys=MANIFEST_RESUME, modes=BOTH)
     _all_tried(stats)
 
 
@@ -110,7 +106,7 @@ def test_generate_and_eval_survive_kills(world_model, tmp_path):
     results = tmp_path / "results"
     stats = check_stage(["eval", "geneval", str(images), "--out", str(results / "results.json"), "--detector",
                          str(detector), "--clip", save_clip(tmp_path / "clip"), "--device", "cpu", "--batch-size", "1"],
-                        results, tmp_path / "eval")
+                        results, tmp_path / "eval", modes=BOTH)
     _all_tried(stats)
 
 
@@ -122,3 +118,28 @@ def test_train_survives_kills_and_continues_bit_identically(tmp_path):
             "train.log_every=1", "train.checkpoint_every=2"]
     stats = check_stage(argv, out, tmp_path, modes=BOTH)
     _all_tried(stats)
+
+
+@pytest.mark.slow  # two ranks per run: make test-all
+def test_score_under_torchrun_survives_kills(world_shards, tmp_path):
+    """Two ranks sharing the units; the kill lands on either rank, the other finishes its share."""
+    out = tmp_path / "out"
+    stats = check_stage(["score", str(world_shards), "--reward", "world_quality", "--num-workers", "0",
+                         "--batch-size", "4", "--out", str(out)], out, tmp_path, resume_keys=MANIFEST_RESUME, ranks=2)
+    _all_tried(stats)
+
+
+@pytest.mark.slow  # two ranks per run: make test-all
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp2"])
+def test_train_under_torchrun_survives_kills_and_continues_bit_identically(parallel, tmp_path):
+    """Two ranks (gloo); the kill lands on either rank mid-step or mid-checkpoint, the other stops with one line;
+    the rerun on two ranks ends with the weights, EMA, optimizer state and metrics of an uninterrupted run."""
+    out = tmp_path / "run"
+    argv = ["train", "--config", "demo_world", *TINY_UNET, "image_space={kind: pixels}", f"out_dir={out}",
+            "model.reward_keys=[world_quality]", "train.steps=4", "optim.total_steps=4", "optim.warmup_steps=2",
+            "train.batch_size=8", "data.num_samples=64", "train.progress=false", "train.threads=1",
+            "train.log_every=1", "train.checkpoint_every=2", "train.device=cpu", "loader.num_workers=0",
+            f"train.parallel={parallel}"]
+    stats = check_stage(argv, out, tmp_path, ranks=2)
+    _all_tried(stats)
+    assert not [leaf for leaf in stats["volatile"] if "checkpoints" in leaf or "model" in leaf], stats["volatile"]

@@ -25,7 +25,7 @@ from mirokit.cli.main import main  # noqa: E402
 from mirokit.pipeline import MiroPipeline  # noqa: E402
 from mirokit.sampling import SamplingSettings, generate  # noqa: E402
 
-from conftest import build_tiny_t5  # noqa: E402
+from conftest import build_tiny_t5, build_tiny_vae  # noqa: E402
 
 ALL_KEYS = ["clip_score", "aesthetic_score", "image_reward_score", "pick_a_score_score", "hpsv2_score", "vqa_score",
             "sciscore_score"]
@@ -77,15 +77,9 @@ def _save_official(folder, keys, seed=0):
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    from diffusers import AutoencoderKL
-
     root = tmp_path_factory.mktemp("official")
     t5 = build_tiny_t5(root / "t5")
-    torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                        norm_num_groups=4, layers_per_block=1, sample_size=16).eval()
-    vae.save_pretrained(root / "vae")
+    vae = build_tiny_vae(root / "vae")
     net, pre = _save_official(root / "miro", ALL_KEYS)
     _save_official(root / "ablations" / "miro-no-clip", [k for k in ALL_KEYS if k != "clip_score"], seed=1)
     _save_official(root / "ablations" / "miro-only-aesthetic", ["aesthetic_score"], seed=2)
@@ -191,3 +185,64 @@ def test_broken_official_folders_are_one_line_errors(parts, tmp_path, capsys):
     assert main(["sample", "--model", str(broken), "--prompt", "x", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing uncond_embedding.npy" in err
+
+
+# -- the official package's own call, unchanged ------------------------------------------------------------------
+def _official_pipeline(parts, monkeypatch, folder):
+    """miro.MiroPipeline.from_pretrained on the seeded folder, its VAE and T5 replaced by the tiny local ones (the
+    official code reads the VAE from a module constant, so that constant is pointed at the local folder)."""
+    import miro.pipeline
+
+    monkeypatch.setattr(miro.pipeline, "DEFAULT_VAE", str(parts["vae_dir"]))
+    return miro.pipeline.MiroPipeline.from_pretrained(str(folder), text_encoder=str(parts["t5"]))
+
+
+def _official_quickstart(MiroPipeline, folder, **load):
+    """The model card's quickstart of the official package (hub id -> local folder), with a CPU generator."""
+    pipe = MiroPipeline.from_pretrained(folder, **load)
+    images = pipe(["a red circle", "a big blue square"], num_inference_steps=8, guidance_scale=7.0,
+                  num_images_per_prompt=2, generator=torch.Generator("cpu").manual_seed(0),
+                  reward_targets={"aesthetic_score": 0.6}, negative_reward_targets={"clip_score": 0.2})
+    first = images[0]
+    return first, [np.asarray(img) for i, img in enumerate(images)]
+
+
+def test_the_official_quickstart_runs_unchanged_and_gives_the_official_images(parts, monkeypatch):
+    from mirokit import MiroPipeline as Ours
+
+    folder = parts["root"] / "miro"
+    official = _official_pipeline(parts, monkeypatch, folder)
+    ref_images = official(["a red circle", "a big blue square"], num_inference_steps=8, guidance_scale=7.0,
+                          num_images_per_prompt=2, generator=torch.Generator("cpu").manual_seed(0),
+                          reward_targets={"aesthetic_score": 0.6}, negative_reward_targets={"clip_score": 0.2})
+    first, ours = _official_quickstart(Ours, str(folder), text_encoder=str(parts["t5"]), vae=str(parts["vae_dir"]))
+    assert len(ours) == len(ref_images) == 4 and first.size == (16, 16)
+    ref = np.stack([np.asarray(img) for img in ref_images]).astype(int)
+    diff = np.abs(np.stack(ours).astype(int) - ref)
+    assert ref.std() > 5  # real images, not a constant
+    assert diff.max() <= 2, f"uint8 differences up to {diff.max()}"
+    # the comparison can fail: mirokit's own noise rule (seed=0) gives other images than the official generator
+    pipe = Ours.from_pretrained(folder, text_encoder=str(parts["t5"]), vae=str(parts["vae_dir"]))
+    own_rule = pipe(["a red circle", "a big blue square"], num_inference_steps=8, guidance_scale=7.0,
+                    num_images_per_prompt=2, seed=0, reward_targets={"aesthetic_score": 0.6},
+                    negative_reward_targets={"clip_score": 0.2}, output_type="numpy")
+    assert np.abs(own_rule.astype(int) - ref).max() > 10
+    # the numpy output is the official (B, H, W, 3) uint8 array
+    array = official(["a red circle"], num_inference_steps=3, generator=torch.Generator().manual_seed(5),
+                     output_type="numpy")
+    mine = pipe(["a red circle"], num_inference_steps=3, guidance_scale=7.0, generator=torch.Generator().manual_seed(5),
+                output_type="numpy")
+    assert isinstance(mine, np.ndarray) and mine.dtype == np.uint8 and mine.shape == array.shape == (1, 16, 16, 3)
+    assert np.abs(mine.astype(int) - array.astype(int)).max() <= 2
+    assert mine.settings.steps == 3 and mine.noise == "generator" and mine.images is mine
+
+
+def test_another_generator_seed_gives_other_images_and_the_seed_rule_stays(parts):
+    pipe = _load(parts, parts["root"] / "miro")
+    call = dict(num_inference_steps=3, output_type="numpy")
+    a = pipe("a red circle", generator=torch.Generator().manual_seed(0), **call)
+    b = pipe("a red circle", generator=torch.Generator().manual_seed(1), **call)
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 5
+    by_seed = pipe("a red circle", steps=3, seed=0, output_type="numpy")
+    again = pipe("a red circle", steps=3, seed=0, output_type="numpy")
+    assert np.array_equal(by_seed, again) and by_seed.noise == "seed"
