@@ -119,3 +119,12 @@ def test_callback_on_step_end_sees_and_replaces_the_latents(pipe):
     with pytest.raises(ValueError, match="only 'latents'"):
         pipe("a red circle", num_inference_steps=2, callback_on_step_end=stop,
              callback_on_step_end_tensor_inputs=["prompt_embeds"])
+
+
+def test_the_pipeline_samples_to_latents_on_the_meta_device(folder):
+    """Every tensor a call makes must be made on the pipeline's device: on `meta` a CPU tensor meeting a meta one is
+    an error, and nothing may be read back per step (the time grid stays on the host)."""
+    pipe = MiroPipeline.from_pretrained(folder).to("meta")
+    for solver in ("euler", "heun", "ab2"):
+        out = pipe("a red circle", num_inference_steps=3, solver=solver, output_type="latent")
+        assert out.images.device.type == "meta" and tuple(out.images.shape) == (1, 3, 16, 16)

@@ -55,7 +55,7 @@ def generate(pipe, prompts: list[str], settings: SamplingSettings | None = None,
         noise = initial_noise(shape[1:], settings.seed, [(k, 0) for k in range(n)])
     elif tuple(noise.shape) != shape:
         raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape}")
-    grid = gamma_grid(settings.steps, settings.shift, device)
+    grid = gamma_grid(settings.steps, settings.shift)  # on the host: the solver reads its levels as numbers
     empty_text, empty_mask = pipe.encode_uncond()
     was_training = model.training
     model.eval()

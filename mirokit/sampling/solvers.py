@@ -103,7 +103,8 @@ def gamma_grid(steps: int, shift: float = 1.0, device: torch.device | str = "cpu
 
 def solve(velocity_fn: VelocityFn, noise: Tensor, grid: Tensor, solver: str = "euler", progress: bool = False,
           callback: Callback | None = None) -> Tensor:
-    """Integrate from `noise` (B, ...) at grid[0] to grid[-1]; returns (B, ...) in float32.
+    """Integrate from `noise` (B, ...) at grid[0] to grid[-1]; returns (B, ...) in float32 on noise's device.
+    The grid's levels are read as Python numbers (keep it on the host: a device grid costs a sync per call).
 
     The self-conditioning state always flows from one call to the next. `callback(StepProgress)` runs after
     every step; if it returns False, sampling stops with SamplingCancelled.
@@ -112,7 +113,8 @@ def solve(velocity_fn: VelocityFn, noise: Tensor, grid: Tensor, solver: str = "e
     y = noise.float()
     state = None
     n = y.shape[0]
-    pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist()))
+    levels = grid.detach().cpu().tolist() if isinstance(grid, Tensor) else [float(g) for g in grid]
+    pairs = list(zip(levels[:-1], levels[1:]))
     memory: dict = {}
 
     def call(y_at: Tensor, g: float) -> Tensor:
