@@ -4,7 +4,8 @@ The card is built from the folder's own files (pipeline.json, config.json, calib
 model.safetensors), so it describes exactly what is saved or uploaded: what the model is, its reward keys in order
 and which raw scores their targets stand for, how it was trained, its sampler defaults, a quickstart, and its
 evaluation results when it has some. Front matter: `library_name: mirokit`, `pipeline_tag: text-to-image`, tags,
-license, optional base_model and a model-index. The card is deterministic (no dates, no absolute paths).
+license, optional base_model (a fine-tune of a hub model: its parent, from pipeline.json's `parent` record) and a
+model-index. The card is deterministic (no dates, no absolute paths).
 
 A README.md that mirokit did not write (no `library_name: mirokit` in its front matter) is kept as it is, with a
 warning; one mirokit wrote is replaced. docs/HUB.md describes the card.
@@ -323,6 +324,9 @@ def _training(meta: dict) -> str:
             ["batch", f"{batch} images per step (gradient accumulation {train.get('grad_accum', 1)})"]]
     if isinstance(step, int) and isinstance(batch, int):
         rows.append(["images seen", f"{step * batch:,}"])
+    parent = meta.get("parent") if isinstance(meta.get("parent"), dict) else {}
+    if parent.get("init_from"):
+        rows.insert(0, ["started from", _parent(parent)])
     rows += [["precision", str(train.get("precision", "?"))], ["data", _spec(_section(cfg, "data"))],
              ["optimiser", f"{o.get('name', '?')}, lr {o.get('lr', '?')}, warmup {o.get('warmup_steps', '?')} steps, "
                            f"weight decay {o.get('weight_decay', '?')}, grad clip {o.get('grad_clip', '?')}"],
@@ -331,6 +335,18 @@ def _training(meta: dict) -> str:
               f"caption {train.get('text_dropout', '?')}, rewards {train.get('reward_dropout', '?')}"]]
     return ("## Training\n\n" + _table(["", ""], rows) +
             "\n\nThe full resolved training config is pipeline.json's `training` section.")
+
+
+def _parent(parent: dict) -> str:
+    """pipeline.json's parent record -> "`owner/name`, variant `v`, revision `abc1234`" (a local folder by name)."""
+    name = str(parent["init_from"])
+    hub = parent.get("revision") is not None
+    text = f"`{name if hub else Path(name).name}`" + ("" if hub else " (a local folder)")
+    if parent.get("variant"):
+        text += f", variant `{parent['variant']}`"
+    if hub:
+        text += f", revision `{str(parent['revision'])[:12]}`"
+    return text + " (fine-tuned from its weights: `train.init_from`)"
 
 
 def _evaluation(results: list[dict]) -> str:

@@ -1,14 +1,16 @@
 """Multi-reward + text conditioning shared by every backbone (docs/METHOD.md §3).
 
 Each reward scalar gets its own Fourier+MLP embedder -> one token per reward, plus a learned
-per-reward position embedding. A missing or dropped reward (NaN) is the position embedding alone.
-The sequence [K reward tokens | registers | projected text tokens] is mixed by small self-attention
-blocks, then the signal-level (time) token is prepended.
+per-reward position embedding. A missing or dropped reward (NaN) is the position embedding alone, except for
+the keys of `ConditioningConfig.masked_when_missing`, whose token is then masked out (attended by nothing): a key
+that a fine-tune adds to its parent (`train.init_from`) is one, so that with it missing the fine-tuned model sees
+exactly its parent's tokens. The sequence [K reward tokens | registers | projected text tokens] is mixed by small
+self-attention blocks, then the signal-level (time) token is prepended.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +31,10 @@ class ConditioningConfig:
     """attention heads in the mixer (the official code hard-codes 16)"""
     mlp_multiplier: int = 4
     """hidden width of the mixer's GELU MLPs, as a multiple of the width"""
+    masked_when_missing: list[str] = field(default_factory=list)
+    """reward keys whose token is masked out (not attended) when the reward is missing or dropped, instead of being
+    the position embedding alone (the official rule, kept for every other key). `train.init_from` adds here the keys
+    a fine-tune adds to its parent: with them missing, the new model gives its parent's outputs"""
 
 
 @dataclass
@@ -36,7 +42,7 @@ class Conditioning:
     """Output of the conditioner.
 
     time: (B, W) signal-level embedding; tokens: (B, 1+K+R+L, W) with the time token first;
-    mask: (B, 1+K+R+L) bool, False for text padding.
+    mask: (B, 1+K+R+L) bool, False for text padding (and for the missing rewards of `masked_when_missing` keys).
     """
 
     time: Tensor
@@ -60,6 +66,11 @@ class RewardTextConditioner(nn.Module):
         if len(set(reward_keys)) != len(reward_keys):
             raise ValueError(f"duplicate reward keys in {reward_keys}")
         self.reward_keys = list(reward_keys)
+        unknown = [k for k in cfg.masked_when_missing if k not in self.reward_keys]
+        if unknown:
+            raise ValueError(f"conditioning.masked_when_missing names {unknown[0]!r}, which is not one of the reward "
+                             f"keys {self.reward_keys}")
+        self.masked_when_missing = [k in cfg.masked_when_missing for k in self.reward_keys]
         self.time_embedder = ScalarEmbedder(width // 4)
         self.reward_embedders = nn.ModuleDict({k: ScalarEmbedder(width // 4) for k in reward_keys})
         self.reward_position = _trunc_normal_param(len(reward_keys), width) if reward_keys else None
@@ -104,6 +115,9 @@ class RewardTextConditioner(nn.Module):
         tokens = torch.cat(parts, dim=1)
         n_fixed = tokens.shape[1] - text.shape[1]
         mask = torch.cat([torch.ones(b, n_fixed, dtype=torch.bool, device=text_mask.device), text_mask.bool()], 1)
+        if any(self.masked_when_missing):  # these keys' missing rewards are left out, not position embeddings
+            masked = torch.tensor(self.masked_when_missing, device=mask.device) & torch.isnan(rewards).to(mask.device)
+            mask = torch.cat([~masked, mask[:, len(self.reward_keys):]], dim=1)
         for block in self.mixer:
             tokens = block(tokens, token_mask=mask)
         tokens = torch.cat([time.unsqueeze(1), tokens], dim=1)

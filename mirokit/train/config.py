@@ -16,6 +16,7 @@ from mirokit.encoders.text_tokens import TokenTextEncoderConfig
 from mirokit.flow.loss import FlowLossConfig
 from mirokit.models.generator import GeneratorConfig
 from mirokit.train.optim import OptimConfig
+from mirokit.train.trainable import LoraConfig
 from mirokit.train.validation import ValidationConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -34,6 +35,12 @@ class LoopConfig:
     """micro-steps per optimizer step on each rank"""
     seed: int = 0
     """seed of the initial weights and of every step's randomness (seeded from (seed, step))"""
+    init_from: str = ""
+    """start from a trained model instead of random weights (fine-tuning): a mirokit model folder, a run checkpoint
+    (checkpoints/step_N, or a run folder: its newest), a released MIRO folder, or a hub id
+    OWNER/NAME[:VARIANT][@REVISION] (e.g. nicolas-dufour/miro, nicolas-dufour/miro-ablations:miro-no-clip). Only a
+    fresh run reads it (a resume always continues its own checkpoint); model.reward_keys may add or drop keys
+    (docs/TRAINING.md "Fine-tuning")"""
     text_dropout: float = 0.1
     """probability of replacing a caption by "" and all its rewards by missing (CFG's unconditional branch)"""
     reward_dropout: float = 0.1
@@ -80,6 +87,13 @@ class LoopConfig:
     """how many step checkpoints to keep (the final model is always kept)"""
     progress: bool = True
     """show a tqdm progress bar on rank 0"""
+    trainable: list[str] = field(default_factory=list)
+    """parameters to train, the rest frozen: globs over the names generator.<parameter> (and text_encoder.* for a
+    trainable encoder), matched on any dotted tail, e.g. [conditioner.reward_embedders, conditioner.mixer]; [] =
+    all (with lora: only the adapters, plus those named here)"""
+    lora: LoraConfig | None = None
+    """train low-rank adapters (peft: pip install 'mirokit[lora]') instead of the weights, e.g. {rank: 8, alpha: 8,
+    targets: ["*"]}; null = none. Checkpoints keep the adapters; the exported model has them merged"""
 
     def __post_init__(self):
         if self.parallel not in ("none", "ddp", "fsdp2"):

@@ -17,12 +17,31 @@ from mirokit.pipeline import MiroPipeline
 from mirokit.pretrained import load_weights
 from mirokit.train.checkpoint import read_state, read_tensors
 from mirokit.train.config import RunConfig
+from mirokit.train.trainable import exported_names
 
 
 def split_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """Entries of `state` whose name starts with `prefix.`, with the prefix removed."""
     cut = len(prefix) + 1
     return {k[cut:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+
+def parse_init_from(source: str) -> tuple[str, str | None, str | None]:
+    """`train.init_from` -> (folder or hub id, variant, revision). An existing local path is taken whole; otherwise
+    `NAME[:VARIANT][@REVISION]` (e.g. nicolas-dufour/miro-ablations:miro-no-clip, or a local ablations folder
+    `DIR:miro-no-clip`)."""
+    if not source or Path(source).expanduser().exists():
+        return source, None, None
+    name, revision = source.rsplit("@", 1) if "@" in source else (source, None)
+    name, variant = name.split(":", 1) if ":" in name else (name, None)
+    return name, variant or None, revision or None
+
+
+def parent_record(source: str) -> dict:
+    """The parent a model was fine-tuned from, as its pipeline.json records it: {"init_from", "variant",
+    "revision"} (revision: the hub commit the weights came from; None for a local folder)."""
+    name, variant, revision = parse_init_from(source)
+    return {"init_from": name, "variant": variant, "revision": revision}
 
 
 def pipeline_from_ema(cfg: RunConfig, ema_state: dict[str, Tensor], *, info: DatasetInfo, step: int,
@@ -41,6 +60,10 @@ def pipeline_from_ema(cfg: RunConfig, ema_state: dict[str, Tensor], *, info: Dat
         load_weights(encoder, split_prefix(ema_state, "text_encoder"), f"the text encoder's EMA weights of step {step}")
     space = image_space if image_space is not None else build_image_space(cfg.image_space)
     extra = {"training": to_dict(cfg), "step": step, **({"sampler_defaults": cfg.sampling} if cfg.sampling else {})}
+    if cfg.train.init_from:  # the parent (a hub parent's id is the card's base_model)
+        extra["parent"] = parent_record(cfg.train.init_from)
+        if extra["parent"]["revision"] is not None:
+            extra["base_model"] = extra["parent"]["init_from"]
     pipe = MiroPipeline(generator.eval(), encoder.eval(), space, extra=extra, uncond_text=info.uncond_text,
                         calibration=info.calibration)
     return pipe if device is None else pipe.to(device)
@@ -51,14 +74,25 @@ def checkpoint_config(meta: dict) -> RunConfig:
     return from_dict(RunConfig, (meta.get("train") or {}).get("config", meta.get("config")))
 
 
+def checkpoint_weights(checkpoint: str | Path, cfg: RunConfig) -> dict[str, Tensor]:
+    """The exported model's full tensors ("generator.*", "text_encoder.*") of a checkpoint of the run `cfg`: its
+    EMA, joined from every rank's shards; a run with frozen parameters (train.trainable, train.lora) takes those
+    from the raw weights (its LoRA layers' merged weights are in the EMA)."""
+    state = read_tensors(checkpoint, "ema.")
+    if cfg.train.trainable or cfg.train.lora is not None:
+        state = {**exported_names(read_tensors(checkpoint, "model.")), **state}
+    return state
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     """Write a loadable model folder from any training checkpoint (sharded or not), in this process.
 
-    The EMA shards of every rank are read and joined into full tensors; nothing else is loaded.
+    The EMA shards of every rank are read and joined into full tensors (`checkpoint_weights`).
     """
     checkpoint, out = Path(checkpoint), Path(out)
     meta = read_state(checkpoint)
-    pipe = pipeline_from_ema(checkpoint_config(meta), read_tensors(checkpoint, "ema."),
-                             info=DatasetInfo.load(checkpoint), step=int(meta["step"]))
+    cfg = checkpoint_config(meta)
+    pipe = pipeline_from_ema(cfg, checkpoint_weights(checkpoint, cfg), info=DatasetInfo.load(checkpoint),
+                             step=int(meta["step"]))
     pipe.save_pretrained(out)
     return out

@@ -37,12 +37,14 @@ from mirokit.train.conditions import drop_conditions
 from mirokit.train.config import RunConfig
 from mirokit.train.ema import EMA
 from mirokit.train.export import pipeline_from_ema
+from mirokit.train.init_from import InitFrom
 from mirokit.train.mfu import device_peak_tflops, throughput_stats, train_flops_per_image
 from mirokit.train.module import TrainModule
 from mirokit.train.optim import build_optimizer, lr_factor
 from mirokit.train.parallelize import full_tensor, gradient_sync, is_sharded, parallelize
 from mirokit.train.precision import measure_cpu_bf16, resolve_precision, synthetic_loss
 from mirokit.train.reporting import open_metrics, wandb_run_id
+from mirokit.train.trainable import describe, prepare
 
 FINAL_MODEL_DIR = "model"
 
@@ -71,15 +73,18 @@ class Trainer:
         torch.manual_seed(tc.seed)  # identical initial weights on every rank
         self.text_encoder = build_text_encoder(cfg.text_encoder)
         cfg = replace(cfg, model=replace(cfg.model, text_dim=self.text_encoder.dim))
-        self.cfg = cfg
+        init = InitFrom.prepare(cfg, is_main=self.dist.is_main)  # train.init_from: a fresh run's parent (resume wins)
+        self.cfg = cfg = init.cfg
         self.image_space = build_image_space(cfg.image_space).to(self.dist.device)
         self.generator = MiroGenerator(cfg.model)
         self.module = TrainModule(self.generator, self.text_encoder)
+        init.load(self.module)  # before parallelize; the optimizer and the EMA start from these weights
         self.text_encoder.to(self.dist.device)
         data_channels, data_size = self.image_space.data_shape(cfg.model.image_channels, cfg.model.image_size)
         self.dataset = check_dataset(dataset) if dataset is not None else build_dataset(
             cfg.data, image_size=data_size, channels=data_channels)
         self.order = EpochShuffle(len(self.dataset), tc.seed)
+        init.report(self.dataset.info)
         self.out_dir = Path(cfg.out_dir)
         self.bf16, self.precision = resolve_precision(
             tc.precision, self.dist.device, self.out_dir, lambda: measure_cpu_bf16(self.module, synthetic_loss(
@@ -87,6 +92,7 @@ class Trainer:
             is_main=self.dist.is_main, agree=self._rank0_decides)
         if self.dist.is_main and self.precision["chosen_by"].startswith("auto:"):
             print(f"precision: {self.precision['precision']} ({self.precision['chosen_by']})")
+        prepare(self.module, trainable=tc.trainable, lora=tc.lora)  # freeze / add LoRA adapters before sharding
         # Parallelize first: FSDP2 replaces the parameters, so optimizer and EMA come after.
         self.model = parallelize(
             self.module, self.dist, strategy=tc.parallel, bf16=self.bf16, compile=tc.compile,
@@ -95,6 +101,8 @@ class Trainer:
         self.sharded = is_sharded(self.model)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.ema = EMA(self.module, tc.ema_decay, warmup=tc.ema_warmup)
+        if self.dist.is_main:
+            print(describe(self.module, self.ema.shadow))
         self.step = 0
         self.data_skipped = 0  # unreadable samples replaced so far (this rank)
         self.wandb_id: str | None = None  # the W&B run this run reports to (kept in checkpoints)

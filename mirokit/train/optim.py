@@ -160,8 +160,11 @@ class Lamb(torch.optim.Optimizer):
 
 
 def build_optimizer(module: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Build the optimizer named by `cfg.name` over `param_groups(module, cfg.weight_decay)`."""
+    """Build the optimizer named by `cfg.name` over `param_groups(module, cfg.weight_decay)`: the trainable
+    parameters only (frozen ones get no optimizer state)."""
     groups = param_groups(module, cfg.weight_decay)
+    if not groups:
+        raise ValueError("no parameter to train: every parameter is frozen (requires_grad=False)")
     if cfg.name == "adamw":
         # torch picks the per-tensor Python loop on CPU; the fused kernel is ~4x faster there (the demo's
         # 1M-parameter model, one core of our machine: 4.0 -> 1.1 ms per step, ~5% of a training step;
