@@ -307,3 +307,18 @@ def test_a_model_folder_cannot_make_mirokit_write_outside_the_output_folder(tmp_
     new = {p for p in tmp_path.rglob("*")} - before
     assert new and all(any(out == p or out in p.parents for out in outs) for p in new), sorted(new)
     assert not escape.exists()
+
+
+def test_a_model_reward_the_data_does_not_score_is_said_not_silent(tmp_path, capsys):
+    """A key of model.reward_keys that no sample carries is missing (NaN) in every step: the run says so."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "train"))
+    from runs import tiny_run
+
+    from mirokit.train.loop import train
+
+    train(tiny_run(tmp_path / "run", "model.reward_keys=[brightness, sharpness]", "train.steps=1",
+                   "train.batch_size=4", "optim.warmup_steps=1", "train.precision=fp32"))
+    out = capsys.readouterr().out
+    assert "warning: the data carries no score for sharpness (it has brightness, size)" in out

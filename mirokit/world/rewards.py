@@ -13,6 +13,14 @@ Three scorers, registered in mirokit.rewards.registry, each `score(images, capti
   well separated (not touching or overlapping, room between them and to the border) and not tiny.
   A sharp image with a cut object scores high quality but low composition.
 All three are deterministic and batched; images of different sizes may be mixed in one call.
+
+A fourth scorer, not used by the demo (its models are conditioned on the three above), measures what none of
+them does:
+- `world_brightness` (an exposure preference's analogue): the luma of the background (the median colour of
+  the image's one-pixel border) in [0, 1]. The world draws each background's grey uniformly from
+  WorldConfig.background_range (95-165), so on its data the score spreads over ~0.37-0.65, independently of
+  the caption and of the objects; blur and JPEG leave it, a low contrast moves it slightly towards the objects'
+  colours. bench/finetune.py fine-tunes the demo's three-reward model to it.
 """
 
 from __future__ import annotations
@@ -254,4 +262,31 @@ class WorldComposition:
                 blobs = [b for b in blobs if b.alpha.sum() >= 0.5 * self.min_area * H * W]
                 s = self.object_scores(blobs, (H, W))
                 out[i] = float(np.mean(s) * (0.5 + 0.5 * min(s))) if s else 0.0
+        return out
+
+
+_LUMA = np.asarray([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
+
+
+@register_scorer("world_brightness", "background brightness: luma of the background, 0 black to 1 white")
+class WorldBrightness:
+    """Background brightness of the shapes world (see module docstring); captions are ignored.
+
+    score = (0.299 R + 0.587 G + 0.114 B) / 255 of the background colour, the per-channel median of the image's
+    one-pixel border (mirokit.world.detector.background_of: objects rarely cover much of it, so neither their
+    colours nor where they sit move it). A uniform image of grey g scores g / 255.
+    """
+
+    key = "world_brightness"
+    caption_length = "image"
+    """the score reads no caption (mirokit score computes it once per image)"""
+
+    def score(self, images: list, captions: list[str] | None = None) -> np.ndarray:
+        """images: N PIL images or (H, W, 3) uint8 arrays -> (N,) float32 in [0, 1] (higher = brighter)."""
+        _check_lengths(self.key, images, captions)
+        out = np.zeros(len(images), dtype=np.float32)
+        for idx, arr in _by_size(images):
+            background, _, _ = background_of(arr)
+            # elementwise (not a matrix product, whose rounding depends on the batch): batch-independent
+            out[idx] = (background.astype(np.float64) * _LUMA).sum(-1) / 255.0
         return out

@@ -101,6 +101,9 @@ class WorldDataConfig(CaptionMixConfig, DataConfig):
     """generation seed (overrides world.seed)"""
     world: WorldConfig = field(default_factory=WorldConfig)
     """how scenes, captions and noise are sampled (world.image_size is set from model.image_size)"""
+    rewards: list[str] = field(default_factory=list)
+    """the registered rewards scored at start-up (empty: world_alignment, world_quality, world_composition); name
+    every key of model.reward_keys, e.g. [world_alignment, world_quality, world_composition, world_brightness]"""
     scores: str | None = None
     """parquet of already calibrated scores (one column per reward, row i = sample i) to use instead of
     scoring at start-up; written by `mirokit demo` as OUT/runs/world_scores.parquet"""
@@ -134,7 +137,7 @@ def world_source(cfg: WorldDataConfig, *, image_size: int, channels: int) -> Wor
     if cfg.scores:
         dataset = world_with_scores(cfg.num_samples, world_cfg, cfg.scores, cfg.calibration)
     else:
-        dataset = scored_world(cfg.num_samples, world_cfg, progress=True)[0]
+        dataset = scored_world(cfg.num_samples, world_cfg, keys=list(cfg.rewards) or None, progress=True)[0]
     if cfg.latents:
         dataset.set_latents(latents)
     if cfg.synthetic:

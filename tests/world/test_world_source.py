@@ -60,3 +60,12 @@ def test_synthetic_captions_from_the_detector_train_with_their_own_scores(tmp_pa
     assert drawn.scores == pytest.approx(dict(zip(source.reward_keys_seen, values[5].tolist())), nan_ok=True)
     assert source[5].caption == dataset.captions[5]  # no generator: the world's caption
     assert choose_caption(["original", "synthetic"], torch.Generator(), mix=1.0, weights=None) == 1
+
+
+def test_data_kind_world_scores_the_rewards_it_is_asked_for():
+    cfg = from_dict(DataConfig, {"kind": "world", "num_samples": 64, "seed": 2,
+                                 "rewards": [*WORLD_REWARDS, "world_brightness"]})
+    ds = build_dataset(cfg, image_size=32, channels=3)
+    assert ds.reward_keys_seen == [*WORLD_REWARDS, "world_brightness"]
+    brightness = ds.batch(list(range(64)), ["world_brightness"]).rewards[:, 0].numpy()
+    assert np.isfinite(brightness).all() and brightness.std() > 0.1  # calibrated on the grid, spread
