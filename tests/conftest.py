@@ -61,6 +61,13 @@ def build_tiny_vae(directory, sample_size: int = 16):
     return vae
 
 
+def build_tiny_vae_and_t5(root):
+    """The tiny VAE at ROOT/vae and the tiny T5 at ROOT/t5 (a latent-space model's frozen parts); returns root."""
+    build_tiny_vae(root / "vae")
+    build_tiny_t5(root / "t5")
+    return root
+
+
 def build_tiny_t5(directory):
     """A tiny random T5 encoder plus a word-level tokenizer, saved like a hub checkpoint."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors

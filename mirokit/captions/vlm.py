@@ -89,6 +89,17 @@ class VLMCaptioner:
         """N PIL images (+ N alt-text hints or None) -> N captions (one short sentence with `short`)."""
         if not images:
             return []
+        inputs = self.model_inputs(images, hints, short=short)
+        s = self.settings
+        options = {"max_new_tokens": s["max_new_tokens"], "do_sample": s["do_sample"]}
+        if s["do_sample"]:
+            torch.manual_seed(s["seed"])
+            options.update(temperature=s["temperature"], top_p=s["top_p"])
+        return decode_new_tokens(self.model, getattr(self.processor, "tokenizer", self.processor), inputs, options)
+
+    def model_inputs(self, images: list, hints: list[str | None], *, short: bool = False) -> dict:
+        """The processor's batch for N images (+ hints) on the model's device, pixel values in the model's dtype:
+        what `generate` is called with."""
         instruction = self.settings["short_instruction"] if short else self.settings["instruction"]
         prompts = [self._prompt(instruction, None if short else hint) for hint in hints]
         nested = any(name in type(self.processor).__name__ for name in NESTED_IMAGES)
@@ -97,12 +108,7 @@ class VLMCaptioner:
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in inputs.items()}
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        s = self.settings
-        options = {"max_new_tokens": s["max_new_tokens"], "do_sample": s["do_sample"]}
-        if s["do_sample"]:
-            torch.manual_seed(s["seed"])
-            options.update(temperature=s["temperature"], top_p=s["top_p"])
-        return decode_new_tokens(self.model, getattr(self.processor, "tokenizer", self.processor), inputs, options)
+        return inputs
 
     def describe(self) -> dict:
         return {"kind": "vlm", "class": type(self.model).__name__, **self.settings}

@@ -81,14 +81,19 @@ class DrawnSamples(Dataset):
         return self.dataset.draw(index, torch.Generator().manual_seed(self.seed * 1_000_003 + position))
 
 
+def pin_memory_for(cfg: LoaderConfig, device: torch.device) -> bool:
+    """Whether batches are copied into page-locked memory: only for a CUDA device (pinning helps only the
+    host-to-GPU copy), unless `loader.pin_memory: false`."""
+    return device.type == "cuda" and cfg.pin_memory is not False
+
+
 def build_loader(dataset, sampler: StepBatchSampler, reward_keys: list[str], cfg: LoaderConfig,
                  device: torch.device) -> DataLoader:
     """A DataLoader yielding one `Batch` per step: images (b, C, H, W), b captions, rewards (b, K)."""
     workers = cfg.num_workers
-    pin = device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
     return DataLoader(DrawnSamples(dataset, sampler.order.seed), batch_sampler=sampler, num_workers=workers,
                       collate_fn=functools.partial(collate, reward_keys=list(reward_keys)),
-                      pin_memory=pin and torch.cuda.is_available(),
+                      pin_memory=pin_memory_for(cfg, device) and torch.cuda.is_available(),
                       prefetch_factor=cfg.prefetch_factor if workers > 0 else None)
 
 

@@ -84,7 +84,8 @@ class Encoders:
     def texts(self, captions: list[str]) -> list[torch.Tensor]:
         """B captions -> B (L_i, D) float32 states of the valid tokens."""
         states, mask = self.text(captions)
-        return [s[m].float().cpu() for s, m in zip(states, mask)]
+        states, mask = states.cpu(), mask.cpu()  # one copy to the host, then the valid tokens (no sync per caption)
+        return [s[m].float() for s, m in zip(states, mask)]
 
 
 def _read_sample(key: str, parts: dict[str, bytes], error: str, cfg: EncodeJobConfig):

@@ -158,6 +158,9 @@ def instance_postprocess(class_logits, mask_logits, *, padded_hw: tuple[int, int
     num_queries, num_classes = class_logits.shape[0], class_logits.shape[1] - 1
     probs = F.softmax(class_logits.float(), dim=-1)[:, :-1]
     top, index = probs.flatten().topk(min(max_per_image, num_queries * num_classes), sorted=False)
+    # the chosen (query, class) pairs are read on the host once: which masks get upsampled depends on them (on a GPU
+    # one copy here instead of a sync per detection below)
+    top, index = top.cpu(), index.cpu()
     labels, queries = index % num_classes, index // num_classes
     unique, inverse = torch.unique(queries, return_inverse=True)
     height, width = original_hw
@@ -165,7 +168,7 @@ def instance_postprocess(class_logits, mask_logits, *, padded_hw: tuple[int, int
     boxes = torch.zeros((len(top), 4))
     masks: list = [None] * len(top)
     for start in range(0, len(unique), chunk):
-        part = mask_logits[unique[start:start + chunk]].float()[None]
+        part = mask_logits[unique[start:start + chunk].to(mask_logits.device)].float()[None]
         part = F.interpolate(part, size=padded_hw, mode="bilinear", align_corners=False)
         part = part[..., :resized_hw[0], :resized_hw[1]]
         part = F.interpolate(part, size=(height, width), mode="bilinear", align_corners=False)[0]
@@ -175,11 +178,11 @@ def instance_postprocess(class_logits, mask_logits, *, padded_hw: tuple[int, int
         part_boxes = mask_to_box(binary)
         for u in range(part.shape[0]):
             for k in torch.where(inverse == start + u)[0].tolist():
-                scores[k] = top[k].cpu() * mask_scores[u]
+                scores[k] = top[k] * mask_scores[u]
                 boxes[k] = part_boxes[u]
                 if scores[k] > min_score:
                     masks[k] = binary[u].numpy()
-    return {"labels": labels.cpu(), "scores": scores, "boxes": boxes, "masks": masks}
+    return {"labels": labels, "scores": scores, "boxes": boxes, "masks": masks}
 
 
 def is_converted(folder: str | Path) -> bool:

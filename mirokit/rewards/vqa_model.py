@@ -144,15 +144,19 @@ class CLIPT5ForVQAScore(nn.Module):
         """input_ids / attention_mask (B, L) with one IMAGE_TOKEN_INDEX each, image_features (B, P, D) ->
         (inputs_embeds (B, L - 1 + P, D), attention_mask (B, L - 1 + P)): the placeholder is replaced by
         the P image tokens and P - 1 ones are prepended to the mask, as their
-        `prepare_inputs_labels_for_multimodal` (right padding keeps it aligned)."""
+        `prepare_inputs_labels_for_multimodal` (right padding keeps it aligned).
+
+        The placeholders are found on the host (input_ids may be given there: the scorer does), so a batch on a GPU
+        costs at most one copy of the ids, not a device sync per row."""
         embed = self.language_model.get_input_embeddings()
-        rows = []
-        for b, ids in enumerate(input_ids):
-            where = (ids == IMAGE_TOKEN_INDEX).nonzero().flatten()
-            if len(where) != 1:
-                raise ValueError(f"CLIP-T5 input {b} holds {len(where)} image placeholders, expected 1")
-            p = int(where[0])
-            rows.append(torch.cat([embed(ids[:p]), image_features[b].to(embed.weight.dtype), embed(ids[p + 1:])]))
+        placeholder = input_ids.cpu() == IMAGE_TOKEN_INDEX
+        counts = placeholder.sum(1).tolist()
+        for b, count in enumerate(counts):
+            if count != 1:
+                raise ValueError(f"CLIP-T5 input {b} holds {count} image placeholders, expected 1")
+        ids_on_device = input_ids.to(embed.weight.device)
+        rows = [torch.cat([embed(ids[:p]), image_features[b].to(embed.weight.dtype), embed(ids[p + 1:])])
+                for b, (ids, p) in enumerate(zip(ids_on_device, placeholder.int().argmax(1).tolist()))]
         ones = attention_mask.new_ones(len(input_ids), image_features.shape[1] - 1)
         return torch.stack(rows), torch.cat([ones, attention_mask], dim=1)
 

@@ -130,7 +130,8 @@ class VQAScorer(ModelScorer):
         inputs = build_vqa_inputs(self.tokenizer, captions, cfg)
         pixels = preprocess_clip_t5(images, self.model.image_size, cfg.image_mean, cfg.image_std,
                                     pad=cfg.image_aspect_ratio == "pad")
-        probs = self.model.answer_probability(pixels.to(self.device), inputs["input_ids"].to(self.device),
+        # input_ids stay on the host: the model finds the image placeholder there (no device sync per row)
+        probs = self.model.answer_probability(pixels.to(self.device), inputs["input_ids"],
                                               inputs["attention_mask"].to(self.device),
                                               inputs["labels"].to(self.device), vocab_size=self.vocab_size)
         return probs.float().cpu().numpy()
