@@ -25,9 +25,11 @@ def add_parser(esub) -> None:
                "--prompts mirokit/world/shapes_eval.jsonl --max-prompts 50 --out best_of_n/",
     )
     add_eval_flags(p, images_per_prompt=None)
-    p.add_argument("--select", default=None, metavar="KEY",
+    p.add_argument("--select", action="append", default=None, metavar="KEY",
                    help="the registered reward that picks the best sample and is reported (default: the first "
-                        "--score key, else the first model's first reward key)")
+                        "--score key, else the first model's first reward key); repeat it for the paper's "
+                        "test-time-scaling comparison per reward (each selected and reported by itself: the "
+                        "curves N = 1..pool and the N at which each model reaches the --reference's best-of-1)")
     p.add_argument("--pool", type=int, default=128, help="samples per prompt and model, the largest N (default 128)")
     p.add_argument("--reference", default=None,
                    help="the model whose best-of-1 the others must reach (default: the first --model)")
@@ -43,13 +45,14 @@ def run(args) -> int:
         raise ValueError("--pool must be >= 1")
     records, indices = load_prompt_set(args)
     runs = build_runs(args)
-    select = args.select or (args.score[0] if args.score else next(
-        (k for run in runs for k in run.pipe.reward_keys), None))
-    if select is None:
+    selects = args.select or [args.score[0] if args.score else next(
+        (k for run in runs for k in run.pipe.reward_keys), None)]
+    if selects[0] is None:
         raise ValueError("no selection reward: the models have no reward keys; give --select KEY")
-    keys = list(dict.fromkeys([select, *(args.score or [])]))
+    keys = list(dict.fromkeys([*selects, *(args.score or [])]))
     scorers = build_scorers(keys, parse_options(args.option))
-    summary, rows = best_of_n(runs, records, indices, scorers, select=select, pool=args.pool, reference=args.reference)
+    summary, rows = best_of_n(runs, records, indices, scorers, select=selects if len(selects) > 1 else selects[0],
+                              pool=args.pool, reference=args.reference)
     summary = {**header(args, records, indices, images_per_prompt=args.pool), **summary}
     paths = write_best_of_n_report(summary, rows, args.out)
     print(format_best_of_n(summary))

@@ -53,7 +53,7 @@ def test_commands_come_from_the_registry_and_the_world_plugin_adds_its_own():
     assert set(_subcommands(top["convert"])) == {"official", "geneval-detector", "image-reward", "vqa-score",
                                                  "hpsv2", "aesthetic"}
     assert set(_subcommands(top["calibrate"])) == {"fit", "apply"}
-    assert {"rewards", "best-of-n", "sweep", "tune-targets", "geneval", "shapes"} == set(_subcommands(top["eval"]))
+    assert {"rewards", "best-of-n", "sweep", "tune-targets", "geneval", "shapes", "diversity"} == set(_subcommands(top["eval"]))
     # the world's commands are registered by its plugin module, which the core CLI never imports
     from mirokit.registry import COMMANDS
 

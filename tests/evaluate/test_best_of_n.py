@@ -85,3 +85,27 @@ def test_pool_must_be_positive_and_reference_known(tmp_path_factory, capsys):
                      "--pool", "2", *extra, "--out", out]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_several_selections_give_the_scaling_comparison_per_reward(tmp_path_factory, capsys):
+    """--select twice: each reward selected and reported by itself, curves N = 1..pool from the written pools, and
+    the N at which the baseline reaches the reference's best-of-1 (checked against the pools)."""
+    from mirokit.evaluate.best_of_n import per_prompt_best_of_n
+
+    models = world_models(tmp_path_factory)
+    root = tmp_path_factory.mktemp("scaling")
+    out = root / "out"
+    assert main(["eval", "best-of-n", "--model", f"miro={models['miro']}", "--model", f"baseline={models['baseline']}",
+                 "--prompts", str(shapes_prompts(root / "p.jsonl", 40)), "--max-prompts", "4", "--pool", "4",
+                 "--steps", "2", "--select", "world_quality", "--select", "world_composition", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = read_jsonl(out / "scores.jsonl")
+    assert set(summary["scaling"]) == {"world_quality", "world_composition"} and (out / "scaling.png").is_file()
+    for key, comp in summary["scaling"].items():
+        pools = _pools(rows, "baseline", key)
+        curve = [np.nanmean(per_prompt_best_of_n(pools, n)) for n in range(1, 5)]
+        assert np.allclose([c["mean"] for c in comp["curves"]["baseline"]], curve)
+        target = np.mean([np.mean(p) for p in _pools(rows, "miro", key)])  # best-of-1 = the pool mean
+        first = next((n for n, c in enumerate(curve, 1) if c >= target), None)
+        assert comp["vs_reference"]["baseline"]["first_n"] == first
+    assert "matches ref best-of-1 at N" in capsys.readouterr().out

@@ -1,0 +1,83 @@
+"""`mirokit eval diversity`: Vendi score, pairwise cosine distance and attribute entropy per prompt, models (and
+image folders) side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+from mirokit.cli.eval_common import add_eval_flags, build_runs, header, load_prompt_set
+from mirokit.registry import COMMANDS
+
+
+@COMMANDS.register("eval.diversity")
+def add_parser(esub) -> None:
+    p = esub.add_parser(
+        "diversity", help="diversity of the images of one prompt (Vendi score, cosine distance, attribute entropy)",
+        description="Draw --images-per-prompt images per prompt with each model (same noise for every model), or "
+                    "read a GenEval-layout folder (--images), turn them into features with registered extractors "
+                    "(--features: clip, or the shapes world's world_ae and world_scene) and report per prompt the "
+                    "Vendi score (exp of the entropy of the eigenvalues of the cosine kernel / N: 1 = identical "
+                    "images, N = unrelated ones), the mean pairwise cosine distance and, for extractors that parse "
+                    "attributes (world_scene), the entropy in bits of each attribute the prompt leaves free; means "
+                    "with 95% t-intervals over prompts and each arm's paired difference to the first. --best-of "
+                    "KEY=K adds each model after post-hoc best-of-K selection by a reward. Resumable: per-prompt "
+                    "rows go to OUT/diversity.jsonl as they are computed. Writes OUT/summary.json, "
+                    "OUT/diversity.png and OUT/report.html.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mirokit eval diversity --model baseline=demo_out/runs/baseline/model "
+               "--model miro=demo_out/runs/miro/model \\\n      --prompts mirokit/world/shapes_eval.jsonl "
+               "--max-prompts 64 --features world_scene --features world_ae --out diversity/\n"
+               "  mirokit eval diversity --images miro=shapes_images/ --features world_scene --out diversity_folder/\n"
+               "  mirokit eval diversity --model miro=runs/miro/model --features clip "
+               "--feature-option clip.model=/models/clip-vit-large-patch14 --out parti_diversity/",
+    )
+    add_eval_flags(p, score=False, images_per_prompt=8)
+    for action in p._actions:  # --model is optional here: --images evaluates folders without a model
+        if action.dest == "model":
+            action.required = False
+    p.add_argument("--images", action="append", metavar="NAME=FOLDER",
+                   help="a GenEval-layout folder of generated images to evaluate as one more arm (repeatable)")
+    p.add_argument("--features", action="append", metavar="KIND",
+                   help="a registered feature extractor (repeatable; default clip): clip (transformers CLIP image "
+                        "embeddings), world_ae, world_scene (the shapes world)")
+    p.add_argument("--feature-option", action="append", default=[], metavar="KIND.NAME=VALUE",
+                   help="extractor option, e.g. clip.model=/models/clip-vit-large-patch14 or clip.device=cuda")
+    p.add_argument("--best-of", action="append", default=[], metavar="KEY=K",
+                   help="also evaluate each model after best-of-K selection by reward KEY (image j = the best of "
+                        "images j*K .. j*K+K-1; repeatable)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY.NAME=VALUE",
+                   help="option of a --best-of reward's scorer, e.g. aesthetic_score.model=/path (repeatable)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mirokit.cli.sampling_flags import parse_named
+    from mirokit.cli.score import parse_options
+    from mirokit.evaluate.diversity import build_arms, evaluate_diversity, format_diversity, write_diversity_report
+    from mirokit.evaluate.features import build_extractor
+    from mirokit.evaluate.samples import build_scorers
+
+    if args.images_per_prompt < 2:
+        raise ValueError("--images-per-prompt must be >= 2")
+    best_of = {k: int(v) for k, v in parse_named(args.best_of, "--best-of").items()}
+    folders = parse_named(args.images, "--images")
+    if args.model is None and not folders:
+        raise ValueError("give --model NAME=DIR and/or --images NAME=FOLDER")
+    records, indices = load_prompt_set(args) if args.model else ([], [])
+    runs = build_runs(args) if args.model else []
+    specs = parse_options(args.feature_option)
+    kinds = list(dict.fromkeys(args.features or ["clip"]))
+    unknown = sorted(set(specs) - set(kinds))
+    if unknown:
+        raise ValueError(f"--feature-option for {unknown[0]}, which is not among --features ({', '.join(kinds)})")
+    extractors = {kind: build_extractor(kind, specs.get(kind)) for kind in kinds}
+    scorers = build_scorers(list(best_of), parse_options(args.option))
+    arms = build_arms(runs, folders, best_of)
+    summary = evaluate_diversity(arms, records, indices, extractors, images_per_prompt=args.images_per_prompt,
+                                 out_dir=args.out, scorers=scorers,
+                                 extractor_specs={k: specs.get(k, {}) for k in kinds})
+    summary = {**header(args, records, indices), **summary}
+    paths = write_diversity_report(summary, args.out)
+    print(format_diversity(summary))
+    print(f"wrote {paths['summary']}, {paths['html']} and {paths['plot']}")
+    return 0
