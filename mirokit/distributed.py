@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-DEVICE_PREFS = ("auto", "cuda", "cpu")
+DEVICE_PREFS = ("auto", "cuda", "cpu", "meta")
 
 
 @dataclass
@@ -72,7 +72,8 @@ def init_distributed(device_pref: str = "auto") -> DistInfo:
 
     Args:
         device_pref: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cuda" (error
-            if unavailable; cuda:LOCAL_RANK), "cuda:N" (that GPU) or "cpu".
+            if unavailable; cuda:LOCAL_RANK), "cuda:N" (that GPU), "cpu", or "meta" (one process: every tensor on
+            the meta device, shapes without values; the tests use it to find tensors made on the wrong device).
 
     The backend is nccl on CUDA and gloo on CPU; MASTER_ADDR/MASTER_PORT come from the launcher
     (torchrun).  A single process never creates a process group.  Calling this twice is safe.
@@ -86,7 +87,11 @@ def init_distributed(device_pref: str = "auto") -> DistInfo:
         raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world_size}")
     if device_pref.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device_pref!r} requested but CUDA is not available")
-    if device_pref != "cpu" and torch.cuda.is_available():
+    if device_pref == "meta":
+        if world_size > 1:
+            raise ValueError("device 'meta' runs in one process (collectives have no values to reduce)")
+        device = torch.device("meta")
+    elif device_pref != "cpu" and torch.cuda.is_available():
         device = resolve_device(device_pref) if ":" in device_pref else torch.device(
             "cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

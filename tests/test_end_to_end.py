@@ -82,7 +82,7 @@ def test_score_calibrate_encode_train_kill_resume_sample(tmp_path, capsys):
         "data": {"kind": "shards", "path": str(tmp_path / "enc"), "calibration": str(tmp_path / "calibration.json"),
                  "caption_mix": 0.5},
         "loader": {"num_workers": 1},
-        "train": {"steps": 20, "batch_size": 8, "log_every": 1, "checkpoint_every": 10, "progress": False,
+        "train": {"precision": "fp32", "steps": 20, "batch_size": 8, "log_every": 1, "checkpoint_every": 10, "progress": False,
                   "device": "cpu", "parallel": "fsdp2"},
         "optim": {"name": "lamb", "warmup_steps": 2, "total_steps": 20},
     }

@@ -322,3 +322,20 @@ def test_a_model_reward_the_data_does_not_score_is_said_not_silent(tmp_path, cap
                    "train.batch_size=4", "optim.warmup_steps=1", "train.precision=fp32"))
     out = capsys.readouterr().out
     assert "warning: the data carries no score for sharpness (it has brightness, size)" in out
+
+
+def test_a_diverging_run_stops_with_one_line_before_a_checkpoint_keeps_it(tmp_path):
+    """The loss is read at logging and checkpoint steps only (no device read per step): a run whose loss becomes
+    NaN stops there, before the checkpoint of that step is written."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "train"))
+    from runs import tiny_run
+
+    from mirokit.train.loop import train
+
+    cfg = tiny_run(tmp_path / "run", "optim.lr=1e30", "optim.warmup_steps=0", "train.steps=6", "train.log_every=100",
+                   "train.checkpoint_every=3", "train.batch_size=4")
+    with pytest.raises(FloatingPointError, match=r"loss became nan by step 3; lower optim.lr"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())

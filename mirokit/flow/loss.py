@@ -68,10 +68,11 @@ def self_conditioning_state(model: Callable, y: Tensor, gamma: Tensor, condition
     Only the kept rows are computed (rows are independent), but at least one, so that every rank of a
     sharded job makes the same number of model calls. Returns None if the model has no state.
     """
-    index = keep.nonzero().flatten()
-    used = index if index.numel() else torch.zeros(1, dtype=torch.long, device=keep.device)
+    index = keep.cpu().nonzero().flatten()  # drawn on the host: choosing rows reads no device value
+    rows = index if index.numel() else torch.zeros(1, dtype=torch.long)
+    used = rows.to(y.device)
     with torch.no_grad():
-        part = model(y[used], gamma[used], **{k: _rows(v, used) for k, v in conditions.items()})[1]
+        part = model(y[used], gamma[used], **{k: _rows(v, rows) for k, v in conditions.items()})[1]
     if part is None:
         return None
     state = torch.zeros((y.shape[0], *part.shape[1:]), dtype=part.dtype, device=part.device)
@@ -93,7 +94,7 @@ def flow_matching_loss(model: Callable, x0: Tensor, conditions: dict, draw: Flow
     y = interpolate(x0, noise, gamma)
     self_cond = None
     if cfg.self_cond_prob > 0:
-        self_cond = self_conditioning_state(model, y, gamma, conditions, draw.self_cond_keep.to(x0.device))
+        self_cond = self_conditioning_state(model, y, gamma, conditions, draw.self_cond_keep)
     velocity, _, logvar = model(y, gamma, self_cond=self_cond, **conditions)
     mse = (velocity.float() - velocity_target(x0, noise).float()).pow(2).flatten(1).mean(1)
     if cfg.uncertainty_weighting:

@@ -53,7 +53,7 @@ class LoopConfig:
     """auto (bf16 autocast on CUDA; on CPU bf16 autocast if the model's training pass is measured >= 1.15x faster
     in it, else fp32: the decision is kept in OUT/precision.json for resumes) | fp32 | bf16"""
     device: str = "auto"
-    """auto | cpu | cuda"""
+    """auto | cpu | cuda | meta (tests: shapes without values, to find tensors made on the wrong device)"""
     parallel: str = "ddp"
     """multi-process strategy under torchrun: ddp (replicate, all-reduce gradients) | fsdp2 (shard parameters,
     gradients and optimizer state per block) | none"""

@@ -192,7 +192,8 @@ class Trainer:
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimizer step; `batch` holds this rank's rows of the step's global batch (see `rows`).
 
-        Returns metrics averaged over micro-batches (this rank's).
+        Returns metrics averaged over micro-batches (this rank's): 0-d tensors on the device (nothing is read
+        back to the host here: `fit` reads them at its logging steps) and the learning rate as a number.
         """
         tc, mc = self.cfg.train, self.cfg.model
         gen = step_generator(tc.seed, self.step)
@@ -240,7 +241,7 @@ class Trainer:
                                                      self.cfg.flow)
                 (loss / tc.grad_accum).backward()
             for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + float(value) / tc.grad_accum
+                totals[key] = totals.get(key, 0.0) + value.detach().float() / tc.grad_accum
         clip = self.cfg.optim.grad_clip
         params = [p for p in self.module.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
@@ -248,8 +249,16 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(self.module, self.ema.decay_at(self.step))
         self.step += 1
-        totals.update(lr=lr, grad_norm=float(full_tensor(grad_norm)))
+        totals.update(lr=lr, grad_norm=full_tensor(grad_norm).detach().float())
         return totals
+
+    def read_stats(self, stats: dict) -> dict[str, float]:
+        """The step's statistics as numbers: the per-rank values averaged over ranks (grad_norm is already
+        global) -- the one read of device values (a sync on a GPU), done at logging and checkpoint steps."""
+        keys = sorted(k for k in stats if k not in ("lr", "grad_norm"))
+        local = torch.stack([stats[k].reshape(()) for k in keys] + [stats["grad_norm"].reshape(())])
+        averaged = torch.cat([all_reduce_mean(local[:-1]), local[-1:]]).tolist()
+        return {**dict(zip(keys, averaged[:-1])), "grad_norm": averaged[-1], "lr": stats["lr"]}
 
     def _precomputed_text(self, batch: Batch, dropped: Tensor) -> tuple[Tensor, Tensor]:
         """The batch's precomputed text states (b, L, D) and mask (b, L), with dropped captions replaced by
@@ -299,14 +308,14 @@ class Trainer:
             stats = self.train_step(batch)
             window_steps += 1
             bar.update(1)
-            if not math.isfinite(stats["loss"]):
-                raise FloatingPointError(f"loss became {stats['loss']} at step {self.step}; "
-                                         "lower optim.lr or check the data")
-            if self.step % tc.log_every == 0 or self.step == tc.steps:
-                # each rank saw its own slice: log the global-batch average
-                keys = sorted(k for k in stats if k not in ("lr", "grad_norm"))
-                averaged = all_reduce_mean(torch.tensor([stats[k] for k in keys], device=self.dist.device))
-                stats.update(zip(keys, averaged.tolist()))
+            logging = self.step % tc.log_every == 0 or self.step == tc.steps
+            saving = tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps
+            if logging or saving:  # values are read only here (each rank saw its own slice: the global average)
+                stats = self.read_stats(stats)
+                if not math.isfinite(stats["loss"]):  # before a checkpoint could keep the damage
+                    raise FloatingPointError(f"loss became {stats['loss']} by step {self.step}; "
+                                             "lower optim.lr or check the data")
+            if logging:
                 elapsed = time.perf_counter() - window_start
                 stats.update(throughput_stats(window_steps * tc.batch_size, elapsed, self.dist.world_size,
                                               self.flops_per_image, self.peak_tflops))
@@ -317,7 +326,7 @@ class Trainer:
                 self.metrics.log(self.step, stats)
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", mse=f"{stats['mse']:.4f}")
                 window_start, window_steps, waited = time.perf_counter(), 0, 0.0
-            if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
+            if saving:
                 self.save()
             if self.cfg.validation.enabled and self.step % self.cfg.validation.every == 0:
                 self.validate()

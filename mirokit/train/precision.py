@@ -85,8 +85,10 @@ def resolve_precision(requested: str, device: torch.device, out_dir: Path, measu
     from `agree` (a broadcast; called on every rank)."""
     if requested != "auto":
         return requested == "bf16", {"precision": requested, "chosen_by": "train.precision"}
+    if device.type == "cuda":
+        return True, {"precision": "bf16", "chosen_by": "auto (cuda)"}
     if device.type != "cpu":
-        return True, {"precision": "bf16", "chosen_by": f"auto ({device.type})"}
+        return False, {"precision": "fp32", "chosen_by": f"auto ({device.type})"}
     record = {"chosen_by": "rank 0's measurement"}
     if is_main:
         record = _decide_on_cpu(Path(out_dir) / PRECISION_FILE, measure)

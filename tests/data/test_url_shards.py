@@ -296,7 +296,7 @@ def _train(run: Path, data: str, models, stats: Path) -> tuple[list[float], dict
     from mirokit.train.metrics import read_metrics
 
     overrides = [
-        f"out_dir={run}", "model.image_channels=4", "model.image_size=8", "model.reward_keys=[clip_score]",
+        f"out_dir={run}", "train.precision=fp32", "model.image_channels=4", "model.image_size=8", "model.reward_keys=[clip_score]",
         "model.backbone={kind: rin, patch_size: 2, data_dim: 32, latents_dim: 32, num_latents: 8, num_blocks: 1, "
         "num_processing_layers: 1, read_write_heads: 4, compute_heads: 4, hidden_multiple: 8}",
         "model.conditioning={num_registers: 2, mixer_layers: 1, mixer_heads: 4}", "model.logvar_channels=16",

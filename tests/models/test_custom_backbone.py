@@ -72,7 +72,7 @@ class TinyConv(nn.Module):
         return list(self.layers)
 
 
-OPTIONS = ["model.image_channels=3", "model.image_size=16", "model.reward_keys=[brightness,size]",
+OPTIONS = ["train.precision=fp32", "model.image_channels=3", "model.image_size=16", "model.reward_keys=[brightness,size]",
            "model.backbone={kind: test_tiny_conv, width: 16, depth: 2}",
            "model.conditioning={num_registers: 2, mixer_layers: 1, mixer_heads: 4}", "model.logvar_channels=16",
            "text_encoder={kind: tokens, dim: 32, max_length: 8, num_layers: 1, num_heads: 4}",

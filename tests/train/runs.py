@@ -11,18 +11,23 @@ import pytest
 
 from mirokit.train.config import load_run_config
 
+PINNED_PRECISION = "train.precision=fp32"
+"""`auto` times bf16 against fp32 on CPU and can decide either way where they are close (tiny models, a loaded
+machine): runs that tests compare are pinned; tests/train/test_precision_auto.py tests `auto` itself"""
 TINY_RIN = [
     "model.image_channels=3", "model.image_size=16",
     "model.backbone={kind: rin, patch_size: 2, data_dim: 32, latents_dim: 32, num_latents: 8, num_blocks: 2, "
     "num_processing_layers: 1, read_write_heads: 4, compute_heads: 4, hidden_multiple: 8}",
     "model.conditioning={num_registers: 2, mixer_layers: 1, mixer_heads: 4}", "model.logvar_channels=16",
     "text_encoder={kind: tokens, dim: 32, max_length: 8, num_layers: 1, num_heads: 4}",
+    PINNED_PRECISION,
 ]
 TINY_UNET = [
     "model.image_channels=3", "model.image_size=16",
     "model.backbone={kind: unet, channels: [16, 32], attention_levels: [1], cond_dim: 64, heads: 4}",
     "model.conditioning={num_registers: 2, mixer_layers: 1, mixer_heads: 4}", "model.logvar_channels=16",
     "text_encoder={kind: tokens, dim: 32, max_length: 8, num_layers: 1, num_heads: 4}",
+    PINNED_PRECISION,
 ]
 
 

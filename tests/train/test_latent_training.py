@@ -11,7 +11,7 @@ from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
 from mirokit.train import checkpoint as ckpt
 
-SMALL = ["model.backbone={kind: rin, patch_size: 2, data_dim: 32, latents_dim: 32, num_latents: 8, num_blocks: 2, "
+SMALL = ["train.precision=fp32", "model.backbone={kind: rin, patch_size: 2, data_dim: 32, latents_dim: 32, num_latents: 8, num_blocks: 2, "
          "num_processing_layers: 1, read_write_heads: 4, compute_heads: 4, hidden_multiple: 8}",
          "model.image_size=8", "data={kind: toy, num_samples: 128}", "train.batch_size=8", "train.log_every=1",
          "train.progress=false", "train.threads=1", "optim.warmup_steps=1", "optim.total_steps=8",

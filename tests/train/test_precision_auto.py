@@ -67,7 +67,7 @@ def test_the_probe_times_a_copy_and_leaves_the_random_stream_alone():
 
 def test_a_run_measures_once_and_a_resumed_run_keeps_the_precision_it_started_in(tmp_path):
     out = tmp_path / "run"
-    cfg = tiny_run(out, "train.steps=2", "train.checkpoint_every=1")
+    cfg = tiny_run(out, "train.steps=2", "train.checkpoint_every=1", "train.precision=auto")
     assert cfg.train.precision == "auto"
     train(cfg)
     record = json.loads((out / PRECISION_FILE).read_text())
