@@ -212,7 +212,8 @@ class MiroPipeline:
         cache_dir, revision, token: passed to the hub download (`huggingface_hub.snapshot_download`).
         A missing or incomplete folder gives a one-line error.
         """
-        directory = _resolve_folder(str(name_or_path), variant, cache_dir=cache_dir, revision=revision, token=token)
+        directory = resolve_model_folder(str(name_or_path), variant, cache_dir=cache_dir, revision=revision,
+                                         token=token)
         if _is_official(directory):
             pipe = _load_official(directory, text_encoder=text_encoder, vae=vae)
         else:
@@ -243,7 +244,7 @@ class MiroPipeline:
                                revision=revision, create_pr=create_pr, card=card, label="the model")
 
 
-def _resolve_folder(name_or_path: str, variant: str | None, **download) -> Path:
+def resolve_model_folder(name_or_path: str, variant: str | None, **download) -> Path:
     """A local folder (+ variant subfolder), or a hub repo downloaded to the local cache (`download`: cache_dir,
     revision, token of `snapshot_download`)."""
     path = Path(name_or_path).expanduser()

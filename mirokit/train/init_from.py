@@ -62,11 +62,11 @@ class Parent:
 
 def resolve_parent(source: str) -> tuple[Path, str]:
     """`train.init_from` -> (the folder, the source pinned to the hub commit it was downloaded at, if any)."""
-    from mirokit.pipeline import _resolve_folder
+    from mirokit.pipeline import resolve_model_folder
 
     name, variant, revision = parse_init_from(source)
     try:
-        directory = _resolve_folder(name, variant, revision=revision)
+        directory = resolve_model_folder(name, variant, revision=revision)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"train.init_from: {err}") from None
     snapshot = directory.parent if variant else directory

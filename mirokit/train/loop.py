@@ -85,10 +85,11 @@ class Trainer:
             cfg.data, image_size=data_size, channels=data_channels)
         self.order = EpochShuffle(len(self.dataset), tc.seed)
         init.report(self.dataset.info)
-        unscored = [k for k in cfg.model.reward_keys if self.dataset.info.reward_keys and k not in self.dataset.info.reward_keys]
+        seen = self.dataset.info.reward_keys
+        unscored = [k for k in cfg.model.reward_keys if seen and k not in seen]
         if unscored and self.dist.is_main:  # said, not silent: such a reward is missing (NaN) in every sample
             print(f"warning: the data carries no score for {', '.join(unscored)} (it has "
-                  f"{', '.join(self.dataset.info.reward_keys)}): missing in every training sample")
+                  f"{', '.join(seen)}): missing in every training sample")
         self.out_dir = Path(cfg.out_dir)
         self.bf16, self.precision = resolve_precision(
             tc.precision, self.dist.device, self.out_dir, lambda: measure_cpu_bf16(self.module, synthetic_loss(
