@@ -97,7 +97,20 @@ def config_reference() -> str:
             meaning = docs.get(f.name, "").replace("|", "\\|")
             out.append(f"| `{f.name}` | `{_default(f)}` | {meaning} |")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out + sampling_reference())
+
+
+def sampling_reference() -> list[str]:
+    """The sampling settings' table (mirokit.sampling.SamplingSettings: where each one shows, what it does)."""
+    from mirokit.sampling import SamplingSettings
+    from mirokit.sampling.options import markdown_table
+
+    return ["## Sampling settings (SamplingSettings)", "",
+            "Every setting is declared once, as a field of `mirokit.sampling.SamplingSettings`; a `sampling:` section,",
+            "`validation.sampling`, a preset file, the flags of `mirokit sample`/`generate`/`eval` (`--NAME-WITH-DASHES`),",
+            "the keyword arguments of `MiroPipeline(...)`, the studio's controls and `mirokit eval sweep --sweep NAME=...`",
+            "take them by these names (the \"shown in\" column). Intervals are `[lo, hi]` in YAML/JSON and `LO:HI` on the",
+            "command line; `full` (or null) means no interval.", "", markdown_table(SamplingSettings), ""]
 
 
 if __name__ == "__main__":

@@ -102,20 +102,18 @@ class MiroPipeline:
                  num_images_per_prompt: int | None = None, generator: torch.Generator | None = None,
                  output_type: str = "pil", callback_on_step_end=None,
                  callback_on_step_end_tensor_inputs: list[str] | None = None,
-                 rewards: dict[str, float | None] | None = None,
-                 negative_rewards: dict[str, float | None] | None = None, num_images: int | None = None,
-                 seed: int | None = None, preset: str | None = None, steps: int | None = None,
-                 guidance: float | None = None, text_guidance: float | None = None,
-                 reward_guidance: float | None = None, solver: str | None = None, shift: float | None = None,
-                 batch_size: int | None = None, callback=None,
-                 progress: bool = False) -> MiroPipelineOutput | MiroArrayOutput:
+                 num_images: int | None = None, preset: str | None = None, callback=None,
+                 progress: bool = False, **sampling) -> MiroPipelineOutput | MiroArrayOutput:
         """Prompt(s) + reward targets -> the images, prompt-major (every image of the first prompt, then the next):
         a list of PIL images that also has `.images` (diffusers), `.settings` (the SamplingSettings used),
         `.prompts` and `.indices` (mirokit.pipeline_call.MiroPipelineOutput).
 
         The official package's call runs unchanged: `pipe(prompt, reward_targets=, negative_reward_targets=,
         num_inference_steps=, guidance_scale=, num_images_per_prompt=, generator=, output_type="pil"|"numpy")`;
-        the table of names is in mirokit.pipeline_call and docs/PYTHON.md. mirokit's own names:
+        the table of names is in mirokit.pipeline_call and docs/PYTHON.md. mirokit's own names: every sampling
+        setting of `mirokit.sampling.SamplingSettings` as a keyword (rewards, negative_rewards, solver, steps, shift,
+        guidance, text_guidance, reward_guidance, guidance_interval, seed, batch_size: the table in docs/CONFIG.md);
+        an unknown keyword is a one-line ValueError listing them.
         rewards: positive targets {key: value in [0, 1] or None = missing}; keys not named are asked at 1.0.
         negative_rewards: targets of the unconditional branch; keys not named get 0.0.
         preset: a built-in preset name ("official", "fast") or a preset JSON file; the other keyword arguments
@@ -130,25 +128,28 @@ class MiroPipeline:
         """
         from mirokit.pipeline_call import check_output_type, chain, format_output, generator_noise, merge_names, \
             step_end_callback
-        from mirokit.sampling import generate, initial_noise, prompt_major_pairs, resolve
+        from mirokit.sampling import SamplingSettings, generate, initial_noise, prompt_major_pairs, resolve
+        from mirokit.sampling.options import names
         from mirokit.sampling.presets import load_preset
 
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError("prompt must be a string or a non-empty list of strings")
         check_output_type(output_type)
+        unknown = sorted(set(sampling) - set(names(SamplingSettings, "call")))
+        if unknown:
+            raise ValueError(f"MiroPipeline() got an unknown keyword {unknown[0]!r}; sampling settings: "
+                             f"{', '.join(names(SamplingSettings, 'call'))}")
         explicit = merge_names(
             {"reward_targets": reward_targets, "negative_reward_targets": negative_reward_targets,
              "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
              "num_images_per_prompt": num_images_per_prompt},
-            {"rewards": rewards, "negative_rewards": negative_rewards, "seed": seed, "steps": steps,
-             "guidance": guidance, "text_guidance": text_guidance, "reward_guidance": reward_guidance,
-             "solver": solver, "shift": shift, "batch_size": batch_size, "num_images": num_images})
+            {**sampling, "num_images": num_images})
         count = explicit.pop("num_images")
         count = 1 if count is None else count
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"num_images (num_images_per_prompt) must be an integer >= 1, got {count!r}")
-        if generator is not None and seed is not None:
+        if generator is not None and sampling.get("seed") is not None:
             raise ValueError("give generator= or seed=, not both (they both choose the starting noise)")
         settings = resolve(explicit, load_preset(preset), self.sampler_defaults)
         pairs = prompt_major_pairs(len(prompts), count)

@@ -5,6 +5,7 @@ commands. They are parsed into explicit partial settings; `mirokit.sampling.reso
 from __future__ import annotations
 
 from mirokit.config import parse_key_values
+from mirokit.sampling.targets import check_targets_known, settings_record, targets_for  # noqa: F401 (re-exported)
 
 
 def parse_named(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -61,45 +62,26 @@ def model_dtype(args):
 
 
 def add_sampling_flags(p, *, targets: bool = True) -> None:
-    """--preset, --reward/--negative-reward (with `targets`), --steps, --guidance, --text-guidance,
-    --reward-guidance, --solver, --shift, --seed, --batch-size, --device."""
-    from mirokit.sampling.solvers import SOLVERS
+    """--preset, a flag per sampling setting (declared once in mirokit.sampling.settings.SamplingSettings; the
+    --reward/--negative-reward targets with `targets`) and --device."""
+    from mirokit.sampling import SamplingSettings
+    from mirokit.sampling.options import add_arguments
 
     p.add_argument("--preset", default=None, metavar="NAME_OR_FILE",
                    help="sampling preset: a built-in name (official = Euler, 50 steps, guidance 7; fast = AB2, "
-                        "6 steps, measured on the demo model) or a JSON settings file such as the one `mirokit eval tune-targets` writes; explicit flags override it")
-    if targets:
-        p.add_argument("--reward", action="append", metavar="KEY=VALUE",
-                       help="positive reward target in [0,1] (repeatable; unspecified rewards get 1.0; nan = missing)")
-        p.add_argument("--negative-reward", action="append", metavar="KEY=VALUE",
-                       help="target of the negative (unconditional) branch (repeatable; default 0.0 for every reward)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="ODE steps (default: the preset's, else the model's released default, else 50)")
-    p.add_argument("--guidance", type=float, default=None,
-                   help="joint text+reward guidance scale w (default: the preset's, else the model's released "
-                        "default, else 7)")
-    p.add_argument("--text-guidance", type=float, default=None,
-                   help="separate text guidance scale (use with --reward-guidance; replaces --guidance)")
-    p.add_argument("--reward-guidance", type=float, default=None,
-                   help="separate reward guidance scale (use with --text-guidance)")
-    p.add_argument("--solver", choices=list(SOLVERS), default=None,
-                   help="ODE solver (default: the preset's, else euler); network calls per step: heun ~2, midpoint 2, "
-                        "the others 1")
-    p.add_argument("--shift", type=float, default=None,
-                   help="time shift of the signal-level grid (default: the preset's, else 1)")
-    p.add_argument("--seed", type=int, default=None, help="noise seed (default: the preset's, else 0)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per forward batch (default 16)")
+                        "6 steps, measured on the demo model) or a JSON settings file such as the one `mirokit eval "
+                        "tune-targets` writes; explicit flags override it")
+    add_arguments(p, SamplingSettings, targets=targets)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
 
 
 def explicit_settings(args) -> dict:
     """The sampling settings given on the command line (argparse namespace of add_sampling_flags), as a partial
     settings dict (unset flags are None)."""
-    return {"rewards": parse_key_values(getattr(args, "reward", None), "--reward"),
-            "negative_rewards": parse_key_values(getattr(args, "negative_reward", None), "--negative-reward"),
-            "steps": args.steps, "solver": args.solver, "shift": args.shift, "guidance": args.guidance,
-            "text_guidance": args.text_guidance, "reward_guidance": args.reward_guidance, "seed": args.seed,
-            "batch_size": args.batch_size}
+    from mirokit.sampling import SamplingSettings
+    from mirokit.sampling.options import explicit_from_args
+
+    return explicit_from_args(args, SamplingSettings, parse_key_values)
 
 
 def resolve_flags(args, model_defaults: dict | None = None, preset: str | None = None):
@@ -108,22 +90,3 @@ def resolve_flags(args, model_defaults: dict | None = None, preset: str | None =
     from mirokit.sampling.presets import load_preset
 
     return resolve(explicit_settings(args), load_preset(preset if preset is not None else args.preset), model_defaults)
-
-
-def settings_record(settings, preset: str | None) -> dict:
-    """A JSON record of every setting and the preset named (settings.json, summaries)."""
-    return {"preset": preset, **settings.to_json()}
-
-
-def targets_for(reward_keys: list[str], targets: dict) -> dict:
-    """The targets a model with `reward_keys` can take: keys it does not know are dropped (a reward-free
-    baseline ignores every target); callers check that each key is known to at least one model."""
-    return {k: v for k, v in targets.items() if k in reward_keys}
-
-
-def check_targets_known(targets: dict, keys_by_model: dict[str, list[str]], flag: str = "--reward") -> None:
-    """A one-line error if a target key is known to none of the models."""
-    known = sorted({k for keys in keys_by_model.values() for k in keys})
-    for key in targets:
-        if key not in known:
-            raise ValueError(f"unknown reward key {key!r} in {flag}; the models know: {', '.join(known) or '(none)'}")

@@ -1,8 +1,8 @@
 """`mirokit eval sweep`: one or two sampling settings swept on a grid; every reward's mean (and a metric)
 against the swept value, a Pareto plot for a pair of reward targets, and the sampling-cost table.
 
-Sweepable: `reward:KEY` (positive target), `negative:KEY` (negative-branch target), `guidance`, `steps`,
-`shift`, `solver`. Every point samples the same prompts from the same noise.
+Sweepable: `reward:KEY` (positive target), `negative:KEY` (negative-branch target) and every setting of
+SamplingSettings' "sweep" surface (solver, steps, shift, guidance, guidance_interval). Every point samples the same prompts from the same noise.
 
 Sampling cost (with a reference setting, e.g. the official Euler 50 steps): for each solver, the fewest
 network evaluations per image (mirokit.sampling.solvers.function_evaluations) whose metric mean and every
@@ -21,16 +21,17 @@ from mirokit.evaluate.pages import (fmt_ci, plot_ci_curves, plot_ci_grid, plot_p
                                     write_page)
 from mirokit.evaluate.settings_eval import evaluate_setting, paired_difference
 from mirokit.sampling import SamplingSettings
+from mirokit.sampling.options import declared, names
 from mirokit.config import parse_number
 
-PARAMS = ("guidance", "steps", "shift", "solver")
-"""sweepable settings besides reward:KEY and negative:KEY"""
+PARAMS = tuple(names(SamplingSettings, "sweep"))
+"""sweepable settings besides reward:KEY and negative:KEY (the "sweep" surface of SamplingSettings' fields)"""
 
 
 def parse_sweep(spec: str, reward_keys: list[str]) -> tuple[str, list]:
-    """"reward:world_quality=0,0.5,1" -> ("reward:world_quality", [0.0, 0.5, 1.0]); one-line errors."""
-    from mirokit.sampling.solvers import SOLVERS
-
+    """"reward:world_quality=0,0.5,1" -> ("reward:world_quality", [0.0, 0.5, 1.0]); "guidance_interval=full,0.2:0.8"
+    -> ("guidance_interval", [None, (0.2, 0.8)]); each value is parsed and checked by its setting's declaration
+    (mirokit.sampling.options); one-line errors."""
     name, sep, raw = spec.partition("=")
     items = [v.strip() for v in raw.split(",") if v.strip()]
     if not sep or not items:
@@ -41,23 +42,11 @@ def parse_sweep(spec: str, reward_keys: list[str]) -> tuple[str, list]:
         if key not in reward_keys:
             raise ValueError(f"--sweep {name}: unknown reward key {key!r}; the model knows: "
                              f"{', '.join(reward_keys) or '(none)'}")
-        values = [parse_number(v, f"--sweep {name}", allow_missing=True) for v in items]
-    elif name == "solver":
-        bad = [v for v in items if v not in SOLVERS]
-        if bad:
-            raise ValueError(f"--sweep solver: unknown solver {bad[0]!r}; known: {', '.join(SOLVERS)}")
-        values = items
-    elif name == "steps":
-        values = [int(parse_number(v, f"--sweep {name}")) for v in items]
-        if min(values) < 1 or any(float(v) != parse_number(r, f"--sweep {name}") for v, r in zip(values, items)):
-            raise ValueError("--sweep steps: values must be integers >= 1")
-    elif name in ("guidance", "shift"):
-        values = [parse_number(v, f"--sweep {name}") for v in items]
-        if name == "shift" and min(values) <= 0:
-            raise ValueError("--sweep shift: values must be > 0")
-    else:
+        return name, [parse_number(v, f"--sweep {name}", allow_missing=True) for v in items]
+    if name not in PARAMS:
         raise ValueError(f"--sweep {name!r}: unknown setting; known: reward:KEY, negative:KEY, {', '.join(PARAMS)}")
-    return name, values
+    opt = declared(SamplingSettings)[name][0]
+    return name, [opt.parse_text(name, v, f"--sweep {name}") for v in items]
 
 
 def apply_value(settings: SamplingSettings, param: str, value) -> SamplingSettings:
@@ -162,7 +151,17 @@ def cost_markdown(summary: dict) -> str:
 
 
 def _label(values: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in values.items())
+    """{setting: value} as the --sweep text that asks for it (an interval LO:HI, no interval `full`)."""
+    def text(v):
+        if v is None:
+            return "full"
+        return ":".join(f"{x:g}" for x in v) if isinstance(v, (tuple, list)) else str(v)
+    return ", ".join(f"{k}={text(v)}" for k, v in values.items())
+
+
+def _versus(point: dict) -> list[str]:
+    """The paired difference from the reference, as a table cell (empty without a reference)."""
+    return [fmt_ci(point["vs_reference"], 3)] if "vs_reference" in point else []
 
 
 def write_sweep_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:
@@ -200,15 +199,17 @@ def write_sweep_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:
                                           ylabel=f"{kb} (mean score)",
                                           title="labels: the two targets; red: the Pareto front")
             figures[f"Trade-off between {ka} and {kb}"] = "pareto.png"
-    head = ["setting", "network evaluations", summary["metric_name"], *points[0]["rewards"]]
-    rows = [[_label(p["values"]), p["nfe"], fmt_ci(p["metric"]["ci"]), *(fmt_ci(c) for c in p["rewards"].values())]
-            for p in points]
+    versus = [f"{summary['metric_name']} - reference (paired)"] if "vs_reference" in points[0] else []
+    head = ["setting", "network evaluations", summary["metric_name"], *versus, *points[0]["rewards"]]
+    rows = [[_label(p["values"]), p["nfe"], fmt_ci(p["metric"]["ci"]), *_versus(p),
+             *(fmt_ci(c) for c in p["rewards"].values())] for p in points]
     tables = [("Every setting [95% CI]", head, rows)]
     if "sampling_cost" in summary:
         ref = summary["reference"]
         tables.insert(0, (f"Reference ({ref['name']})", head,
                           [[_label({"solver": ref["setting"]["solver"], "steps": ref["setting"]["steps"]}), ref["nfe"],
-                            fmt_ci(ref["metric"]["ci"]), *(fmt_ci(c) for c in ref["rewards"].values())]]))
+                            fmt_ci(ref["metric"]["ci"]), *(["-"] if versus else []),
+                            *(fmt_ci(c) for c in ref["rewards"].values())]]))
         by_solver: dict[str, list] = {}
         for p in sorted(points, key=lambda p: p["nfe"]):
             by_solver.setdefault(p["setting"]["solver"], []).append(p)
@@ -240,8 +241,9 @@ def write_sweep_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:
 def format_sweep(summary: dict) -> str:
     """The terminal table (and the sampling-cost table)."""
     points = summary["points"]
-    head = ["setting", "evals", summary["metric_name"], *points[0]["rewards"]]
-    rows = [[_label(p["values"]), p["nfe"], fmt_ci(p["metric"]["ci"], 3),
+    versus = [f"{summary['metric_name']} - reference (paired)"] if "vs_reference" in points[0] else []
+    head = ["setting", "evals", summary["metric_name"], *versus, *points[0]["rewards"]]
+    rows = [[_label(p["values"]), p["nfe"], fmt_ci(p["metric"]["ci"], 3), *_versus(p),
              *(fmt_ci(c, 3) for c in p["rewards"].values())] for p in points]
     text = text_table(head, rows)
     if "sampling_cost" in summary:

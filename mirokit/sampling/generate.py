@@ -35,7 +35,7 @@ def generate(pipe, prompts: list[str], settings: SamplingSettings | None = None,
              progress: bool = False, callback: Callback | None = None) -> Tensor:
     """Sample one image per prompt; returns (N, C, H, W) float32 in model space (decode with pipe.image_space).
 
-    settings: targets, solver, steps, shift, guidance, seed, batch size (default: the official sampler).
+    settings: targets, solver, steps, shift, guidance (and its interval), seed, batch size (default: the official sampler).
     The conditional branch gets the prompt and `settings.rewards` (unnamed keys 1.0); the unconditional one
     `pipe.encode_uncond()` (the stored empty-prompt embedding, else "" encoded) and `settings.negative_rewards`
     (unnamed keys 0.0). A key the model was not trained with is a one-line ValueError listing its keys.
@@ -77,7 +77,8 @@ def generate(pipe, prompts: list[str], settings: SamplingSettings | None = None,
                 uncond["rewards"] = text_only["rewards"] = neg[start:stop]
             fn = guided_velocity(model, cond, uncond, scale=settings.guidance, text_scale=settings.text_guidance,
                                  reward_scale=settings.reward_guidance, text_only=text_only,
-                                 dtype=None if dtype == torch.float32 else dtype)
+                                 dtype=None if dtype == torch.float32 else dtype,
+                                 interval=settings.guidance_interval)
             step_callback = _offset(callback, b_index * settings.steps, len(starts) * settings.steps)
             outputs.append(solve(fn, noise[start:stop].to(device), grid, settings.solver,
                                  progress=progress and one, callback=step_callback))

@@ -1,7 +1,8 @@
 """One type for every sampling setting, and one rule for which value wins.
 
 `SamplingSettings` holds everything that decides a sample besides the model and the prompt: reward targets,
-solver, steps, time shift, guidance, seed and batch size. Its defaults are the official MIRO sampler (Euler,
+solver, steps, time shift, guidance (and the signal levels it acts at), seed and batch size. Each field declares
+its type, range, help and the surfaces that show it (`mirokit.sampling.options`). Its defaults are the official MIRO sampler (Euler,
 50 steps, joint guidance 7, every reward asked at 1 and guided away from 0).
 
 Partial settings are plain dicts of the same field names (None = not set): what a user gives explicitly
@@ -16,12 +17,12 @@ Every value is checked once, here; a bad one is a one-line ValueError naming its
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from mirokit.config import shown
+from mirokit.sampling.options import declared, names, option
 from mirokit.sampling.solvers import SOLVERS, function_evaluations
 
 GUIDANCE_FIELDS = ("guidance", "text_guidance", "reward_guidance")
@@ -29,85 +30,49 @@ TARGET_FIELDS = ("rewards", "negative_rewards")
 PROVENANCE = "about"
 """the free-form key of a preset (which search produced it, its scores); never used for sampling"""
 
-
-def _is_finite(value: Any) -> bool:
-    """A finite int or float, not a bool (an int too large for a float is not finite either)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _check_targets(name: str, targets: Any) -> dict[str, float | None]:
-    if not isinstance(targets, Mapping):
-        raise ValueError(f"{name} must be a {{key: value}} mapping, got {targets!r}")
-    out = {}
-    for key, value in targets.items():
-        if value is not None and not _is_finite(value):
-            raise ValueError(f"{name}.{shown(key)} must be a number or null (missing), got {value!r}")
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name}.{shown(key)}={value!r} is outside [0, 1]: targets are calibrated bins (0 = the "
-                             "lowest training scores, 1 = the highest)")
-        out[str(key)] = None if value is None else float(value)
-    return out
-
-
-def _finite(name: str, value: Any) -> float:
-    if not _is_finite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+_NOT_SWEPT = frozenset({"cli", "call", "preset", "studio"})
 
 
 @dataclass(kw_only=True)
 class SamplingSettings:
-    """Everything that decides a sample besides the model and the prompt (defaults: the official sampler)."""
+    """Everything that decides a sample besides the model and the prompt (defaults: the official sampler).
+    Each field declares its type, range, help and surfaces (mirokit.sampling.options)."""
 
-    rewards: dict[str, float | None] = field(default_factory=dict)
-    """positive reward targets {key: value in [0, 1], or None = missing}; keys not named are asked at 1.0"""
-    negative_rewards: dict[str, float | None] = field(default_factory=dict)
-    """targets of the negative (unconditional) guidance branch; keys not named get 0.0"""
-    solver: str = "euler"
-    """ODE solver, a name of mirokit.sampling.solvers.SOLVERS"""
-    steps: int = 50
-    """ODE steps over the signal-level grid"""
-    shift: float = 1.0
-    """time shift of the grid (> 1 spends more steps near the data)"""
-    guidance: float = 7.0
-    """joint text + reward guidance scale w: D = D_c (1 + w) - D_u w"""
-    text_guidance: float | None = None
-    """separate text guidance scale (set with reward_guidance; replaces `guidance`)"""
-    reward_guidance: float | None = None
-    """separate reward guidance scale (set with text_guidance)"""
-    seed: int = 0
-    """noise seed: image j of prompt i starts from noise seeded by (seed, i, j)"""
-    batch_size: int = 16
-    """images per forward batch (each guidance branch multiplies it); does not change the images"""
+    rewards: dict[str, float | None] = option(
+        default_factory=dict, kind="targets", flag="--reward", surfaces=_NOT_SWEPT,
+        help="positive reward targets {key: value in [0, 1], or null = missing}; keys not named are asked at 1.0")
+    negative_rewards: dict[str, float | None] = option(
+        default_factory=dict, kind="targets", flag="--negative-reward", surfaces=_NOT_SWEPT,
+        help="targets of the negative (unconditional) guidance branch; keys not named get 0.0")
+    solver: str = option(
+        "euler", kind="choice", choices=lambda: list(SOLVERS),
+        help="ODE solver (mirokit.sampling.solvers); network calls per step: heun ~2, midpoint 2, the others 1")
+    steps: int = option(50, kind="int", minimum=1, step=1, help="ODE steps over the signal-level grid")
+    shift: float = option(1.0, kind="float", minimum=0.0, above=True, step=0.05,
+                          help="time shift of the signal-level grid (> 1 spends more steps near the data)")
+    guidance: float = option(7.0, kind="float", step=0.25, group="joint",
+                             help="joint text + reward guidance scale w: D = D_c (1 + w) - D_u w")
+    text_guidance: float | None = option(
+        None, kind="float", optional=True, step=0.25, group="separate", surfaces=_NOT_SWEPT,
+        help="separate text guidance scale (set with reward_guidance; replaces guidance)")
+    reward_guidance: float | None = option(
+        None, kind="float", optional=True, step=0.25, group="separate", surfaces=_NOT_SWEPT,
+        help="separate reward guidance scale (set with text_guidance)")
+    guidance_interval: tuple[float, float] | None = option(
+        None, kind="interval", optional=True, step=0.05,
+        help="guide only at signal levels gamma in [lo, hi] (0 = noise, 1 = data); outside it only the conditional "
+             "branch runs (Kynkaanniemi et al. 2024); null = every step")
+    seed: int = option(0, kind="int", minimum=0, step=1, surfaces=frozenset({"cli", "call", "studio"}),
+                       help="noise seed: image j of prompt i starts from noise seeded by (seed, i, j)")
+    batch_size: int = option(16, kind="int", minimum=1, surfaces=frozenset({"cli", "call"}),
+                             help="images per forward batch (each guidance branch multiplies it); does not change "
+                                  "the images")
 
     def __post_init__(self):
-        self.rewards = _check_targets("rewards", self.rewards)
-        self.negative_rewards = _check_targets("negative_rewards", self.negative_rewards)
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; known: {', '.join(SOLVERS)}")
-        self.steps = _count("steps", self.steps, 1)
-        self.shift = _finite("shift", self.shift)
-        if self.shift <= 0:
-            raise ValueError(f"shift must be > 0, got {self.shift}")
-        self.guidance = _finite("guidance", self.guidance)
-        for name in ("text_guidance", "reward_guidance"):
-            if getattr(self, name) is not None:
-                setattr(self, name, _finite(name, getattr(self, name)))
+        for name, (opt, _) in declared(type(self)).items():
+            setattr(self, name, opt.check(name, getattr(self, name)))
         if (self.text_guidance is None) != (self.reward_guidance is None):
             raise ValueError("set both text_guidance and reward_guidance, or neither")
-        self.seed = _count("seed", self.seed, 0)
-        self.batch_size = _count("batch_size", self.batch_size, 1)
 
     @property
     def separate_guidance(self) -> bool:
@@ -129,13 +94,10 @@ class SamplingSettings:
         return asdict(self)
 
     def to_preset(self) -> dict:
-        """The fields a preset carries (the sampling itself: not the seed or the batch size); separate guidance
-        scales only when set."""
-        out = {k: v for k, v in self.to_json().items() if k not in ("seed", "batch_size")}
-        if not self.separate_guidance:
-            out.pop("text_guidance")
-            out.pop("reward_guidance")
-        return out
+        """The fields a preset carries (the "preset" surface: the sampling itself, not the seed or the batch
+        size); optional fields only when set."""
+        keep = names(type(self), "preset")
+        return {k: v for k, v in self.to_json().items() if k in keep and v is not None}
 
 
 FIELDS = tuple(f.name for f in fields(SamplingSettings))

@@ -2,7 +2,8 @@
 
 dy/dgamma = -(eps - x0) = -v, so a step from gamma_a to gamma_b is y - v * (gamma_b - gamma_a).
 A velocity function has the signature `fn(y (B,...), gamma (B,), state) -> (v (B,...), state)`;
-`state` is the self-conditioning state carried from one call to the next (None at the start).
+`state` is the self-conditioning state carried from one call to the next (None at the start). A function with
+`fn.takes_level = True` also gets `level=` the signal level as a host float (guidance intervals).
 
 A solver is one step function registered in `SOLVERS` with its cost in network calls for S steps:
 
@@ -116,10 +117,12 @@ def solve(velocity_fn: VelocityFn, noise: Tensor, grid: Tensor, solver: str = "e
     levels = grid.detach().cpu().tolist() if isinstance(grid, Tensor) else [float(g) for g in grid]
     pairs = list(zip(levels[:-1], levels[1:]))
     memory: dict = {}
+    takes_level = getattr(velocity_fn, "takes_level", False)
 
     def call(y_at: Tensor, g: float) -> Tensor:
         nonlocal state
-        v, state = velocity_fn(y_at, torch.full((n,), g, device=y.device), state)
+        gamma = torch.full((n,), g, device=y.device)
+        v, state = velocity_fn(y_at, gamma, state, level=g) if takes_level else velocity_fn(y_at, gamma, state)
         return v.float()
 
     for i, (g_now, g_next) in enumerate(tqdm(pairs, desc=f"{solver} sampling", disable=not progress, leave=False)):

@@ -1,8 +1,9 @@
 """What the page asks for -> checked pipeline calls on identical noise.
 
 A request is a JSON object: `mode` (one of MODES), `model`, `prompt`, the sampling fields of
-`MiroPipeline.__call__` (rewards, negative_rewards, preset, steps, solver, guidance, text_guidance,
-reward_guidance, shift, seed, num_images) and the mode's own fields:
+`MiroPipeline.__call__` (preset, num_images and the "studio" surface of SamplingSettings: rewards,
+negative_rewards, solver, steps, shift, guidance, text_guidance, reward_guidance, guidance_interval, seed) and the
+mode's own fields:
 
 - generate:     num_images images with the asked settings;
 - sweep:        `sweep_key`'s target at `points` values 0 -> 1, the rest as asked, one image each on one noise;
@@ -22,13 +23,14 @@ import math
 from dataclasses import dataclass
 
 from mirokit.config import shown
-from mirokit.sampling import check_partial, resolve
+from mirokit.sampling import SamplingSettings, check_partial, resolve
+from mirokit.sampling.options import names
 from mirokit.sampling.presets import load_preset
 from mirokit.studio.jobs import Call
 
 MODES = ("generate", "sweep", "pareto", "ask_select", "draft_final", "ab")
-SAMPLING_FIELDS = ("rewards", "negative_rewards", "steps", "solver", "guidance", "text_guidance",
-                   "reward_guidance", "shift", "seed")
+SAMPLING_FIELDS = tuple(names(SamplingSettings, "studio"))
+"""the sampling settings a request may set (the "studio" surface of SamplingSettings' fields)"""
 
 
 @dataclass

@@ -13,6 +13,7 @@ import io
 import shlex
 from pathlib import Path
 
+from mirokit.sampling.options import to_argv, to_keywords
 from mirokit.studio import requests as R
 from mirokit.studio.history import History, png_bytes
 from mirokit.studio.jobs import DONE, Call, Job, JobQueue
@@ -52,6 +53,8 @@ class Studio:
         examples and limits."""
         from mirokit.sampling import resolve
         from mirokit.sampling.presets import SAMPLER_PRESETS
+        from mirokit.sampling import SamplingSettings
+        from mirokit.sampling.options import studio_controls
         from mirokit.sampling.solvers import SOLVERS
 
         models = []
@@ -66,6 +69,7 @@ class Studio:
         presets = {name: {k: v for k, v in p.items() if k != "about"} | {"about": p.get("about", {})}
                    for name, p in SAMPLER_PRESETS.items()}
         return {"models": models, "presets": presets, "solvers": list(SOLVERS), "examples": self.examples,
+                "sampling_options": studio_controls(SamplingSettings),
                 "limits": vars(self.limits), "modes": list(R.MODES)}
 
     def submit(self, client: str, request: dict) -> Job:
@@ -110,25 +114,14 @@ class Studio:
         source, variant = self.sources.get(model, model), self.variants.get(model)
         cli = ["mirokit", "sample", "--model", source, *(["--variant", variant] if variant else []),
                "--prompt", prompt, "--num-images", str(image_index + 1)]
-        for flag, name in (("--reward", "rewards"), ("--negative-reward", "negative_rewards")):
-            for key, value in getattr(settings, name).items():
-                cli += [flag, f"{key}={'nan' if value is None else repr(value)}"]
-        cli += ["--solver", settings.solver, "--steps", str(settings.steps), "--shift", repr(settings.shift),
-                "--seed", str(settings.seed)]
-        if settings.separate_guidance:
-            cli += ["--text-guidance", repr(settings.text_guidance), "--reward-guidance", repr(settings.reward_guidance)]
-        else:
-            cli += ["--guidance", repr(settings.guidance)]
-        cli += [*(["--dtype", self.dtype] if self.dtype != "fp32" else []), "--out", "samples/"]
-        guidance = (f"text_guidance={settings.text_guidance!r}, reward_guidance={settings.reward_guidance!r}"
-                    if settings.separate_guidance else f"guidance={settings.guidance!r}")
+        skip = ("batch_size", "guidance") if settings.separate_guidance else ("batch_size",)
+        cli += [*to_argv(settings, skip), *(["--dtype", self.dtype] if self.dtype != "fp32" else []), "--out",
+                "samples/"]
         load = f"{source!r}, variant={variant!r}" if variant else repr(source)
         load += ").to(dtype=torch.bfloat16" if self.dtype == "bf16" else ""
         header = "import torch\n" if self.dtype == "bf16" else ""
         python = (f"{header}from mirokit import MiroPipeline\n\npipe = MiroPipeline.from_pretrained({load})\n"
-                  f"out = pipe({prompt!r}, rewards={settings.rewards!r}, negative_rewards={settings.negative_rewards!r},"
-                  f"\n           num_images={image_index + 1}, seed={settings.seed}, solver={settings.solver!r}, "
-                  f"steps={settings.steps}, shift={settings.shift!r}, {guidance})\n"
+                  f"out = pipe({prompt!r}, num_images={image_index + 1},\n           {to_keywords(settings, skip)})\n"
                   f"out.images[{image_index}].save('image.png')")
         return " ".join(shlex.quote(part) for part in cli), python
 

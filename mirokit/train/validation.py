@@ -26,12 +26,19 @@ class ValidationConfig:
     """the grid's columns"""
     targets: list[dict] = field(default_factory=lambda: [{}])
     """the grid's rows: reward targets ({} = every reward at 1.0; unknown keys are an error)"""
-    steps: int = 20
-    """ODE steps per sample"""
-    guidance: float = 7.0
-    """joint guidance scale"""
-    seed: int = 0
-    """noise seed (the same noise at every validation)"""
+    sampling: dict = field(default_factory=lambda: {"steps": 20})
+    """partial sampling settings (mirokit.sampling.SamplingSettings' fields: steps, solver, guidance,
+    guidance_interval, seed, ...); over `preset`, over the model's sampling defaults. The seed gives the same
+    noise at every validation; the targets come from `targets`"""
+    preset: str | None = None
+    """a sampling preset (built-in name or JSON file) under `sampling`"""
+
+    def __post_init__(self):
+        from mirokit.sampling import check_partial
+        from mirokit.sampling.presets import load_preset
+
+        check_partial(self.sampling, "validation.sampling")
+        load_preset(self.preset)
 
     @property
     def enabled(self) -> bool:
@@ -55,9 +62,10 @@ def validate(cfg: ValidationConfig, pipe, step: int, out_dir: Path, metrics) -> 
     from PIL import Image
 
     from mirokit.sampling import generate, resolve
+    from mirokit.sampling.presets import load_preset
 
-    base = resolve({"steps": cfg.steps, "guidance": cfg.guidance, "seed": cfg.seed,
-                    "batch_size": max(1, len(cfg.prompts))})
+    base = resolve({"batch_size": max(1, len(cfg.prompts)), **cfg.sampling}, load_preset(cfg.preset),
+                   pipe.sampler_defaults)
     images = []
     for targets in cfg.targets:  # every row from the same noise: column k from (seed, k, 0)
         x = generate(pipe, list(cfg.prompts), base.replace(rewards=dict(targets) if pipe.reward_keys else {}))

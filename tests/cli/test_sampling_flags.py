@@ -69,3 +69,9 @@ def test_sample_accepts_a_preset_and_flags_override_it(tmp_path, capsys):
     assert main(["sample", "--model", str(run / "model"), "--prompt", "a red circle", "--preset", str(preset),
                  "--steps", "2", "--reward", "size=0.9", "--out", str(other)]) == 0
     assert (other / "000_000.png").read_bytes() != (out / "000_000.png").read_bytes()
+    # an option declared only in SamplingSettings reaches the command line, settings.json and the images
+    interval = tmp_path / "interval"
+    assert main(["sample", "--model", str(run / "model"), "--prompt", "a red circle", "--preset", str(preset),
+                 "--steps", "2", "--reward", "size=0.4", "--guidance-interval", "0.4:1", "--out", str(interval)]) == 0
+    assert json.loads((interval / "settings.json").read_text())["guidance_interval"] == [0.4, 1.0]
+    assert (interval / "000_000.png").read_bytes() != (out / "000_000.png").read_bytes()  # step 1 (gamma 0) unguided

@@ -80,9 +80,12 @@ def test_solver_grid_against_official_gives_a_consistent_cost_table(models, tmp_
     ("guidance", "must look like PARAM=V1,V2"),
     ("reward:nope=0,1", "unknown reward key 'nope'"),
     ("solver=euler,rk4", "unknown solver 'rk4'"),
-    ("steps=2,2.5", "values must be integers >= 1"),
+    ("steps=2,2.5", "--sweep steps: must be an integer, got '2.5'"),
+    ("steps=0,2", "--sweep steps: must be an integer >= 1, got 0"),
+    ("guidance_interval=0.2-0.8", "--sweep guidance_interval: must look like LO:HI"),
+    ("guidance_interval=0.8:0.2", "must have 0 <= lo < hi <= 1"),
     ("temperature=1,2", "unknown setting"),
-    ("shift=0,1", "values must be > 0"),
+    ("shift=0,1", "--sweep shift: must be > 0, got 0"),
 ])
 def test_bad_sweeps(spec, expected):
     with pytest.raises(ValueError, match=expected.replace("(", "\\(")):
@@ -93,6 +96,7 @@ def test_parse_values():
     assert parse_sweep("reward:world_quality=0, 0.5,nan", KEYS) == ("reward:world_quality", [0.0, 0.5, None])
     assert parse_sweep("steps=4,8", KEYS) == ("steps", [4, 8])
     assert parse_sweep("solver=heun,ab2", KEYS) == ("solver", ["heun", "ab2"])
+    assert parse_sweep("guidance_interval=full,0.2:0.8", KEYS) == ("guidance_interval", [None, (0.2, 0.8)])
 
 
 def test_pareto_front():

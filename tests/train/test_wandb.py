@@ -84,7 +84,7 @@ def offline(tmp_path, monkeypatch):
 
 RUN = ["train.batch_size=4", "train.log_every=2", "train.checkpoint_every=2", "train.precision=fp32",
        "train.report_to=[jsonl, wandb]", "validation.every=4", "validation.prompts=[a red circle]",
-       "validation.steps=2"]
+       "validation.sampling={steps: 2}"]
 
 
 def test_training_reports_and_resumes_into_one_wandb_run(tmp_path, offline):

@@ -70,15 +70,55 @@ function readTargets(side) {
   }
   return out;
 }
+// The sampler controls are drawn from state.info.sampling_options (one per sampling setting the server declares).
+const controlId = (name) => name.replaceAll("_", "-");
+function samplerControls() {
+  const box = $("sampler-options"); box.replaceChildren();
+  for (const o of state.info.sampling_options) {
+    const id = controlId(o.name);
+    if (o.group && !$("guidance-kind")) {
+      const kind = el("select", { id: "guidance-kind", onchange: guidanceKind }, el("option", { value: "joint" }, "joint"), el("option", { value: "separate" }, "text / reward"));
+      box.append(el("label", {}, "guidance ", kind));
+    }
+    let input;
+    if (o.kind === "choice") {
+      input = el("select", { id });
+      for (const c of o.choices) input.append(el("option", { value: c }, c));
+    } else if (o.kind === "interval") {
+      const end = (side, hint) => el("input", { id: `${id}-${side}`, type: "number", min: 0, max: 1, step: o.step, placeholder: hint, "aria-label": `${o.name} ${side}` });
+      input = el("span", { id }, end("lo", "0"), "–", end("hi", "1"));
+    } else {
+      input = el("input", { id, type: "number", step: o.step ?? "any", min: o.minimum ?? null });
+    }
+    const label = el("label", { class: o.group || "", title: o.help }, `${o.name.replaceAll("_", " ")} `, input);
+    label.hidden = o.group === "separate";
+    box.append(label);
+    if (o.name === "seed") box.append(el("button", { id: "random-seed", type: "button", title: "a random seed", onclick: () => ($("seed").value = Math.floor(Math.random() * 1e6)) }, "random"));
+  }
+}
 function setSampler(s) {
-  if (s.steps !== undefined) $("steps").value = s.steps;
-  if (s.solver !== undefined) $("solver").value = s.solver;
-  if (s.shift !== undefined) $("shift").value = s.shift;
-  if (s.seed !== undefined) $("seed").value = s.seed;
+  for (const o of state.info.sampling_options) {
+    const value = s[o.name], id = controlId(o.name);
+    if (value === undefined || o.group) continue;
+    if (o.kind === "interval") { $(`${id}-lo`).value = value === null ? "" : value[0]; $(`${id}-hi`).value = value === null ? "" : value[1]; }
+    else if (value !== null) $(id).value = value;
+  }
   const separate = s.text_guidance !== undefined && s.text_guidance !== null;
   if (separate) { $("text-guidance").value = s.text_guidance; $("reward-guidance").value = s.reward_guidance; }
   if (s.guidance !== undefined && s.guidance !== null) $("guidance").value = s.guidance;
   if (s.guidance !== undefined || separate) { $("guidance-kind").value = separate ? "separate" : "joint"; guidanceKind(); }
+}
+function readSampler() {  // {setting: value} of every control; the guidance group as the switch says
+  const out = {}, separate = $("guidance-kind").value === "separate";
+  for (const o of state.info.sampling_options) {
+    const id = controlId(o.name);
+    if (o.group && (o.group === "separate") !== separate) continue;
+    if (o.kind === "interval") {
+      const lo = $(`${id}-lo`).value, hi = $(`${id}-hi`).value;
+      out[o.name] = lo === "" && hi === "" ? null : [lo === "" ? 0 : Number(lo), hi === "" ? 1 : Number(hi)];
+    } else out[o.name] = o.kind === "choice" ? $(id).value : Number($(id).value);
+  }
+  return out;
 }
 function guidanceKind() {
   const separate = $("guidance-kind").value === "separate";
@@ -107,11 +147,8 @@ function modeOptions() {
   if (!keys.length && mode !== "generate" && mode !== "draft_final" && mode !== "ab") box.append(el("span", {}, "this model has no rewards"));
 }
 function request() {
-  const r = { model: state.model.name, mode: $("mode").value, prompt: $("prompt").value, rewards: readTargets("pos"),
-              negative_rewards: readTargets("neg"), steps: Number($("steps").value), solver: $("solver").value,
-              shift: Number($("shift").value), seed: Number($("seed").value), num_images: Number($("num-images").value) };
-  if ($("guidance-kind").value === "separate") { r.text_guidance = Number($("text-guidance").value); r.reward_guidance = Number($("reward-guidance").value); }
-  else r.guidance = Number($("guidance").value);
+  const r = Object.assign({ model: state.model.name, mode: $("mode").value, prompt: $("prompt").value, rewards: readTargets("pos"),
+                             negative_rewards: readTargets("neg"), num_images: Number($("num-images").value) }, readSampler());
   const val = (id) => ($(id) ? $(id).value : undefined);
   if (r.mode === "sweep") Object.assign(r, { sweep_key: val("sweep-key"), points: Number(val("points")) });
   if (r.mode === "pareto") Object.assign(r, { pareto_keys: [val("pareto-a"), val("pareto-b")], points: Number(val("points")) });
@@ -149,8 +186,8 @@ function applySettings(s) {  // a preset JSON (eval tune-targets) or the setting
 }
 function exportPreset() {
   const r = request();
-  const preset = { rewards: r.rewards, negative_rewards: r.negative_rewards, solver: r.solver, steps: r.steps, shift: r.shift };
-  if (r.text_guidance !== undefined) Object.assign(preset, { text_guidance: r.text_guidance, reward_guidance: r.reward_guidance }); else preset.guidance = r.guidance;
+  const preset = { rewards: r.rewards, negative_rewards: r.negative_rewards };
+  for (const o of state.info.sampling_options) if (o.surfaces.includes("preset") && r[o.name] !== undefined && r[o.name] !== null) preset[o.name] = r[o.name];
   const a = el("a", { href: URL.createObjectURL(new Blob([JSON.stringify(preset, null, 1)], { type: "application/json" })), download: "preset.json" });
   document.body.append(a); a.click(); a.remove();
 }
@@ -281,16 +318,14 @@ function chooseModel(name) {
 async function start() {
   try { state.info = await api("/api/info"); } catch (err) { return showError(err.message); }
   for (const m of state.info.models) $("model").append(el("option", { value: m.name }, m.name));
-  for (const s of state.info.solvers) $("solver").append(el("option", { value: s }, s));
+  samplerControls();
   for (const e of state.info.examples) $("examples").append(el("button", { type: "button", onclick: () => ($("prompt").value = e) }, e));
   $("prompt").value = state.info.examples[0] || "";
   chooseModel(state.info.models[0].name);
   $("model").addEventListener("change", (e) => chooseModel(e.target.value));
   $("mode").addEventListener("change", modeOptions);
-  $("guidance-kind").addEventListener("change", guidanceKind);
   $("generate").addEventListener("click", generate);
   $("cancel").addEventListener("click", cancel);
-  $("random-seed").addEventListener("click", () => ($("seed").value = Math.floor(Math.random() * 1e6)));
   $("reset-targets").addEventListener("click", () => setTargets());
   $("preset").addEventListener("change", (e) => { if (e.target.value) applyPreset(e.target.value); e.target.value = ""; });
   $("export-preset").addEventListener("click", exportPreset);
