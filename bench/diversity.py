@@ -69,9 +69,8 @@ def train(args, variants: dict[str, list[str]], exp: X.ExperimentConfig) -> Path
 def run_for(name: str, pipe, exp: X.ExperimentConfig, rewards: dict, negative: dict) -> ModelRun:
     """A ModelRun sampled as the demo samples (targets only of the keys the model knows)."""
     keys = set(pipe.reward_keys)
-    settings = resolve({"rewards": {k: v for k, v in rewards.items() if k in keys},
+    settings = resolve({**exp.sampling, "rewards": {k: v for k, v in rewards.items() if k in keys},
                         "negative_rewards": {k: v for k, v in negative.items() if k in keys},
-                        "steps": exp.sample_steps, "solver": exp.solver, "guidance": exp.guidance,
                         "seed": exp.seed, "batch_size": 256})
     return ModelRun(name=name, pipe=pipe, settings=settings,
                     record={"rewards": settings.rewards, "negative": settings.negative_rewards})
@@ -114,8 +113,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = variants_of(VARIANTS.split(","))
-    exp = X.ExperimentConfig(out_dir=args.out, num_samples=args.samples, sample_steps=6, solver="ab2",
-                             guidance=3.0, seed=args.seed, steps=args.steps)
+    exp = X.ExperimentConfig(out_dir=args.out, num_samples=args.samples, seed=args.seed,
+                             sampling={"solver": "ab2", "steps": 6, "guidance": 3.0}, steps=args.steps)
     runs_dir = Path(args.models) if args.models else train(args, variants, exp)
     trained = time.perf_counter()
     pipes = load_pipes({n: str(runs_dir / n / "model") for n in variants})

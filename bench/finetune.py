@@ -81,6 +81,7 @@ def build_world(exp: X.ExperimentConfig) -> tuple:
     """X.build_world with the four rewards: the demo world encoded by the shipped autoencoder, the decoded images
     scored with ALL and calibrated -> (dataset, latents, raw scores {key: (N,)})."""
     from mirokit.data.calibration import Calibration
+    from mirokit.evaluate.samples import to_uint8
     from mirokit.world.ae_space import WorldAESpace
     from mirokit.world.dataset import WorldDataset
     from mirokit.world.sampling import demo_world_config
@@ -88,7 +89,7 @@ def build_world(exp: X.ExperimentConfig) -> tuple:
     dataset = WorldDataset(exp.num_samples, demo_world_config(exp.seed))
     space = WorldAESpace()
     latents = space.encode(dataset.images(list(range(len(dataset)))))
-    seen = np.concatenate([X.to_uint8(space.decode(latents[i:i + 512])) for i in range(0, len(latents), 512)])
+    seen = np.concatenate([to_uint8(space.to_pil(latents[i:i + 512])) for i in range(0, len(latents), 512)])
     raw = X.score_images(seen, dataset.captions, ALL, progress=True, workers=exp.workers)
     calibration = Calibration.fit(raw)
     dataset.set_scores(ALL, calibration.apply_all(raw, ALL), calibration=calibration)
@@ -179,8 +180,8 @@ def run_seed(args, seed: int) -> dict:
     from mirokit.world.prompts import load_shapes_eval
 
     out = Path(args.out) / f"seed{seed}"
-    exp = X.ExperimentConfig(out_dir=str(out), num_samples=args.samples, sample_steps=args.sample_steps,
-                             solver=args.solver, guidance=args.guidance, seed=seed, steps=args.steps,
+    exp = X.ExperimentConfig(out_dir=str(out), num_samples=args.samples, seed=seed,
+                             sampling={"solver": args.solver, "steps": args.sample_steps, "guidance": args.guidance}, steps=args.steps,
                              workers=args.workers, overrides=[f"train.precision={args.precision}"])
     stages: dict[str, float] = {}
     t = time.perf_counter()

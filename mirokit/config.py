@@ -1,5 +1,6 @@
-"""Plain-dataclass configs: build from dicts/YAML, reject unknown keys, apply `a.b=value` overrides; and the
-parsing of `KEY=VALUE` numbers given on the command line.
+"""Plain-dataclass configs: build from dicts/YAML, reject unknown keys, apply `a.b=value` overrides; and the one
+parser of `KEY=VALUE` items (overrides, reward targets, NAME=PATH; mirokit.options builds the --option parsers
+on it): `split_key_value`, `yaml_value` and the typed wrappers `parse_pairs`, `parse_key_values`, `parse_named`.
 
 Every config in mirokit is a keyword-only dataclass living beside the class that uses it.
 This module only knows how to turn nested dicts into those dataclasses and back.
@@ -192,13 +193,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """
     given: set[tuple[str, ...]] = set()
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key.sub=value")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        key, raw = split_key_value(item, "override", "key.sub=value")
+        value = yaml_value(raw)
         node = data
         parts = tuple(key.strip().split("."))
         for part in parts[:-1]:
@@ -238,14 +234,60 @@ def parse_number(raw: str, context: str, *, allow_missing: bool = False) -> floa
     return value
 
 
-def parse_key_values(items: list[str] | None, flag: str) -> dict[str, float | None]:
-    """["k=0.5", "j=nan"] -> {"k": 0.5, "j": None}; malformed items raise a one-line ValueError."""
-    out: dict[str, float | None] = {}
+# KEY=VALUE items of the command line (and of overrides): one split, typed wrappers around it.
+
+def split_key_value(item: str, flag: str, shape: str = "KEY=VALUE") -> tuple[str, str]:
+    """"k=v" -> ("k", "v"), split at the first "="; an item without "=" or with nothing before it is a one-line
+    ConfigError (a ValueError) "FLAG 'ITEM' must look like SHAPE"."""
+    key, sep, raw = str(item).partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{flag} {item!r} must look like {shape}")
+    return key, raw
+
+
+def yaml_value(raw: str) -> Any:
+    """A VALUE read as YAML (8 -> int, 0.5 -> float, [a, b] -> list, true -> bool, text -> str); text YAML cannot
+    read (e.g. "[1,") stays the text."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_pairs(items: list[str] | None, flag: str, shape: str = "KEY=VALUE", convert=None, *,
+                unique: bool = True) -> dict[str, Any]:
+    """["a=1", "b=x"] -> {"a": convert("1", "FLAG 'a=1'"), ...} (`convert(raw, where)`; None keeps the text). A
+    malformed item, or with `unique` a key given twice, is a one-line ValueError naming the flag; without
+    `unique` the last value wins."""
+    out: dict[str, Any] = {}
     for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
-        if key in out:  # the first value would be dropped without a word
-            raise ValueError(f"{flag}: the key {key!r} is given twice")
-        out[key] = parse_number(raw, f"{flag} {item!r}", allow_missing=True)
+        key, raw = split_key_value(item, flag, shape)
+        if unique and key in out:  # the first value would be dropped without a word
+            raise ConfigError(f"{flag}: the key {key!r} is given twice")
+        out[key] = raw if convert is None else convert(raw, f"{flag} {item!r}")
+    return out
+
+
+def parse_key_values(items: list[str] | None, flag: str) -> dict[str, float | None]:
+    """["k=0.5", "j=nan"] -> {"k": 0.5, "j": None} (reward targets); malformed items, values that are not finite
+    numbers and keys given twice raise a one-line ValueError."""
+    return parse_pairs(items, flag, convert=lambda raw, where: parse_number(raw, where, allow_missing=True))
+
+
+def parse_named(items: list[str] | None, flag: str) -> dict[str, str]:
+    """["miro=runs/miro/model", "runs/base/model"] -> {"miro": ..., "base": ...}: NAME=PATH, or a bare PATH named
+    after its folder (its parent's when the folder is called model); an empty name or path, or a name given
+    twice, is a one-line ValueError."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" in item:
+            name, value = split_key_value(item, flag, "NAME=PATH or PATH")
+        else:
+            path = Path(item.rstrip("/"))
+            name, value = (path.parent.name if path.name == "model" and path.parent.name else path.name), item
+        if not name or not value:
+            raise ConfigError(f"{flag} {item!r} must look like NAME=PATH or PATH")
+        if name in out:
+            raise ConfigError(f"{flag}: the name {name!r} is given twice")
+        out[name] = value
     return out

@@ -170,8 +170,42 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return json.loads(payload.cpu().numpy().tobytes().decode("utf-8"))
 
 
+def check_shard(shard_index: int, num_shards: int) -> None:
+    """A one-line ValueError unless 0 <= shard_index < num_shards (--shard-index / --num-shards)."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"--shard-index must be in 0..{num_shards - 1} and --num-shards >= 1")
+
+
+def shard_label(shard_index: int, num_shards: int) -> str:
+    """"3/8" for part 2 (0-based) of 8: how a job's output names its part."""
+    return f"{shard_index + 1}/{num_shards}"
+
+
+def job_shard(shard_index: int, num_shards: int, info: DistInfo) -> tuple[int, int]:
+    """(this process's part, the number of parts) when a job split into `num_shards` parts (--shard-index /
+    --num-shards) runs on `info.world_size` torchrun ranks: part `shard_index * world_size + rank` of
+    `num_shards * world_size`."""
+    return shard_index * info.world_size + info.rank, num_shards * info.world_size
+
+
+LOST_PEER = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Connection refused")
+"""what a collective raises on the ranks that remain when one dies (gloo)"""
+
+
+def lost_peer_error(err: BaseException, detail: str) -> RuntimeError | None:
+    """The one-line error for a torchrun rank whose collective failed because another rank died or was killed
+    (gloo: "Read error ...: Connection reset by peer" on every survivor), naming this rank; None when `err` is not
+    such a failure or this process is not a torchrun rank. `detail`: the original error on one line."""
+    if not any(s in str(err) for s in LOST_PEER) or "RANK" not in os.environ:
+        return None
+    return RuntimeError(f"rank {os.environ['RANK']} of {os.environ.get('WORLD_SIZE', '?')} lost its connection to "
+                        f"another rank, which died or was killed (see its log); the run resumes from its last "
+                        f"checkpoint when restarted ({detail[:160]})")
+
+
 def joined_a_process_group() -> bool:
-    """True once this process has joined a torch.distributed process group (see mirokit.cli.main.entry)."""
+    """True once this process has joined a torch.distributed process group (the `mirokit` entry point then leaves
+    with os._exit once its outputs are flushed)."""
     return _JOINED
 
 

@@ -60,7 +60,7 @@ def write_model_card(directory: str | Path, *, repo_id: str | None = None, licen
         "dataset_type", "name", "split"}] (default: pipeline.json's "eval_results"), listed in the card and its
         model-index. A folder that is not a mirokit model folder or a malformed result is a one-line error.
     """
-    from mirokit.atomic import write_text_atomic
+    from mirokit.atomic import write_atomic
 
     directory = Path(directory)
     path = directory / CARD_NAME
@@ -70,7 +70,7 @@ def write_model_card(directory: str | Path, *, repo_id: str | None = None, licen
         return None
     card = build_model_card(directory, repo_id=repo_id, license=license, base_model=base_model,
                             eval_results=eval_results)
-    return write_text_atomic(path, card)
+    return write_atomic(path, card)
 
 
 def build_model_card(directory: str | Path, *, repo_id: str | None = None, license: str | None = None,

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from mirokit.atomic import SOLE_WRITER, save_safetensors_atomic, write_json_atomic
 from mirokit.config import ConfigError, from_dict, to_dict
 
 CONFIG_NAME = "config.json"
@@ -29,11 +30,8 @@ M = TypeVar("M", bound="PretrainedMixin")
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write `data` as indented JSON (parents created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
+    """Write `data` as indented JSON (parents created; atomically, one writer per folder); returns the path."""
+    return write_json_atomic(path, data, SOLE_WRITER)
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -48,13 +46,10 @@ def read_json(path: str | Path, what: str) -> Any:
 
 
 def save_weights(state_dict: dict[str, Tensor], path: str | Path) -> Path:
-    """Write name -> tensor as safetensors (detached, contiguous, on CPU; parents created); returns the path."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(path), metadata={"format": "pt"})
-    return path
+    """Write name -> tensor as safetensors (detached, contiguous, on CPU; parents created; atomically, one writer
+    per folder); returns the path."""
+    return save_safetensors_atomic(path, {k: v.detach().contiguous().cpu() for k, v in state_dict.items()},
+                                   {"format": "pt"}, SOLE_WRITER)
 
 
 def read_weights(path: str | Path) -> dict[str, Tensor]:

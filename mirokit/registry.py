@@ -1,5 +1,5 @@
 """One registry mechanism for every kind of component: backbones, text encoders, image spaces,
-data sources, reward scorers and the `mirokit` commands.
+data sources, reward scorers and the `mirokit` commands (whose registry the command-line package owns).
 
 A component registers itself where it is defined::
 
@@ -140,6 +140,18 @@ class Registry(Generic[T]):
         """Every registered entry, sorted by kind (after discovery)."""
         return [self._entries[k] for k in self.known()]
 
+    def children(self, group: str = "") -> list[Entry[T]]:
+        """The entries one level below `group` in the dotted kinds ("" = the kinds without a dot; "eval" ->
+        "eval.rewards", not "eval.a.b"), sorted by kind (after discovery)."""
+        prefix = f"{group}." if group else ""
+        return [e for e in self.entries()
+                if e.kind.startswith(prefix) and e.kind[len(prefix):] and "." not in e.kind[len(prefix):]]
+
+    def call_children(self, group: str, *args: Any) -> None:
+        """Call the target of every child of `group` (see `children`) with `args`, in order of kind."""
+        for entry in self.children(group):
+            entry.target(*args)
+
     def build(self, cfg: Any, **kwargs: Any) -> Any:
         """Instantiate the component configured by `cfg` (a config whose class has `kind`): target(cfg, **kwargs)."""
         return self.get(cfg.kind)(cfg, **kwargs)
@@ -147,32 +159,3 @@ class Registry(Generic[T]):
 
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-
-
-COMMANDS: Registry = Registry("command", "mirokit.cli")
-"""`mirokit` sub-commands: name -> `add_parser(subparsers)` that adds the command's parser (with `func` set).
-A name with a dot is a command of a group ("eval.rewards" is `mirokit eval rewards`); a plugin registers its
-own commands the same way (the shapes world registers `demo`, `world ...` and `eval shapes`)."""
-
-
-def add_commands(subparsers, group: str = "") -> None:
-    """Add every registered command of `group` ("" = the top level) to an argparse `subparsers`, sorted by name."""
-    prefix = f"{group}." if group else ""
-    for entry in COMMANDS.entries():
-        name = entry.kind[len(prefix):]
-        if entry.kind.startswith(prefix) and name and "." not in name:
-            entry.target(subparsers)
-
-
-def add_group(subparsers, name: str, *, help: str, description: str, epilog: str | None = None,
-              metavar: str = "COMMAND"):
-    """Add command `name` whose sub-commands are the registered "name.*" commands (`mirokit eval rewards`);
-    returns its parser."""
-    import argparse
-
-    parser = subparsers.add_parser(name, help=help, description=description, epilog=epilog,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    children = parser.add_subparsers(dest=f"{name}_command", metavar=metavar, required=True,
-                                     help=f"one of the {name} commands")
-    add_commands(children, name)
-    return parser

@@ -15,12 +15,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from mirokit.atomic import move_into_place, remove_temporary, temporary_path
 from mirokit.urls import (DownloadError, ForwardReader, check_protocol, is_url, list_folder, url_name,
                           with_retries)
 
@@ -215,7 +215,7 @@ class ShardWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = temporary_path(self.path)  # this process's (mirokit.atomic)
         self.tar = tarfile.open(self.tmp, "w")
 
     def write(self, key: str, parts: dict[str, bytes]) -> None:
@@ -232,13 +232,12 @@ class ShardWriter:
     def close(self) -> Path:
         """Finish the archive and move it into place; returns its path."""
         self.tar.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+        return move_into_place(self.tmp, self.path)
 
     def abort(self) -> None:
         """Drop the temporary file (nothing is written at `path`)."""
         self.tar.close()
-        self.tmp.unlink(missing_ok=True)
+        remove_temporary(self.tmp)
 
 
 def copy_shard(source: str | Path, out: str | Path, edit, extra) -> Path:

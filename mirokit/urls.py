@@ -8,19 +8,20 @@ failure (connection refused or dropped, an HTTP error status, a body shorter tha
 non-zero) raises `DownloadError`, which callers retry whole with `with_retries` (RETRIES tries, waits of
 BACKOFF_S, 2 * BACKOFF_S, ...). `fetch` downloads a URL to a local file (for the random-access training reader).
 
-This module imports nothing from mirokit; fsspec, aiohttp and webdataset are imported only when a URL is opened.
+This module imports nothing from mirokit but mirokit.atomic (its one file writer); fsspec, aiohttp and webdataset are imported only when a URL is opened.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+
+from mirokit.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -260,17 +261,11 @@ def fetch(url: str, dest: str | Path, missing_ok: bool = False) -> Path | None:
     dest = Path(dest)
     if dest.is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
 
     def once() -> Path:
-        try:
-            with ForwardReader(url) as src, open(tmp, "wb") as out:
-                while chunk := src.read(CHUNK):
-                    out.write(chunk)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(dest) as tmp, ForwardReader(url) as src, open(tmp, "wb") as out:  # a failure removes tmp
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
         return dest
 
     try:

@@ -6,10 +6,15 @@
 - no import cycle between mirokit's packages and top-level modules, nor between any two modules (a package's
   modules included; imports inside functions count: a lazy import hides a circle, it does not remove it);
 - `models` and `flow` import nothing from `data`, `train` or `cli`; `flow` never touches
-  torch.distributed; `rewards` never imports `models`; only `cli` imports `cli`.
+  torch.distributed; `rewards` never imports `models`; only `cli` imports `cli` (and the world plugin, which
+  registers its commands in `mirokit.cli.commands`);
+- the packages stand in layers (LAYERS) and none names a package above its own, by an import or even in a string
+  (a module path handed to importlib, or a registry told to discover "mirokit.cli"): the registry of commands
+  lives in `cli`, not in `registry`. Docstrings may mention any package: they are documentation.
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -154,4 +159,58 @@ def test_flow_never_touches_torch_distributed():
 
 def test_only_cli_imports_cli():
     importers = sorted(unit for unit, targets in _graph().items() if "cli" in targets and unit != "cli")
-    assert importers == []
+    assert importers in ([], ["world"]), importers
+    for path in (PACKAGE / "world").rglob("*.py"):  # the plugin registers its commands, nothing more
+        used = {n for n in _imports(path) if n.startswith("mirokit.cli")}
+        assert used <= {"mirokit.cli.commands", "mirokit.cli.commands.COMMANDS", "mirokit.cli.commands.add_group"}, \
+            (path, used)
+
+
+LAYERS = {
+    # the foundations: no mirokit package above them
+    "registry": 0, "config": 0, "atomic": 0, "distributed": 0, "urls": 0, "images": 0, "console": 0, "options": 0,
+    "parser_docs": 0, "pipeline_call": 0, "dtypes": 0, "sources": 0, "tars": 1, "pretrained": 1,
+    "rewards": 2, "captions": 3, "data": 3, "encoders": 4, "flow": 5, "models": 5, "sampling": 6,
+    "model_card_body": 7, "model_card": 7, "hub": 7, "pipeline": 8, "sample_output": 8,
+    "train": 9, "config_docs": 9, "config_flags": 9, "evaluate": 10, "studio": 11, "cli": 12,
+    "world": 13,  # the shapes world, a plugin: above everything, it may use (and register into) all of them
+}
+"""package (or top-level module) -> its layer: a package may name its own layer and those below"""
+
+
+def _named_in_strings(path: Path) -> set[str]:
+    """The mirokit packages a file names in string constants that are not documentation (a docstring, or a string
+    standing alone as a statement: an attribute's docstring)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docs = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            found.update(re.findall(r"\bmirokit\.([A-Za-z_]\w*)", node.value))
+    return {name for name in found if (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file()}
+
+
+def test_every_package_has_a_layer():
+    units = {_unit(p) for p in PACKAGE.rglob("*.py")} - {"__init__"}
+    assert units <= set(LAYERS), f"place {sorted(units - set(LAYERS))} in LAYERS"
+
+
+def test_no_package_names_a_package_above_it():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        unit = _unit(path)
+        if unit == "__init__":
+            continue  # the root facade re-exports the pipeline (see _module_graph)
+        imported = {n.split(".")[1] for n in _imports(path) if n.startswith("mirokit.") and n.count(".") >= 1}
+        named = {n for n in imported if n in LAYERS} | _named_in_strings(path)
+        wrong += [f"{path.relative_to(PACKAGE.parent)} ({unit}, layer {LAYERS[unit]}) names {n} (layer {LAYERS[n]})"
+                  for n in sorted(named) if LAYERS[n] > LAYERS[unit]]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layer_check_sees_strings(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""Docs may say mirokit.cli."""\nCOMMANDS = Registry("command", "mirokit.cli")\n')
+    assert _named_in_strings(bad) == {"cli"}
+    bad.write_text('"""Docs may say mirokit.cli."""\nX = 1\n"""an attribute docstring naming mirokit.cli"""\n')
+    assert _named_in_strings(bad) == set()

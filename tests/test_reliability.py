@@ -240,7 +240,7 @@ def test_malformed_tars_are_counted(tmp_path):
 
 
 def test_an_append_after_a_torn_line_starts_on_a_new_line(tmp_path):
-    from mirokit.atomic import drop_torn_tail, write_text_atomic
+    from mirokit.atomic import drop_torn_tail, write_atomic
 
     path = tmp_path / "records.jsonl"
     path.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c": ')  # a kill during the third record
@@ -249,7 +249,7 @@ def test_an_append_after_a_torn_line_starts_on_a_new_line(tmp_path):
     assert drop_torn_tail(path) == 0 and drop_torn_tail(tmp_path / "missing.jsonl") == 0
     path.write_bytes(b'{"c": ')  # torn first line: nothing complete is kept
     assert drop_torn_tail(path) == 6 and path.read_bytes() == b""
-    write_text_atomic(tmp_path / "x.json", "{}", owner="shard-1")
+    write_atomic(tmp_path / "x.json", "{}", owner="shard-1")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mirokit.captions.vlm import DTYPES, decode_new_tokens, load_pretrained
+from mirokit.captions.vlm import decode_new_tokens, load_pretrained
 
 SHORTEN_INSTRUCTION = "Shorten this image caption to one sentence of at most 20 words: {caption}"
 
@@ -20,7 +20,7 @@ class TextShortener:
     {caption}."""
 
     def __init__(self, model: str, *, instruction: str = SHORTEN_INSTRUCTION, max_new_tokens: int = 40,
-                 dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False):
+                 dtype: str = "fp32", device: str = "cpu", trust_remote_code: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if "{caption}" not in instruction:

@@ -9,33 +9,31 @@ Prompts are padded on the left, only the new tokens are decoded, and greedy deco
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from mirokit.captions.registry import CAPTIONERS
+from mirokit.dtypes import dtype_named
+from mirokit.sources import locate
 
 INSTRUCTION = "Write a detailed but succinct caption of this image."
 HINT = "Here is the alt-text of the image, which may be wrong or incomplete: {alt_text}"
 SHORT_INSTRUCTION = "Describe this image in one short sentence."
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NESTED_IMAGES = ("Idefics", "SmolVLM", "Mllama")
 """processors that take one list of images per prompt"""
 
 
 def load_pretrained(model: str, what: str, dtype: str, device: str, trust_remote_code: bool, preprocessor_class,
                     model_class, *, max_new_tokens: int) -> tuple:
-    """(preprocessor, model in eval mode on `device`) from a hub id or local folder; the tokenizer pads on the
-    left. A missing folder, an unloadable model or a bad setting is a one-line error naming `what`."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    """(preprocessor, model in eval mode on `device`) from a hub id or local folder (mirokit.sources decides);
+    the tokenizer pads on the left. A missing folder, an unloadable model or a bad setting (dtype: fp32, bf16,
+    fp16) is a one-line error naming `what`."""
+    torch_dtype = dtype_named(dtype, f"{what} dtype")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if "/" not in model.strip("/") and not Path(model).exists():
-        raise FileNotFoundError(f"{what} {model!r}: no such folder (and not a hub id)")
+    model, _ = locate(model, what)
     try:
         preprocessor = preprocessor_class.from_pretrained(model, trust_remote_code=trust_remote_code)
-        network = model_class.from_pretrained(model, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+        network = model_class.from_pretrained(model, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise FileNotFoundError(f"{what} {model!r} could not be loaded: "
                                 f"{str(err).strip().splitlines()[0]}") from None
@@ -62,7 +60,7 @@ class VLMCaptioner:
 
     def __init__(self, model: str, *, instruction: str = INSTRUCTION, hint: str = HINT, use_hint: bool = True,
                  short_instruction: str = SHORT_INSTRUCTION, max_new_tokens: int = 96, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, dtype: str = "float32",
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, dtype: str = "fp32",
                  device: str = "cpu", chat_template: bool = True, trust_remote_code: bool = False):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mirokit.registry import COMMANDS, add_group
+from mirokit.cli.commands import COMMANDS, add_group
 
 
 @COMMANDS.register("calibrate")
@@ -45,13 +45,10 @@ def add_apply_parser(csub) -> None:
 
 
 def run_fit(args) -> int:
-    from mirokit.data.calibration import fit_calibration, parquet_files
+    from mirokit.data.calibration import describe_calibration, fit_calibration_file
 
-    cal = fit_calibration(parquet_files(args.inputs), args.reward, tuple(args.caption))
-    cal.save(args.out)
-    for key, rc in cal.rewards.items():
-        print(f"{key}: {rc.count} scores ({rc.missing} missing or not finite), mean {rc.mean:.4g}, std {rc.std:.4g}, "
-              f"range [{rc.min:.4g}, {rc.max:.4g}]")
+    calibration = fit_calibration_file(args.inputs, args.out, args.reward, tuple(args.caption))
+    print(describe_calibration(calibration))
     print(f"wrote {args.out}")
     return 0
 

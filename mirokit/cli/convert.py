@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.registry import COMMANDS, add_group
+from mirokit.cli.commands import COMMANDS, add_group
+from mirokit.dtypes import DTYPES
 
 
 @COMMANDS.register("convert")
@@ -69,10 +70,10 @@ def _geneval(sub, name: str) -> None:
                "models/geneval_detector")
     p.add_argument("src", help="the mmdet .pth checkpoint (GenEval's download_models.sh fetches it)")
     p.add_argument("out", help="output folder (created)")
-    p.set_defaults(func=run_geneval)
+    p.set_defaults(func=run_convert_geneval_detector)
 
 
-def run_geneval(args) -> int:
+def run_convert_geneval_detector(args) -> int:
     from mirokit.evaluate.geneval_convert import convert_checkpoint
     from mirokit.evaluate.geneval_report import write_conversion_report
 
@@ -91,15 +92,15 @@ COMMANDS.register("convert.geneval-detector")(lambda sub: _geneval(sub, "geneval
 COMMANDS.register("convert-geneval-detector")(lambda sub: _geneval(sub, "convert-geneval-detector"))
 
 
-def converter(name: str, *, help: str, description: str, source: str, out: str, convert, options=()) -> None:
+def converter(name: str, *, help: str, description: str, source: str, out: str, convert, flags=None) -> None:
     """Register `mirokit convert NAME SRC OUT [options]`: `convert(args)` writes OUT and returns what it wrote;
-    `options` are (flag, argparse keyword arguments) pairs."""
+    `flags(parser)` adds the converter's own options."""
     def add(csub) -> None:
         p = csub.add_parser(name, help=help, description=description)
         p.add_argument("src", help=source)
         p.add_argument("out", help=out)
-        for flag, kwargs in options:
-            p.add_argument(flag, **kwargs)
+        if flags is not None:
+            flags(p)
         p.set_defaults(func=lambda args: print(f"wrote {convert(args)}") or 0)
 
     COMMANDS.register(f"convert.{name}")(add)
@@ -111,19 +112,36 @@ def _image_reward(args):
     return convert_image_reward_checkpoint(args.src, args.out, args.med_config, args.tokenizer)
 
 
-def _vqa(args):
-    import torch
+def _image_reward_flags(p) -> None:
+    p.add_argument("--med-config", default=None, help="their med_config.json (default: beside the .pt)")
+    p.add_argument("--tokenizer", default=None, help="bert-base-uncased folder or hub id (saved into OUT)")
 
+
+def _vqa(args):
+    from mirokit.dtypes import dtype_named
     from mirokit.rewards.vqa_convert import convert_clip_t5_checkpoint
 
-    dtype = getattr(torch, args.dtype) if args.dtype else None
+    dtype = dtype_named(args.dtype, "--dtype") if args.dtype else None
     return convert_clip_t5_checkpoint(args.src, args.out, args.tokenizer, args.vision_tower, dtype=dtype)
+
+
+def _vqa_flags(p) -> None:
+    p.add_argument("--tokenizer", default=None, help="google/flan-t5-xxl folder or hub id")
+    p.add_argument("--vision-tower", default=None,
+                   help="openai/clip-vit-large-patch14-336 folder (only if the checkpoint lacks the tower)")
+    p.add_argument("--dtype", default=None, choices=list(DTYPES),
+                   help="store the weights in this dtype (default: as in the checkpoint)")
 
 
 def _hpsv2(args):
     from mirokit.rewards.clip_convert import convert_hpsv2
 
     return convert_hpsv2(args.src, args.out, processor=args.processor)
+
+
+def _hpsv2_flags(p) -> None:
+    p.add_argument("--processor", default=None,
+                   help="folder or hub id with the ViT-H-14 tokenizer and image processor (saved into OUT)")
 
 
 def _aesthetic(args):
@@ -137,25 +155,19 @@ converter("image-reward", convert=_image_reward, source="ImageReward.pt", out="o
           description="Maps ImageReward.pt (+ med_config.json, read from beside it unless --med-config) onto "
                       "transformers' BLIP and writes OUT/config.json, OUT/model.safetensors and, with --tokenizer, "
                       "the tokenizer files; `--option image_reward_score.model=OUT` then scores offline.",
-          options=[("--med-config", {"default": None, "help": "their med_config.json (default: beside the .pt)"}),
-                   ("--tokenizer", {"default": None, "help": "bert-base-uncased folder or hub id (saved into OUT)"})])
+          flags=_image_reward_flags)
 converter("vqa-score", convert=_vqa, source="the clip-flant5 checkpoint folder", out="output folder",
           help="zhiqiulin/clip-flant5-* -> mirokit's CLIP-T5 folder for vqa_score",
           description="Splits a clip-flant5 checkpoint (pytorch_model*.bin read with weights_only=True, or "
                       "safetensors) shard by shard into vision_tower/, language_model/, mm_projector.safetensors "
                       "and tokenizer/ (see docs/REWARDS.md).",
-          options=[("--tokenizer", {"default": None, "help": "google/flan-t5-xxl folder or hub id"}),
-                   ("--vision-tower", {"default": None, "help": "openai/clip-vit-large-patch14-336 folder (only if "
-                                                                "the checkpoint lacks the tower)"}),
-                   ("--dtype", {"default": None, "choices": ["float32", "bfloat16", "float16"],
-                                "help": "store the weights in this dtype (default: as in the checkpoint)"})])
+          flags=_vqa_flags)
 converter("hpsv2", convert=_hpsv2, source="HPS_v2.1_compressed.pt (or HPS_v2_compressed.pt)", out="output folder",
           help="HPSv2's open_clip checkpoint (HPS_v2.1_compressed.pt) -> a transformers CLIP folder",
           description="Maps the open_clip ViT-H-14 state dict onto transformers' CLIPModel and writes "
                       "OUT/config.json + OUT/model.safetensors (and the tokenizer and image processor with "
                       "--processor), for `--option hpsv2_score.model=OUT`.",
-          options=[("--processor", {"default": None, "help": "folder or hub id with the ViT-H-14 tokenizer and "
-                                                             "image processor (saved into OUT)"})])
+          flags=_hpsv2_flags)
 converter("aesthetic", convert=_aesthetic, source="the .pth head", out="output .safetensors file",
           help="the LAION aesthetic MLP head (.pth) -> safetensors for aesthetic_score",
           description="Rewrites the published sac+logos+ava1-l14-linearMSE.pth head as a float32 safetensors file "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
+from mirokit.dtypes import DTYPES
 
 
 @COMMANDS.register("encode")
@@ -33,8 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("--text-encoder", default="google/flan-t5-xl", help="T5 hub id or folder (default google/flan-t5-xl)")
     p.add_argument("--max-length", type=int, default=128, help="T5 tokens per caption before trimming (default 128)")
     p.add_argument("--image-size", type=int, default=256, help="resize + centre-crop images to this (default 256)")
-    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16",
-                   help="storage dtype of latents and text states (default float16)")
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp16",
+                   help="storage dtype of latents and text states (default fp16)")
     p.add_argument("--batch-size", type=int, default=32, help="images per VAE / T5 call (default 32)")
     p.add_argument("--num-workers", type=int, default=None,
                    help="decoding worker processes (default: 2 on CUDA; 0 on CPU, where they compete with the models)")
@@ -46,30 +47,24 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from mirokit.distributed import barrier, cleanup, init_distributed
-    from mirokit.encoders.encode_job import EncodeJobConfig, finish_encoding, run_encode_job
-    from mirokit.tars import shard_list
+    from mirokit.distributed import cleanup, init_distributed, job_shard
+    from mirokit.encoders.encode_job import EncodeJobConfig, encode_shards
 
     dist = init_distributed(args.device)
     device = str(dist.device)
     if args.batch_size < 1 or args.image_size < 8 or args.max_length < 1:
         raise ValueError("--batch-size, --max-length must be >= 1 and --image-size >= 8")
+    shard_index, num_shards = job_shard(args.shard_index, args.num_shards, dist)
     cfg = EncodeJobConfig(
         inputs=args.inputs, out_dir=args.out, rewards=args.reward, vae=args.vae, text_encoder=args.text_encoder,
         max_length=args.max_length, captions=args.caption, image_size=args.image_size, dtype=args.dtype,
         batch_size=args.batch_size, device=device,
-        num_workers=args.num_workers if args.num_workers is not None else (2 if device.startswith("cuda") else 0), shard_index=args.shard_index * dist.world_size + dist.rank,
-        num_shards=args.num_shards * dist.world_size, stats=not args.no_stats, progress=dist.is_main)
+        num_workers=args.num_workers if args.num_workers is not None else (2 if device.startswith("cuda") else 0),
+        shard_index=shard_index, num_shards=num_shards, stats=not args.no_stats, progress=dist.is_main)
     try:
-        manifest = run_encode_job(cfg, is_main=dist.is_main)
-        barrier()
-        if dist.is_main:
-            encoding = finish_encoding(cfg, [p for spec in cfg.inputs for p in shard_list(spec)])
+        summary = encode_shards(cfg, is_main=dist.is_main)
     finally:
         cleanup()
-    if dist.is_main:
-        left = manifest["left_out"]
-        print(f"encoded {manifest['samples']} samples in {len(manifest['units'])} shard(s) of this job "
-              f"({manifest['skipped_done']} already done); left out {sum(left.values())}"
-              + (f" ({left})" if left else "") + f"; {encoding['samples']} samples in {args.out} in all")
+    if summary is not None:
+        print(summary)
     return 0

@@ -3,7 +3,7 @@ or a plugin's: the shapes world adds `eval shapes`)."""
 
 from __future__ import annotations
 
-from mirokit.registry import COMMANDS, add_group
+from mirokit.cli.commands import COMMANDS, add_group
 
 
 @COMMANDS.register("eval")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.eval_common import add_eval_flags, build_runs, header, load_prompt_set
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
+from mirokit.cli.eval_common import add_eval_flags, build_runs, load_prompt_set
 
 
 @COMMANDS.register("eval.best-of-n")
@@ -37,23 +37,20 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
-    from mirokit.cli.score import parse_options
     from mirokit.evaluate.best_of_n import best_of_n, format_best_of_n, write_best_of_n_report
+    from mirokit.evaluate.runs import header, selection_keys
     from mirokit.evaluate.samples import build_scorers
+    from mirokit.options import parse_options
 
     if args.pool < 1:
         raise ValueError("--pool must be >= 1")
     records, indices = load_prompt_set(args)
     runs = build_runs(args)
-    selects = args.select or [args.score[0] if args.score else next(
-        (k for run in runs for k in run.pipe.reward_keys), None)]
-    if selects[0] is None:
-        raise ValueError("no selection reward: the models have no reward keys; give --select KEY")
-    keys = list(dict.fromkeys([*selects, *(args.score or [])]))
+    selects, keys = selection_keys(args.select, args.score, runs)
     scorers = build_scorers(keys, parse_options(args.option))
     summary, rows = best_of_n(runs, records, indices, scorers, select=selects if len(selects) > 1 else selects[0],
                               pool=args.pool, reference=args.reference)
-    summary = {**header(args, records, indices, images_per_prompt=args.pool), **summary}
+    summary = {**header(indices, prompts=args.prompts, images_per_prompt=args.pool), **summary}
     paths = write_best_of_n_report(summary, rows, args.out)
     print(format_best_of_n(summary))
     print(f"wrote {paths['summary']}, {paths['html']} and the plots")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.eval_common import add_eval_flags, build_runs, header, load_prompt_set
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
+from mirokit.cli.eval_common import add_eval_flags, build_runs, load_prompt_set
 
 
 @COMMANDS.register("eval.diversity")
@@ -31,10 +31,7 @@ def add_parser(esub) -> None:
                "  mirokit eval diversity --model miro=runs/miro/model --features clip "
                "--feature-option clip.model=/models/clip-vit-large-patch14 --out parti_diversity/",
     )
-    add_eval_flags(p, score=False, images_per_prompt=8)
-    for action in p._actions:  # --model is optional here: --images evaluates folders without a model
-        if action.dest == "model":
-            action.required = False
+    add_eval_flags(p, score=False, images_per_prompt=8, model_required=False)  # --images: folders, no model
     p.add_argument("--images", action="append", metavar="NAME=FOLDER",
                    help="a GenEval-layout folder of generated images to evaluate as one more arm (repeatable)")
     p.add_argument("--features", action="append", metavar="KIND",
@@ -51,32 +48,26 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
-    from mirokit.cli.sampling_flags import parse_named
-    from mirokit.cli.score import parse_options
+    from mirokit.config import parse_named
     from mirokit.evaluate.diversity import build_arms, evaluate_diversity, format_diversity, write_diversity_report
-    from mirokit.evaluate.features import build_extractor
+    from mirokit.evaluate.runs import build_extractors, header
     from mirokit.evaluate.samples import build_scorers
+    from mirokit.options import parse_counts, parse_options
 
     if args.images_per_prompt < 2:
         raise ValueError("--images-per-prompt must be >= 2")
-    best_of = {k: int(v) for k, v in parse_named(args.best_of, "--best-of").items()}
+    best_of = parse_counts(parse_named(args.best_of, "--best-of"), "--best-of")
     folders = parse_named(args.images, "--images")
     if args.model is None and not folders:
         raise ValueError("give --model NAME=DIR and/or --images NAME=FOLDER")
     records, indices = load_prompt_set(args) if args.model else ([], [])
     runs = build_runs(args) if args.model else []
-    specs = parse_options(args.feature_option)
-    kinds = list(dict.fromkeys(args.features or ["clip"]))
-    unknown = sorted(set(specs) - set(kinds))
-    if unknown:
-        raise ValueError(f"--feature-option for {unknown[0]}, which is not among --features ({', '.join(kinds)})")
-    extractors = {kind: build_extractor(kind, specs.get(kind)) for kind in kinds}
+    extractors, specs = build_extractors(args.features, parse_options(args.feature_option))
     scorers = build_scorers(list(best_of), parse_options(args.option))
     arms = build_arms(runs, folders, best_of)
     summary = evaluate_diversity(arms, records, indices, extractors, images_per_prompt=args.images_per_prompt,
-                                 out_dir=args.out, scorers=scorers,
-                                 extractor_specs={k: specs.get(k, {}) for k in kinds})
-    summary = {**header(args, records, indices), **summary}
+                                 out_dir=args.out, scorers=scorers, extractor_specs=specs)
+    summary = {**header(indices, prompts=args.prompts, images_per_prompt=args.images_per_prompt), **summary}
     paths = write_diversity_report(summary, args.out)
     print(format_diversity(summary))
     print(f"wrote {paths['summary']}, {paths['html']} and {paths['plot']}")

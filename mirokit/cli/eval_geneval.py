@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mirokit.dtypes import DTYPES
+
 EPILOG = """examples:
   mirokit convert geneval-detector mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco.pth models/geneval_detector
   mirokit eval geneval samples/ --out samples_geneval/results.json --detector models/geneval_detector
@@ -12,7 +14,7 @@ EPILOG = """examples:
   mirokit eval geneval samples/ --out r/results.json --detector ...   # afterwards: merges the shards
 """
 
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
 
 
 @COMMANDS.register("eval.geneval")
@@ -38,8 +40,7 @@ def add_parser(esub) -> None:
     p.add_argument("--clip", default=DEFAULT_CLIP, help=f"CLIP hub id or local folder for colours (default {DEFAULT_CLIP})")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                    help="auto = this rank's GPU when CUDA is available, else cpu")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="detector precision (GenEval: float32)")
+    p.add_argument("--dtype", default="fp32", choices=tuple(DTYPES), help="detector precision (GenEval: fp32)")
     p.add_argument("--batch-size", type=int, default=4, help="images per detector forward (default 4)")
     p.add_argument("--shard-index", type=int, default=0, help="this job's shard (prompt folder i goes to i %% N)")
     p.add_argument("--num-shards", type=int, default=1,
@@ -62,23 +63,20 @@ def run(args) -> int:
     from mirokit.evaluate.geneval_colour import ClipColourClassifier
     from mirokit.evaluate.geneval_detector import Mask2FormerDetector
     from mirokit.evaluate.geneval_folder import format_summary
-    from mirokit.evaluate.geneval_rules import RuleConfig
+    from mirokit.evaluate.geneval_rules import checked_rules
     from mirokit.evaluate.geneval_run import run_geneval
 
-    for name in ("detector_threshold", "counting_threshold"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1]")
-    if args.position_threshold < 0 or args.max_objects < 1 or args.batch_size < 1 or args.max_failures < 0:
-        raise ValueError("--position-threshold and --max-failures must be >= 0, --max-objects and --batch-size >= 1")
+    rules = checked_rules(detector_threshold=args.detector_threshold, counting_threshold=args.counting_threshold,
+                          position_threshold=args.position_threshold, max_objects=args.max_objects)
+    if args.batch_size < 1 or args.max_failures < 0:
+        raise ValueError("--max-failures must be >= 0 and --batch-size >= 1")
     if args.num_shards < 1 or not 0 <= args.shard_index < args.num_shards:
         raise ValueError(f"--shard-index must be in [0, --num-shards={args.num_shards})")
-    rules = RuleConfig(threshold=args.detector_threshold, counting_threshold=args.counting_threshold,
-                       position_threshold=args.position_threshold, max_objects=args.max_objects)
     info = distributed.init_distributed(args.device)
     device = str(info.device)
     # Constructing checks the paths; the weights load on the first image that needs them.
     detector = Mask2FormerDetector(args.detector, device=device, dtype=args.dtype,
-                                   min_score=min(rules.threshold, rules.counting_threshold))
+                                   min_score=rules.min_score)
     colour = ClipColourClassifier(args.clip, device=device, background=args.background)
     settings = {"rules": asdict(rules), "detector": detector.describe(), "clip": colour.describe()}
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.eval_common import add_eval_flags, build_runs, header, load_prompt_set, scorer_keys
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
+from mirokit.cli.eval_common import add_eval_flags, build_runs, load_prompt_set
 
 
 @COMMANDS.register("eval.rewards")
@@ -29,16 +29,17 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
-    from mirokit.cli.score import parse_options
     from mirokit.evaluate.reward_eval import evaluate_rewards, format_rewards, write_reward_report
+    from mirokit.evaluate.runs import header, scorer_keys
     from mirokit.evaluate.samples import build_scorers
+    from mirokit.options import parse_options
 
     records, indices = load_prompt_set(args)
     runs = build_runs(args)
-    keys = scorer_keys(args, runs)
-    scorers = build_scorers(keys, parse_options(args.option))
+    scorers = build_scorers(scorer_keys(args.score, runs), parse_options(args.option))
     result = evaluate_rewards(runs, records, indices, scorers, images_per_prompt=args.images_per_prompt)
-    paths = write_reward_report(result, args.out, header=header(args, records, indices))
+    paths = write_reward_report(result, args.out, header=header(indices, prompts=args.prompts,
+                                                                images_per_prompt=args.images_per_prompt))
     print(format_rewards(result["summary"]))
     print(f"wrote {paths['summary']}, {paths['html']} and the plots")
     return 0

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.eval_common import (add_eval_flags, add_metric_flags, build_runs, header, metric_and_scorers,
-                                     scorer_keys)
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
+from mirokit.cli.eval_common import add_eval_flags, add_metric_flags, build_runs, metric_and_scorers
 
 
 @COMMANDS.register("eval.sweep")
@@ -43,36 +42,27 @@ def add_parser(esub) -> None:
     p.set_defaults(func=run)
 
 
-def reference_setting(args, pipe, preset: str):
-    """The --reference preset as settings: the preset's solver, steps and shift; guidance and targets as for the
-    swept settings (explicit flags over the preset), so only the sampler differs."""
-    from mirokit.cli.sampling_flags import resolve_flags, targets_for
-
-    ns = argparse.Namespace(**{**vars(args), "steps": None, "solver": None, "shift": None})
-    sampling = resolve_flags(ns, pipe.sampler_defaults, preset=preset)
-    return sampling.replace(rewards=targets_for(pipe.reward_keys, sampling.rewards),
-                            negative_rewards=targets_for(pipe.reward_keys, sampling.negative_rewards))
-
-
 def run(args) -> int:
+    from mirokit.cli.sampling_flags import explicit_settings
+    from mirokit.evaluate.runs import header, reference_settings, scorer_keys, sweep_plan
     from mirokit.evaluate.samples import choose_prompts
-    from mirokit.evaluate.sweep import format_sweep, parse_sweep, run_sweep, write_sweep_report
+    from mirokit.evaluate.sweep import format_sweep, run_sweep, write_sweep_report
 
     run_ = build_runs(args, several=False)[0]
     pipe = run_.pipe
-    sweeps = [parse_sweep(s, pipe.reward_keys) for s in args.sweep]
-    keys = scorer_keys(args, [run_])
+    keys = scorer_keys(args.score, [run_])
+    sweeps, scored = sweep_plan(args.sweep, pipe.reward_keys, keys)
     spec = args.metric or f"reward:{keys[0]}"
-    swept_keys = [p.split(":", 1)[1] for p, _ in sweeps if p.startswith("reward:")]
-    metric, scorers = metric_and_scorers(args, spec, list(dict.fromkeys([*keys, *swept_keys])))
+    metric, scorers = metric_and_scorers(args, spec, scored)
     records = metric.prompts()
     base = run_.settings
     indices = choose_prompts(len(records), args.max_prompts, base.seed)
-    reference = reference_setting(args, pipe, args.reference) if args.reference else None
+    reference = reference_settings(explicit_settings(args), args.reference, pipe) if args.reference else None
     summary = run_sweep(pipe, base, sweeps, records, indices, metric=metric, scorers=scorers,
                         images_per_prompt=args.images_per_prompt, reference=reference,
                         reference_name=args.reference or "reference")
-    summary = {**header(args, records, indices, model=str(args.model), prompts=args.prompts or spec), **summary}
+    summary = {**header(indices, prompts=args.prompts or spec, images_per_prompt=args.images_per_prompt,
+                        model=str(args.model)), **summary}
     paths = write_sweep_report(summary, args.out)
     print(format_sweep(summary))
     print(f"wrote {paths['summary']}, {paths['html']} and the plots")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.eval_common import add_eval_flags, add_metric_flags, build_runs, header, metric_and_scorers
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
+from mirokit.cli.eval_common import add_eval_flags, add_metric_flags, build_runs, metric_and_scorers
 
 
 @COMMANDS.register("eval.tune-targets")
@@ -43,31 +43,24 @@ def add_parser(esub) -> None:
     p.set_defaults(func=run)
 
 
-def _range(raw: str | None) -> tuple[float, float] | None:
-    if raw is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in raw.split(","))
-    except ValueError:
-        raise ValueError(f"--guidance-range {raw!r} must look like LO,HI") from None
-    return lo, hi
-
-
 def run(args) -> int:
+    from mirokit.evaluate.runs import header
     from mirokit.evaluate.samples import choose_prompts
     from mirokit.evaluate.tune_targets import format_tune, tune_targets, write_tune_report
+    from mirokit.options import parse_range, parse_words
 
-    search = tuple(s.strip() for s in args.search.split(",") if s.strip())
+    search = parse_words(args.search)
+    guidance_range = parse_range(args.guidance_range, "--guidance-range")
     run_ = build_runs(args, several=False)[0]
-    metric, scorers = metric_and_scorers(args, args.metric, list(dict.fromkeys(args.score or [])))
+    metric, scorers = metric_and_scorers(args, args.metric, args.score or [])
     records = metric.prompts()
     base = run_.settings
     indices = choose_prompts(len(records), args.max_prompts, base.seed)
     summary = tune_targets(run_.pipe, base, records, indices, metric=metric, budget=args.budget,
                            tune_fraction=args.tune_fraction, images_per_prompt=args.images_per_prompt,
-                           guidance_range=_range(args.guidance_range), search=search, scorers=scorers, seed=base.seed)
-    summary = {**header(args, records, indices, model=str(args.model), prompts=args.prompts or args.metric),
-               **summary}
+                           guidance_range=guidance_range, search=search, scorers=scorers, seed=base.seed)
+    summary = {**header(indices, prompts=args.prompts or args.metric, images_per_prompt=args.images_per_prompt,
+                        model=str(args.model)), **summary}
     paths = write_tune_report(summary, args.out, preset_path=args.preset_out)
     print(format_tune(summary))
     print(f"wrote {paths['preset']}, {paths['summary']}, {paths['html']} and the plots")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
 
 
 @COMMANDS.register("export")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mirokit.cli.sampling_flags import (add_model_flags, add_sampling_flags, model_dtype, resolve_flags,
-                                        settings_record)
-from mirokit.registry import COMMANDS, add_group
+from mirokit.cli.commands import COMMANDS, add_group
+from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, explicit_settings, model_dtype
 
 
 @COMMANDS.register("generate")
@@ -45,7 +44,7 @@ def add_geneval_parser(gsub) -> None:
                    help="number of jobs splitting the prompts (default 1): batch k of the images in prompt order goes "
                         "to shard k %% num-shards")
     add_sampling_flags(g)
-    g.set_defaults(func=run_geneval)
+    g.set_defaults(func=run_generate_geneval)
 
 
 def default_geneval_prompts() -> list[dict]:
@@ -55,15 +54,15 @@ def default_geneval_prompts() -> list[dict]:
     return load_geneval_prompts()
 
 
-def run_geneval(args) -> int:
+def run_generate_geneval(args) -> int:
     from mirokit import __version__
-    from mirokit.distributed import cleanup, init_distributed
+    from mirokit.distributed import check_shard, cleanup, init_distributed, job_shard, shard_label
     from mirokit.evaluate.generate import generate_geneval
     from mirokit.evaluate.samples import load_prompts
     from mirokit.pipeline import MiroPipeline
+    from mirokit.sampling.targets import settings_for, settings_record
 
-    if args.num_shards < 1 or not 0 <= args.shard_index < args.num_shards:
-        raise ValueError(f"--shard-index must be in 0..{args.num_shards - 1} and --num-shards >= 1")
+    check_shard(args.shard_index, args.num_shards)
     records = load_prompts(args.prompts) if args.prompts else default_geneval_prompts()
     dist = init_distributed(args.device)
     try:
@@ -71,17 +70,16 @@ def run_geneval(args) -> int:
         pipe = MiroPipeline.from_pretrained(args.model, variant=args.variant, device=device,
                                             text_encoder=args.text_encoder, vae=args.vae)
         pipe.to(dtype=model_dtype(args))
-        sampling = resolve_flags(args, pipe.sampler_defaults)
+        sampling = settings_for(explicit_settings(args), args.preset, pipe.sampler_defaults, pipe.reward_keys)
         settings = {"model": str(args.model), "variant": args.variant, "text_encoder": args.text_encoder,
                     "vae": args.vae, **({"dtype": args.dtype} if args.dtype != "fp32" else {}),
                     "prompts": args.prompts or "geneval", "num_prompts": len(records),
                     **settings_record(sampling, args.preset), "reward_keys": pipe.reward_keys, "device": device,
                     "mirokit_version": __version__}
-        shard = args.shard_index * dist.world_size + dist.rank
-        shards = args.num_shards * dist.world_size
+        shard, shards = job_shard(args.shard_index, args.num_shards, dist)
         result = generate_geneval(pipe, records, args.out, sampling, images_per_prompt=args.images_per_prompt,
                                   shard_index=shard, num_shards=shards, settings=settings, progress=dist.is_main)
-        print(f"shard {shard + 1}/{shards}: {result['prompts']} prompts, wrote {result['written']} images "
+        print(f"shard {shard_label(shard, shards)}: {result['prompts']} prompts, wrote {result['written']} images "
               f"({result['skipped']} already there, {result['redrawn']} unreadable ones redrawn) to {result['out']}")
     finally:
         cleanup()

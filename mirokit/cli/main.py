@@ -1,4 +1,4 @@
-"""`mirokit` command line: parses and calls. Every command is registered (mirokit.registry.COMMANDS) by its module
+"""`mirokit` command line: parses and calls. Every command is registered (mirokit.cli.commands.COMMANDS) by its module
 in mirokit/cli/ or by a plugin. Errors in user input print one line and exit 2."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from mirokit import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-parser per registered command (mirokit.registry.COMMANDS: the modules
+    """The top-level parser with one sub-parser per registered command (mirokit.cli.commands.COMMANDS: the modules
     of mirokit.cli and the plugins' commands; each adds its own flags)."""
-    from mirokit.registry import add_commands, load_plugins
+    from mirokit.cli.commands import add_commands
+    from mirokit.registry import load_plugins
 
     load_plugins()  # plugins may add commands and components, or patch them, before any command runs
     parser = argparse.ArgumentParser(
@@ -34,14 +35,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DataError, FileNotFoundError, ValueError, KeyError, FloatingPointError, RuntimeError)
 
 
-def _close_progress_bars() -> None:
-    """Close the progress bars an error left open, so that the error is the last line (not a bar redrawn after)."""
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        bar.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mirokit` console script; returns the exit status."""
     parser = build_parser()
@@ -54,11 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except (*_user_errors(), OSError) as err:
         if os.environ.get("MIROKIT_DEBUG"):
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        _close_progress_bars()
-        if isinstance(err, OSError) and err.errno and err.strerror:  # a failed read or write (a full disk)
-            message = f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
-        print(f"mirokit {args.command}: error: {message}", file=sys.stderr)
+        from mirokit.console import close_progress_bars, error_line
+
+        close_progress_bars()
+        print(f"mirokit {args.command}: error: {error_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from mirokit.cli.commands import COMMANDS
 from mirokit.cli.unit_flags import add_unit_job_flags, run_unit_job
-from mirokit.registry import COMMANDS
+from mirokit.dtypes import DTYPES
 
 
 @COMMANDS.register("recaption")
@@ -27,7 +28,7 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
                "  mirokit recaption 'data/{00000..00099}.tar' --model HuggingFaceTB/SmolVLM-256M-Instruct --short "
                "--write-shards --out captions/\n"
-               "  mirokit recaption captions.jsonl --model /models/llava-v1.6-mistral-7b-hf --dtype bfloat16 "
+               "  mirokit recaption captions.jsonl --model /models/llava-v1.6-mistral-7b-hf --dtype bf16 "
                "--device cuda --out captions/\n"
                "  mirokit recaption data/ --model /models/llava-v1.6-mistral-7b-hf \\\n"
                "      --shorten-model /models/Qwen2.5-1.5B-Instruct --write-shards --out captions/\n"
@@ -55,8 +56,7 @@ def add_parser(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="with --sample (default 1.0)")
     p.add_argument("--top-p", type=float, default=1.0, help="with --sample (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="with --sample (default 0)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="the VLM's weights (default float32)")
+    p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="the VLM's weights (default fp32)")
     p.add_argument("--no-chat-template", action="store_true",
                    help="send the instruction as it is (task-prompt models such as Florence-2: <MORE_DETAILED_CAPTION>)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
@@ -70,14 +70,9 @@ def add_parser(sub) -> None:
 
 def captioner_options(args, device: str) -> dict:
     """The captioner's keyword options from the flags (VLM flags only for the `vlm` captioner)."""
-    import yaml
+    from mirokit.options import parse_values
 
-    options = {}
-    for item in args.option:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--option {item!r} must look like NAME=VALUE")
-        options[name] = yaml.safe_load(raw)
+    options = parse_values(args.option, "--option")
     if args.captioner != "vlm":
         return options
     if not args.model:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from mirokit.cli.sampling_flags import (add_model_flags, add_sampling_flags, explicit_settings, model_dtype,
-                                        settings_record)
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
+from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, explicit_settings, model_dtype
 
 
 @COMMANDS.register("sample")
@@ -34,6 +32,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from mirokit.distributed import resolve_device
     from mirokit.pipeline import MiroPipeline
+    from mirokit.sample_output import save_samples
+    from mirokit.sampling.targets import settings_record
 
     if args.num_images < 1:
         raise ValueError("--num-images must be >= 1")
@@ -41,15 +41,8 @@ def run(args) -> int:
     pipe = MiroPipeline.from_pretrained(args.model, variant=args.variant, device=device,
                                         text_encoder=args.text_encoder, vae=args.vae).to(dtype=model_dtype(args))
     out = pipe(args.prompt, num_images=args.num_images, preset=args.preset, progress=True, **explicit_settings(args))
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for image, prompt, (i, j) in zip(out.images, out.prompts, out.indices):
-        name = f"{i:03d}_{j:03d}.png"
-        image.save(folder / name)
-        files.append({"file": name, "prompt": prompt})
-    settings = {"model": str(args.model), **settings_record(out.settings, args.preset), "reward_keys": pipe.reward_keys,
-                "num_images": args.num_images, "device": device, "images": files}
-    (folder / "settings.json").write_text(json.dumps(settings, indent=2))
-    print(f"wrote {len(files)} images to {folder}")
+    record = {"model": str(args.model), **settings_record(out.settings, args.preset), "reward_keys": pipe.reward_keys,
+              "num_images": args.num_images, "device": device}
+    files = save_samples(out, args.out, record)
+    print(f"wrote {len(files)} images to {Path(args.out)}")
     return 0

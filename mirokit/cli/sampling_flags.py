@@ -8,25 +8,6 @@ from mirokit.config import parse_key_values
 from mirokit.sampling.targets import check_targets_known, settings_record, targets_for  # noqa: F401 (re-exported)
 
 
-def parse_named(items: list[str] | None, flag: str) -> dict[str, str]:
-    """["miro=runs/miro/model", "runs/base/model"] -> {"miro": ..., "model": ...} (a bare path is named after
-    its folder, or its parent's when the folder is called model); duplicate names are an error."""
-    from pathlib import Path
-
-    out: dict[str, str] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep:
-            path = Path(item.rstrip("/"))
-            name, value = (path.parent.name if path.name == "model" and path.parent.name else path.name), item
-        if not name or not value:
-            raise ValueError(f"{flag} {item!r} must look like NAME=PATH or PATH")
-        if name in out:
-            raise ValueError(f"{flag}: the name {name!r} is given twice")
-        out[name] = value
-    return out
-
-
 def add_model_flags(p, *, several: bool = False) -> None:
     """--model (one folder, or NAME=DIR repeatable when `several`), --text-encoder, --vae (and --variant)."""
     if several:
@@ -43,22 +24,19 @@ def add_model_flags(p, *, several: bool = False) -> None:
     add_dtype_flag(p)
 
 
-DTYPES = {"fp32": None, "bf16": "bfloat16"}
-
-
 def add_dtype_flag(p) -> None:
     """--dtype fp32 | bf16: the generator's weights while sampling (samples come back in float32)."""
-    p.add_argument("--dtype", choices=list(DTYPES), default="fp32",
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
                    help="the generator's weights while sampling: fp32 (default) or bf16 (faster where the device "
                         "has native bf16; images differ slightly)")
 
 
 def model_dtype(args):
-    """The torch dtype of --dtype (None: keep the weights as they are)."""
-    import torch
+    """The torch dtype of --dtype (None for fp32: keep the weights as they are)."""
+    from mirokit.dtypes import dtype_named
 
-    name = DTYPES[getattr(args, "dtype", "fp32")]
-    return None if name is None else getattr(torch, name)
+    name = getattr(args, "dtype", "fp32")
+    return None if name == "fp32" else dtype_named(name, "--dtype")
 
 
 def add_sampling_flags(p, *, targets: bool = True) -> None:

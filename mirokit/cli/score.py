@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mirokit.cli.commands import COMMANDS
 from mirokit.cli.unit_flags import add_unit_job_flags, run_unit_job
-from mirokit.registry import COMMANDS
 
 
 @COMMANDS.register("score")
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     add_unit_job_flags(p, batch_size=64)
     p.add_argument("--reward", action="append", default=[], metavar="KEY", help="reward key to compute (repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY.NAME=VALUE",
-                   help="scorer option, e.g. clip_score.model=/path, hpsv2_score.dtype=bfloat16 (repeatable)")
+                   help="scorer option, e.g. clip_score.model=/path, hpsv2_score.dtype=bf16 (repeatable)")
     p.add_argument("--caption", action="append", default=[], metavar="NAME",
                    help="also score the named caption {key}.NAME.txt (or the NAME_caption field), e.g. synthetic: "
                         "columns / JSON keys NAME_<reward> (repeatable)")
@@ -39,27 +39,14 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_options(items: list[str]) -> dict:
-    """["clip_score.model=/p", "clip_score.batch_size=8"] -> {"clip_score": {"model": "/p", "batch_size": 8}}."""
-    import yaml
-
-    out: dict = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        key, dot, opt = name.partition(".")
-        if not sep or not dot or not opt:
-            raise ValueError(f"--option {item!r} must look like REWARD.NAME=VALUE")
-        out.setdefault(key, {})[opt] = yaml.safe_load(raw)
-    return out
-
-
 def run(args) -> int:
+    from mirokit.console import columns
+    from mirokit.options import parse_options, parse_strings
     from mirokit.rewards import available_scorers
     from mirokit.rewards.job import ScoreJobConfig, run_score_job
 
     if args.list:
-        for key, desc in available_scorers().items():
-            print(f"{key:22s} {desc}")
+        print(columns(available_scorers()))
         return 0
     if not args.inputs or not args.out:
         raise ValueError("give input files and --out (or --list)")
@@ -67,6 +54,6 @@ def run(args) -> int:
     def config(fields: dict, device: str) -> ScoreJobConfig:
         return ScoreJobConfig(**fields, rewards=args.reward, reward_options=parse_options(args.option), device=device,
                               enrich=args.enrich, captions=args.caption,
-                              caption_length=dict(item.partition("=")[::2] for item in args.caption_length))
+                              caption_length=parse_strings(args.caption_length, "--caption-length"))
 
     return run_unit_job(args, config, run_score_job, "scored")

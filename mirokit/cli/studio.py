@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 
+from mirokit.cli.commands import COMMANDS
 from mirokit.cli.sampling_flags import add_dtype_flag
-from mirokit.registry import COMMANDS
 
 
 @COMMANDS.register("studio")
@@ -48,42 +48,16 @@ def add_parser(sub) -> None:
 
 
 def build_studio(args):
-    """The Studio of the parsed arguments (models loaded)."""
-    from pathlib import Path
+    """The Studio of the parsed arguments, models loaded (mirokit.studio.build.build_studio)."""
+    from mirokit.cli.sampling_flags import model_dtype
+    from mirokit.config import parse_named
+    from mirokit.options import parse_options
+    from mirokit.studio.build import build_studio as build
 
-    from mirokit.cli.sampling_flags import model_dtype, parse_named
-    from mirokit.cli.score import parse_options
-    from mirokit.distributed import resolve_device
-    from mirokit.pipeline import MiroPipeline
-    from mirokit.studio.requests import Limits
-    from mirokit.studio.session import Studio
-
-    for name in ("max_images", "max_steps", "max_points", "max_queued"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    sources = parse_named(args.models, "MODEL")
-    variants = args.variant or [None]
-    if len(variants) > 1 and len(sources) > 1:
-        raise ValueError("several --variant values need exactly one MODEL (the repository holding them)")
-    if len(variants) > 1:
-        (path,) = sources.values()
-        loads = {variant: (path, variant) for variant in variants}
-    else:
-        loads = {name: (path, variants[0]) for name, path in sources.items()}
-    device = str(resolve_device(args.device))
-    models = {name: MiroPipeline.from_pretrained(path, variant=variant, device=device, text_encoder=args.text_encoder,
-                                                 vae=args.vae).to(dtype=model_dtype(args))
-              for name, (path, variant) in loads.items()}
-    examples = None
-    if args.examples:
-        examples = [line.strip() for line in Path(args.examples).read_text().splitlines() if line.strip()]
-        if not examples:
-            raise ValueError(f"--examples {args.examples}: no prompts in the file")
-    return Studio(models, args.out, sources={name: path for name, (path, _) in loads.items()},
-                  variants={name: variant for name, (_, variant) in loads.items() if variant},
-                  scorer_options=parse_options(args.option), examples=examples,
-                  limits=Limits(max_images=args.max_images, max_steps=args.max_steps, max_points=args.max_points),
-                  max_queued_per_client=args.max_queued, dtype=args.dtype)
+    return build(parse_named(args.models, "MODEL"), args.out, variants=args.variant, device=args.device,
+                 text_encoder=args.text_encoder, vae=args.vae, torch_dtype=model_dtype(args), dtype=args.dtype,
+                 scorer_options=parse_options(args.option), examples=args.examples, max_images=args.max_images,
+                 max_steps=args.max_steps, max_points=args.max_points, max_queued=args.max_queued)
 
 
 def run(args) -> int:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from mirokit.registry import COMMANDS
+from mirokit.cli.commands import COMMANDS
 
 
 @COMMANDS.register("train")
@@ -27,10 +26,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-LOST_PEER = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Connection refused")
-"""what a collective raises on the ranks that remain when one dies (gloo)"""
-
-
 def run(args) -> int:
     import yaml
 
@@ -41,18 +36,17 @@ def run(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    from mirokit.distributed import is_main
-    from mirokit.encoders.hub import one_line
+    from mirokit.distributed import is_main, lost_peer_error
+    from mirokit.sources import one_line
     from mirokit.train.loop import train
 
     try:
         final = train(cfg)
     except RuntimeError as err:  # gloo: "Read error ...: Connection reset by peer ... GLHF!" on every survivor
-        if not any(s in str(err) for s in LOST_PEER) or "RANK" not in os.environ:
+        lost = lost_peer_error(err, one_line(err))
+        if lost is None:
             raise
-        raise RuntimeError(f"rank {os.environ['RANK']} of {os.environ.get('WORLD_SIZE', '?')} lost its connection "
-                           f"to another rank, which died or was killed (see its log); the run resumes from its last "
-                           f"checkpoint when restarted ({one_line(err)[:160]})") from None
+        raise lost from None
     if is_main():
         print(f"model written to {final}")
     return 0

@@ -19,11 +19,14 @@ def add_unit_job_flags(p, *, batch_size: int) -> None:
 def unit_job_fields(args, dist) -> dict:
     """The UnitJobConfig fields of the parsed flags, this rank's share under torchrun (`dist` from
     mirokit.distributed.init_distributed)."""
+    from mirokit.distributed import job_shard
+
     if not args.inputs or not args.out:
         raise ValueError("give input files and --out")
+    shard_index, num_shards = job_shard(args.shard_index, args.num_shards, dist)
     return {"inputs": args.inputs, "out_dir": args.out, "batch_size": args.batch_size, "num_workers": args.num_workers,
-            "shard_index": args.shard_index * dist.world_size + dist.rank,
-            "num_shards": args.num_shards * dist.world_size, "chunk_rows": args.chunk_rows, "progress": dist.is_main}
+            "shard_index": shard_index, "num_shards": num_shards, "chunk_rows": args.chunk_rows,
+            "progress": dist.is_main}
 
 
 def job_summary(manifest: dict, verb: str, out: str) -> str:

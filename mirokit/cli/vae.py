@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mirokit.registry import COMMANDS, add_group
+from mirokit.cli.commands import COMMANDS, add_group
 
 
 @COMMANDS.register("vae")
@@ -30,14 +30,11 @@ def add_init_parser(vsub) -> None:
 
 
 def run_init(args) -> int:
-    from mirokit.encoders.vae import init_tiny_vae
+    from mirokit.encoders.vae import describe_tiny_vae, init_tiny_vae
+    from mirokit.options import parse_ints
 
-    try:
-        widths = tuple(int(c) for c in args.channels.split(","))
-    except ValueError:
-        raise ValueError(f"--channels {args.channels!r} must be comma-separated integers") from None
+    widths = parse_ints(args.channels, "--channels")
     made = init_tiny_vae(args.out, widths=widths, latent_channels=args.latent_channels, image_size=args.image_size,
                          samples=args.samples, seed=args.seed)
-    print(f"wrote a {made['parameters']:,}-parameter VAE (x{made['downsampling']} down) to {args.out}; latent mean "
-          f"{[round(m, 3) for m in made['mean']]}, std {[round(s, 3) for s in made['std']]} in {made['stats']}")
+    print(describe_tiny_vae(made, args.out))
     return 0

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mirokit.atomic import SOLE_WRITER, write_json_atomic, write_parquet_atomic
+
 NUM_BINS = 64
 FORMAT = "mirokit-calibration-v1"
 
@@ -116,11 +118,8 @@ class Calibration:
                 "rewards": {k: vars(v) for k, v in self.rewards.items()}}
 
     def save(self, path: str | Path) -> None:
-        """Write the calibration JSON (atomically)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(path)
+        """Write the calibration JSON (atomically; one writer per file)."""
+        write_json_atomic(path, self.to_json(), SOLE_WRITER, indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> "Calibration":
@@ -221,6 +220,21 @@ def apply_calibration(files: list[Path], calibration: Calibration, out_dir: str 
         for key in _reward_columns(table.schema, rewards, path):
             values = calibration.apply(key, table.column(key).to_numpy(zero_copy_only=False))
             table = table.set_column(table.schema.get_field_index(key), key, pa.array(values, pa.float32()))
-        pq.write_table(table, out / path.name)
+        write_parquet_atomic(out / path.name, table)
         written.append(out / path.name)
     return written
+
+
+def fit_calibration_file(inputs: list[str | Path], out: str | Path, rewards: list[str] | None = None,
+                         captions: tuple[str, ...] = ()) -> Calibration:
+    """Fit a calibration on the parquet files of `inputs` (files or folders of them) and write its JSON to `out`
+    (what `mirokit calibrate fit` does)."""
+    calibration = fit_calibration(parquet_files(inputs), rewards, tuple(captions))
+    calibration.save(out)
+    return calibration
+
+
+def describe_calibration(calibration: Calibration) -> str:
+    """One line per reward: its score count, the missing ones, mean, std and range."""
+    return "\n".join(f"{key}: {rc.count} scores ({rc.missing} missing or not finite), mean {rc.mean:.4g}, "
+                     f"std {rc.std:.4g}, range [{rc.min:.4g}, {rc.max:.4g}]" for key, rc in calibration.rewards.items())

@@ -38,9 +38,11 @@ from safetensors.torch import save as save_tensors
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mirokit.atomic import write_json_atomic
 from mirokit.data.batch import DataError
 from mirokit.data.calibration import Calibration
 from mirokit.data.caption_mix import CaptionMixConfig
+from mirokit.dtypes import dtype_named
 from mirokit.data.source import DATA_SOURCES, UNCOND_TEXT_FILE, DataConfig, DatasetInfo, Sample
 from mirokit.tars import index_members, shard_list, shard_name
 from mirokit.urls import DownloadError, fetch, is_url
@@ -49,15 +51,14 @@ log = logging.getLogger(__name__)
 
 ENCODING_FILE = "encoding.json"
 INDEX_FILE = "mirokit-index.json"
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def sample_members(meta: dict, mean: Tensor, std: Tensor, texts: list[Tensor], dtype: str = "float16") -> dict[str, bytes]:
+def sample_members(meta: dict, mean: Tensor, std: Tensor, texts: list[Tensor], dtype: str = "fp16") -> dict[str, bytes]:
     """The members of one encoded sample: meta (with its "captions" list), latent moments (C, h, w) and one
     (L_i, D) text tensor per caption, stored in `dtype`."""
     if len(texts) != len(meta["captions"]):
         raise ValueError(f"{len(meta['captions'])} captions but {len(texts)} text embeddings")
-    store = DTYPES[dtype]
+    store = dtype_named(dtype, "encode dtype")
     latent = {"mean": mean.to(store).contiguous().cpu(), "std": std.to(store).contiguous().cpu()}
     text = {f"caption_{i}": t.to(store).contiguous().cpu() for i, t in enumerate(texts)}
     return {"json": json.dumps(meta).encode(), "latent.safetensors": save_tensors(latent),
@@ -114,9 +115,7 @@ def load_index(paths: list[Path], folder: Path | None) -> list[int]:
     counts = [len(index_members(p)) for p in paths]
     if index_file is not None:
         try:
-            tmp = index_file.with_name(f".{INDEX_FILE}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps({"shards": stamp, "samples": counts}))
-            os.replace(tmp, index_file)
+            write_json_atomic(index_file, {"shards": stamp, "samples": counts}, indent=None)  # ranks may race
         except OSError:
             pass  # a read-only dataset folder: count again next time
     return counts

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +24,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from mirokit.atomic import SOLE_WRITER, stale_temporaries, write_json_atomic
 from mirokit.data.batch import DataError
+from mirokit.dtypes import dtype_name
 from mirokit.data.jsonl import load_image
 from mirokit.data.shards import ENCODING_FILE, sample_members
 from mirokit.data.source import DatasetInfo
@@ -56,26 +57,29 @@ class EncodeJobConfig:
     """names of extra captions ({key}.NAME.txt or the .json's NAME_caption), e.g. synthetic"""
     image_size: int = 256
     """images are resized (shorter side) and centre-cropped to this"""
-    dtype: str = "float16"
-    """storage dtype of latents and text states: float16 | bfloat16 | float32"""
+    dtype: str = "fp16"
+    """storage dtype of latents and text states: fp16 | bf16 | fp32"""
     batch_size: int = 32
     """images per VAE / T5 call"""
     num_workers: int = 2
     """processes that read and decode the input shards while the encoders run"""
     device: str = "cpu"
-    """where the VAE and T5 run (bfloat16 weights on CUDA)"""
+    """where the VAE and T5 run (bf16 weights on CUDA)"""
     shard_index: int = 0
     num_shards: int = 1
     stats: bool = True
     """also estimate the latents' per-channel mean / std (latent_stats.json, for normalisation: stats)"""
     progress: bool = True
 
+    def __post_init__(self):
+        self.dtype = dtype_name(self.dtype, "--dtype")
+
 
 class Encoders:
     """The frozen VAE and text encoder of a job, on its device."""
 
     def __init__(self, cfg: EncodeJobConfig):
-        dtype = "bfloat16" if cfg.device.startswith("cuda") else "float32"
+        dtype = "bf16" if cfg.device.startswith("cuda") else "fp32"
         self.vae = VAESpace(VAESpaceConfig(name_or_path=cfg.vae, dtype=dtype, batch_size=cfg.batch_size,
                                            sample=False)).to(cfg.device)
         self.text = HFTextEncoder(HFTextEncoderConfig(name_or_path=cfg.text_encoder, max_length=cfg.max_length,
@@ -187,7 +191,7 @@ class _UnitWriter:
         what marks the unit done, so its report must exist first (a kill in between redoes the unit)."""
         if self.stats.count:
             self.report["latent_sums"] = self.stats.sums()
-        _write_json(report_path, self.report)
+        write_json_atomic(report_path, self.report, SOLE_WRITER, indent=1, default=str)  # the unit is ours alone
         self.writer.close()
 
 
@@ -213,7 +217,7 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
     source = {shard_name(p): p for p in paths}  # output name -> local path or URL
     todo = [p for p in mine if not (out / p.name).is_file()]
     for path in todo:  # leftovers of a killed run (these shards are ours alone)
-        for stale in [*out.glob(f".{path.name}.tmp-*"), *out.glob(f"..{path.stem}.report.json.tmp-*")]:
+        for stale in [*stale_temporaries(out, f"{path.name}."), *stale_temporaries(out, f".{path.stem}.report.json.")]:
             stale.unlink()
     import torch.utils.data as tud
 
@@ -247,7 +251,8 @@ def run_encode_job(cfg: EncodeJobConfig, is_main: bool = True) -> dict:
     manifest = {"config": asdict(cfg), "units": [p.name for p in mine], "skipped_done": len(mine) - len(todo),
                 "samples": sum(r["samples"] for r in reports.values()), "left_out": left_out,
                 "failed_units": failed, "seconds_this_run": time.perf_counter() - start}
-    _write_json(out / f"manifest.{cfg.shard_index:03d}-of-{cfg.num_shards:03d}.json", manifest)
+    write_json_atomic(out / f"manifest.{cfg.shard_index:03d}-of-{cfg.num_shards:03d}.json", manifest, SOLE_WRITER,
+                      indent=1, default=str)
     return manifest
 
 
@@ -268,15 +273,25 @@ def finish_encoding(cfg: EncodeJobConfig, paths: list) -> dict:
     encoding = {"vae": cfg.vae, "text_encoder": cfg.text_encoder, "max_length": cfg.max_length, "reward_keys": cfg.rewards, "captions": ["original", *cfg.captions],
                 "image_size": cfg.image_size, "dtype": cfg.dtype, "moments_shape": shape,
                 "samples": sum(r["samples"] for r in reports), "shards": len(reports)}
-    _write_json(out / ENCODING_FILE, encoding)
+    write_json_atomic(out / ENCODING_FILE, encoding, SOLE_WRITER, indent=1, default=str)
     return encoding
+
+
+def encode_shards(cfg: EncodeJobConfig, is_main: bool = True) -> str | None:
+    """Encode this process's share (run_encode_job), wait for every rank, then on the main process write
+    encoding.json for all of them (finish_encoding) -> the line `mirokit encode` prints there (None elsewhere)."""
+    from mirokit.distributed import barrier
+
+    manifest = run_encode_job(cfg, is_main=is_main)
+    barrier()
+    if not is_main:
+        return None
+    encoding = finish_encoding(cfg, [p for spec in cfg.inputs for p in shard_list(spec)])
+    left = manifest["left_out"]
+    return (f"encoded {manifest['samples']} samples in {len(manifest['units'])} shard(s) of this job "
+            f"({manifest['skipped_done']} already done); left out {sum(left.values())}"
+            + (f" ({left})" if left else "") + f"; {encoding['samples']} samples in {cfg.out_dir} in all")
 
 
 def _identity(item):
     return item
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)

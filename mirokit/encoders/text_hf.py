@@ -13,8 +13,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mirokit.encoders.hub import DTYPES, load_pretrained, resolve
+from mirokit.dtypes import dtype_name, dtype_named
+from mirokit.encoders.hub import load_pretrained
 from mirokit.encoders.text import TEXT_ENCODERS, TextEncoder, TextEncoderConfig, check_captions
+from mirokit.sources import locate
 
 _TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model")
 @dataclass(kw_only=True)
@@ -25,16 +27,15 @@ class HFTextEncoderConfig(TextEncoderConfig):
     """Hub id (e.g. "google/flan-t5-xl") or local folder with config.json, weights and tokenizer."""
     max_length: int = 128
     """Tokens per caption L (padded/truncated; T5 appends </s>)."""
-    dtype: str = "float32"
-    """Weights dtype: "float32", "bfloat16" or "float16"; outputs are always float32."""
+    dtype: str = "fp32"
+    """Weights dtype: fp32, bf16 or fp16; outputs are always float32."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name_or_path, str) or not self.name_or_path:
             raise ValueError(f"HFTextEncoder: name_or_path must be a non-empty string, got {self.name_or_path!r}")
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
             raise ValueError(f"HFTextEncoder: max_length must be a positive int, got {self.max_length!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"HFTextEncoder: unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        self.dtype = dtype_name(self.dtype, "HFTextEncoder dtype")
 
 
 @TEXT_ENCODERS.register("hf_t5", config=HFTextEncoderConfig, description="frozen transformers T5 encoder")
@@ -53,7 +54,7 @@ class HFTextEncoder(TextEncoder):
             config = HFTextEncoderConfig(name_or_path=str(config), **options)
         self.config = replace(config)
         # a local folder is stored as an absolute path: it survives a change of working dir
-        self.config.name_or_path, self.local = resolve(self.config.name_or_path, "text encoder")
+        self.config.name_or_path, self.local = locate(self.config.name_or_path, "text encoder")
         self.max_length = self.config.max_length
         self.trainable = False
         self._dim: int | None = None
@@ -102,7 +103,7 @@ class HFTextEncoder(TextEncoder):
         if tokenizer.pad_token_id is None:
             raise ValueError(f"tokenizer of text encoder {name} has no pad token")
         tokenizer.padding_side = "right"
-        model = self._from_pretrained(T5EncoderModel, dtype=self.weights_dtype or DTYPES[self.config.dtype])
+        model = self._from_pretrained(T5EncoderModel, dtype=self.weights_dtype or dtype_named(self.config.dtype))
         if len(tokenizer) > model.config.vocab_size:
             raise ValueError(
                 f"text encoder {name}: tokenizer has {len(tokenizer)} tokens but the model only "

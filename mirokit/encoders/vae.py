@@ -22,9 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mirokit.atomic import SOLE_WRITER, write_json_atomic
 from mirokit.config import ConfigError, to_dict
-from mirokit.encoders.hub import DTYPES, load_pretrained, resolve
+from mirokit.dtypes import dtype_name, dtype_named
+from mirokit.encoders.hub import load_pretrained
 from mirokit.encoders.pixel import IMAGE_SPACES, ImageSpaceConfig
+from mirokit.sources import locate
 
 SDXL_LATENT_MEAN = (-0.3480, 0.3754, 0.0419, 2.4331)
 """Channel means of SDXL-VAE latents (official MIRO constants)."""
@@ -54,8 +57,8 @@ class VAESpaceConfig(ImageSpaceConfig):
     """what dataset samples hold: moments ((2C, h, w): mean then std) | pixels (encoded in the training step)"""
     sample: bool = True
     """train on z ~ N(mean, std) drawn from the moments (official); false: on the mean"""
-    dtype: str = "float32"
-    """VAE weights dtype: float32 | bfloat16 | float16"""
+    dtype: str = "fp32"
+    """VAE weights dtype: fp32 | bf16 | fp16"""
     batch_size: int = 16
     """images per VAE encode / decode call"""
 
@@ -64,8 +67,7 @@ class VAESpaceConfig(ImageSpaceConfig):
             raise ValueError(f"unknown image_space.normalisation {self.normalisation!r}; known: {', '.join(NORMALISATIONS)}")
         if self.input not in INPUTS:
             raise ValueError(f"unknown image_space.input {self.input!r}; known: {', '.join(INPUTS)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"unknown image_space.dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        self.dtype = dtype_name(self.dtype, "image_space.dtype")
         if self.normalisation == "stats" and not self.stats:
             raise ValueError("image_space.normalisation=stats needs image_space.stats (a JSON file)")
         if self.normalisation == "explicit" and (not self.scale or len(self.scale) != len(self.bias)):
@@ -125,10 +127,7 @@ class LatentStats:
     def save(self, path: str | Path) -> Path:
         """Write {"mean", "std", "count"} as JSON (the `stats` file of `normalisation: stats`)."""
         mean, std = self.result()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"mean": mean, "std": std, "count": self.count}, indent=2))
-        return path
+        return write_json_atomic(path, {"mean": mean, "std": std, "count": self.count}, SOLE_WRITER)
 
 
 def normalisation_of(cfg: VAESpaceConfig) -> tuple[list[float], list[float]]:
@@ -147,7 +146,7 @@ class VAESpace:
 
     def __init__(self, config: VAESpaceConfig | None = None):
         config = config or VAESpaceConfig()
-        name, self.local = resolve(config.name_or_path, "VAE")
+        name, self.local = locate(config.name_or_path, "VAE")
         scale, bias = normalisation_of(config)
         # stored resolved: a saved model keeps its constants even if the stats file goes away
         self.config = replace(config, name_or_path=name, normalisation="explicit", stats=None, scale=scale, bias=bias)
@@ -198,7 +197,7 @@ class VAESpace:
             from diffusers import AutoencoderKL
 
             vae = load_pretrained(AutoencoderKL, self.config.name_or_path, self.local, "VAE",
-                                  torch_dtype=self.weights_dtype or DTYPES[self.config.dtype],
+                                  torch_dtype=self.weights_dtype or dtype_named(self.config.dtype),
                                   low_cpu_mem_usage=False)
             if vae.config.latent_channels != self.channels:
                 raise ValueError(f"VAE {self.config.name_or_path} has {vae.config.latent_channels} latent channels; "
@@ -296,3 +295,9 @@ def init_tiny_vae(out: str | Path, *, widths: tuple[int, ...] = (16, 32), latent
     mean, std = stats.result()
     return {"parameters": sum(p.numel() for p in vae.parameters()), "downsampling": 2 ** (len(widths) - 1),
             "mean": mean, "std": std, "stats": str(path)}
+
+
+def describe_tiny_vae(made: dict, out: str | Path) -> str:
+    """The line `mirokit vae init` prints for what init_tiny_vae made in OUT (statistics rounded to 3 digits)."""
+    return (f"wrote a {made['parameters']:,}-parameter VAE (x{made['downsampling']} down) to {out}; latent mean "
+            f"{[round(m, 3) for m in made['mean']]}, std {[round(s, 3) for s in made['std']]} in {made['stats']}")

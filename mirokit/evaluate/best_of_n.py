@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from mirokit.atomic import write_atomic
 from mirokit.evaluate.pages import fmt_ci, plot_ci_curves, text_table, write_json, write_page
 from mirokit.evaluate.samples import ModelRun, sample_and_score
 from mirokit.evaluate.stats import best_of_n_curve, expected_best_of_n, first_n_reaching
@@ -191,8 +192,7 @@ def write_best_of_n_report(summary: dict, rows: list[dict], out_dir: str | Path)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "scores.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    write_atomic(out / "scores.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     select, ref = summary["select"], summary["reference"]
     ns = summary["ns"]
     keys = list(next(iter(summary["models"].values()))["curves"])

@@ -16,12 +16,11 @@ images all exist (an unreadable PNG is drawn again).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mirokit.atomic import temporary_path, write_text_atomic
+from mirokit.atomic import save_image_atomic, temporary_path, write_atomic, write_json_atomic
 
 SETTINGS_NAME = "settings.json"
 SHARD_KEYS = ("shard_index", "num_shards", "device", "batch_size", "world_size", "mirokit_version")
@@ -57,7 +56,7 @@ def check_settings(out: Path, settings: dict, owner: str | None = None) -> None:
                 raise ValueError(f"{out} was generated with {key}={old.get(key)!r}, not {settings.get(key)!r}; "
                                  f"resume with the same settings or use another --out")
         return
-    write_text_atomic(path, json.dumps(settings, indent=2) + "\n", owner)
+    write_json_atomic(path, settings, owner)
 
 
 def shard_batches(pairs: list, batch_size: int, shard_index: int, num_shards: int) -> list[list]:
@@ -79,8 +78,6 @@ def generate_geneval(pipe, records: list[dict], out: str | Path, sampling=None, 
     record written to OUT/settings.json and checked on resume. Returns {"prompts" (touched by this
     shard), "written", "skipped" (already there), "redrawn" (unreadable files replaced), "out"}.
     """
-    from PIL import Image
-
     from mirokit.evaluate.samples import render
     from mirokit.sampling import SamplingSettings
 
@@ -104,7 +101,7 @@ def generate_geneval(pipe, records: list[dict], out: str | Path, sampling=None, 
         line = json.dumps(records[i]) + "\n"
         meta = folder / "metadata.jsonl"
         if not meta.is_file() or meta.read_text() != line:
-            write_text_atomic(meta, line, owner)
+            write_atomic(meta, line, owner)
         temporary_path(meta, owner).unlink(missing_ok=True)
     todo, skipped, redrawn = [], 0, 0
     for batch in mine:
@@ -121,9 +118,7 @@ def generate_geneval(pipe, records: list[dict], out: str | Path, sampling=None, 
         for k in missing:  # the batch is computed whole (bit-identical images); only the missing ones are written
             i, j = batch[k]
             path = out / f"{i:05d}" / "samples" / f"{j:04d}.png"
-            tmp = temporary_path(path, owner, ".tmp.png")  # redrawn after a kill: the same name, renamed
-            Image.fromarray(images[k]).save(tmp)
-            os.replace(tmp, path)
+            save_image_atomic(path, images[k], owner)  # redrawn after a kill: the same temporary, renamed
         bar.update(len(missing))
     bar.close()
     return {"prompts": len(prompts), "written": sum(len(m) for _, m in todo), "skipped": skipped,

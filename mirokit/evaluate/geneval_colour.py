@@ -88,9 +88,9 @@ class ClipColourClassifier:
                  background: str = "#999", crop: bool = True, amp: bool | None = None):
         from PIL import ImageColor
 
-        from mirokit.rewards.base import resolve_model_path
+        from mirokit.sources import locate
 
-        self.model_path, self.is_local = resolve_model_path(model, "GenEval colour CLIP")
+        self.model_path, self.is_local = locate(model, "GenEval colour CLIP")
         if self.is_local and not (Path(self.model_path) / "config.json").is_file():
             raise FileNotFoundError(f"CLIP folder {self.model_path} has no config.json")
         if background != "original":

@@ -22,9 +22,10 @@ keys and shape mismatches are one-line errors naming the first few; the result l
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
+
+from mirokit.atomic import write_json_atomic
 
 B = "model.pixel_level_module.encoder."
 P = "model.pixel_level_module.decoder."
@@ -341,5 +342,5 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, progress: bool = Tru
     report = {"source": str(Path(src).resolve()), "sha256": sha256(src), **report,
               "class_names": "GenEval object_names.txt (label i = line i)",
               "checkpoint_classes": stored, "mirokit_version": __version__}
-    (out / CONVERTED_MARKER).write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(out / CONVERTED_MARKER, report)
     return report

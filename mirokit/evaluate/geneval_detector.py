@@ -194,21 +194,23 @@ class Mask2FormerDetector:
     """GenEval's detector on `Mask2FormerForUniversalSegmentation` (folder evaluation's detector interface).
 
     model: a converted folder (recommended) or a hub id / local copy of the facebook release; device: torch
-    device string; dtype: float32 (GenEval's), bfloat16 or float16; min_score: masks are kept only for
+    device string; dtype: fp32 (GenEval's), bf16 or fp16; min_score: masks are kept only for
     detections scoring above it (GenEval's rules never look at others: pass the lowest rule threshold);
     max_per_image: mmdet's test_cfg.max_per_image.
     """
 
-    def __init__(self, model: str = FACEBOOK_HUB_ID, *, device: str = "cpu", dtype: str = "float32",
+    def __init__(self, model: str = FACEBOOK_HUB_ID, *, device: str = "cpu", dtype: str = "fp32",
                  min_score: float = 0.0, max_per_image: int = 100,
                  preprocess: PreprocessConfig = PreprocessConfig()):
-        from mirokit.rewards.base import resolve_model_path, torch_dtype
+        from mirokit.dtypes import dtype_name, dtype_named
+        from mirokit.sources import locate
 
-        self.model_path, self.is_local = resolve_model_path(model, "GenEval detector")
+        self.model_path, self.is_local = locate(model, "GenEval detector")
         if self.is_local and not (Path(self.model_path) / "config.json").is_file():
             raise FileNotFoundError(f"GenEval detector folder {self.model_path} has no config.json "
                                     "(make one with `mirokit convert geneval-detector SRC.pth OUT/`)")
-        self.device, self.dtype_name, self.dtype = device, dtype, torch_dtype(dtype)
+        self.device, where = device, "GenEval detector dtype"
+        self.dtype_name, self.dtype = dtype_name(dtype, where), dtype_named(dtype, where)
         self.min_score, self.max_per_image, self.preprocess = min_score, max_per_image, preprocess
         self.converted = self.is_local and is_converted(self.model_path)
         self.model = None

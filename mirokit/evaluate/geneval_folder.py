@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mirokit.atomic import write_atomic, write_json_atomic
 from mirokit.evaluate.geneval_rules import (
     DEFAULT_RULES,
     RuleConfig,
@@ -288,12 +289,8 @@ def records_path(out: str | Path) -> Path:
 def write_results(records: list[dict], summary: dict, out: str | Path) -> tuple[Path, Path]:
     """Write the summary to `out` (JSON) and the records to `records_path(out)` -> both paths."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lines = records_path(out)
-    with open(lines, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    return out, lines
+    lines = write_atomic(records_path(out), "".join(json.dumps(r) + "\n" for r in records))
+    return write_json_atomic(out, summary), lines
 
 
 def format_summary(summary: dict) -> str:

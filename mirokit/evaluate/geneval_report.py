@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from mirokit.atomic import save_image_atomic, write_atomic
 from mirokit.evaluate.report import html_page, html_table, plot_bars
 
 _CSS = ".fails{display:flex;flex-wrap:wrap;gap:12px}.fails figure{width:260px;margin:0}figcaption{white-space:pre-wrap}"
@@ -39,9 +40,7 @@ def draw_detections(image_path: Path, details: dict, path: Path, *, max_side: in
             draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=2)
             label = f"{cls} {box[4]:.2f}" if len(box) > 4 else cls
             draw.text((x0 + 2, y0 + 1), label, fill=colour)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    thumb.save(path)
-    return path
+    return save_image_atomic(path, thumb)
 
 
 def tag_rows(summary: dict) -> list[list]:
@@ -91,9 +90,7 @@ def write_geneval_report(out: str | Path, summary: dict, records: list[dict], ro
     settings = summary.get("settings")
     if settings:
         body.append(f"<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=1))}</pre>")
-    page = Path(f"{stem}.html")
-    page.write_text(html_page(f"{title} results", body, css=_CSS))
-    return page
+    return write_atomic(Path(f"{stem}.html"), html_page(f"{title} results", body, css=_CSS))
 
 
 def write_conversion_report(out_dir: str | Path, report: dict) -> Path:
@@ -110,6 +107,4 @@ def write_conversion_report(out_dir: str | Path, report: dict) -> Path:
             html_table(["item", "value"], [[str(k), str(v)] for k, v in rows]),
             f"<img src='{figure.name}' alt='parameters per component'>",
             f"<h2>mirokit_geneval.json</h2><pre>{html.escape(json.dumps(report, indent=1))}</pre>"]
-    page = out_dir / "conversion.html"
-    page.write_text(html_page("GenEval detector conversion", body))
-    return page
+    return write_atomic(out_dir / "conversion.html", html_page("GenEval detector conversion", body))

@@ -50,8 +50,26 @@ class RuleConfig:
     position_threshold: float = 0.1
     """centre offsets are shrunk by this fraction of the summed box sizes before the relation test"""
 
+    @property
+    def min_score(self) -> float:
+        """The lowest score any tag keeps: a detector may drop what scores below it."""
+        return min(self.threshold, self.counting_threshold)
+
 
 DEFAULT_RULES = RuleConfig()
+
+
+def checked_rules(*, detector_threshold: float = 0.3, counting_threshold: float = 0.9,
+                  position_threshold: float = 0.1, max_objects: int = 16) -> RuleConfig:
+    """The RuleConfig of an evaluator's options (`mirokit eval geneval | shapes`); a value out of range is a
+    one-line ValueError naming its flag: thresholds in [0, 1], position threshold >= 0, max objects >= 1."""
+    for flag, value in (("--detector-threshold", detector_threshold), ("--counting-threshold", counting_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{flag} must be in [0, 1]")
+    if position_threshold < 0 or max_objects < 1:
+        raise ValueError("--position-threshold must be >= 0 and --max-objects >= 1")
+    return RuleConfig(threshold=detector_threshold, counting_threshold=counting_threshold,
+                      position_threshold=position_threshold, max_objects=max_objects)
 
 
 def box_of(det: Any) -> tuple[float, float, float, float]:

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from mirokit import distributed
-from mirokit.atomic import drop_torn_tail, temporary_path, write_text_atomic
+from mirokit.atomic import drop_torn_tail, temporary_path, write_atomic, write_json_atomic
 from mirokit.evaluate.geneval_folder import (
     ColourClassifier,
     Detector,
@@ -106,7 +106,7 @@ def prepare(out: Path, settings: dict, *, restart: bool) -> None:
             raise ValueError(f"{records_path(out).name} was made with other settings ({', '.join(diff)} differ): "
                              "use another --out or --restart")
     else:
-        write_text_atomic(path, json.dumps(settings, indent=2) + "\n", MERGER)
+        write_json_atomic(path, settings, MERGER)
 
 
 def run_geneval(folder: str | Path, out: str | Path, *, detector: Detector, colour: ColourClassifier | None,
@@ -150,12 +150,12 @@ def finalize(scan: FolderScan, out: Path, *, rules: RuleConfig, settings: dict, 
 
     by_name = collect_records(out)
     records = [by_name[it.filename] for it in scan.items if it.filename in by_name]
-    write_text_atomic(records_path(out), "".join(json.dumps(r) + "\n" for r in records), MERGER)
+    write_atomic(records_path(out), "".join(json.dumps(r) + "\n" for r in records), MERGER)
     for path in record_files(out)[1:]:
         path.unlink()
     summary = summarize_records(records, scan.problems, scan.skipped, rules, scan.root)
     summary["images"]["missing"] = len(scan.items) - len(records)
     summary["settings"] = settings
-    write_text_atomic(out, json.dumps(summary, indent=2) + "\n", MERGER)
+    write_json_atomic(out, summary, MERGER)
     summary["html"] = str(write_geneval_report(out, summary, records, scan.root, max_failures=max_failures))
     return summary

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mirokit.atomic import write_atomic, write_json_atomic
 from mirokit.evaluate.report import _plt, html_page, html_table, save_axes, save_figure
 
 
@@ -161,17 +162,12 @@ def write_page(out_dir: Path, title: str, *, intro: list[str] = (), tables: list
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     if summary is not None:
         parts.append(f"<h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=1))}</pre>")
-    path = Path(out_dir) / name
-    path.write_text(html_page(title, parts))
-    return path
+    return write_atomic(Path(out_dir) / name, html_page(title, parts))
 
 
 def write_json(path: Path, data) -> Path:
-    """Write `data` as indented JSON (NaN and infinities as null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(data), indent=2) + "\n")
-    return path
+    """Write `data` as indented JSON (NaN and infinities as null; atomically, parents created) -> the path."""
+    return write_json_atomic(path, _finite(data))
 
 
 def _finite(obj):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from mirokit.atomic import write_atomic
 from mirokit.evaluate.pages import fmt_ci, plot_ci_panels, text_table, write_json, write_page
 from mirokit.evaluate.samples import ModelRun, sample_and_score
 from mirokit.evaluate.stats import mean_ci, paired_mean_ci
@@ -81,8 +82,7 @@ def write_reward_report(result: dict, out_dir: str | Path, *, header: dict) -> d
     out.mkdir(parents=True, exist_ok=True)
     summary = {**header, **result["summary"]}
     paths = {"summary": write_json(out / "summary.json", summary), "scores": out / "scores.jsonl"}
-    with open(paths["scores"], "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in result["rows"])
+    write_atomic(paths["scores"], "".join(json.dumps(r) + "\n" for r in result["rows"]))
     values = {name: m["rewards"] for name, m in summary["models"].items()}
     paths["plot"] = plot_ci_panels(values, out / "rewards.png", title="mean raw reward, 95% CI")
     paths["grid"] = plot_grids(result["grids"], result["grid_prompts"], out / "samples.png")

@@ -7,29 +7,10 @@ runs under no_grad on the chosen device, and returns float32 raw scores.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-def resolve_model_path(name_or_path: str, what: str) -> tuple[str, bool]:
-    """(name_or_path, is_local). A value that looks like a path must exist, else a one-line error."""
-    p = Path(name_or_path).expanduser()
-    looks_local = p.exists() or name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1
-    if looks_local and not p.exists():
-        raise FileNotFoundError(f"{what} weights not found: {name_or_path}")
-    return (str(p) if looks_local else name_or_path), looks_local
-
-
-def torch_dtype(name: str):
-    """"float32" | "bfloat16" | "float16" -> torch dtype (one-line error otherwise)."""
-    import torch
-
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
-    return getattr(torch, name)
+from mirokit.dtypes import dtype_name, dtype_named
+from mirokit.sources import locate
 
 
 def check_inputs(key: str, images: list, captions: list) -> None:
@@ -51,12 +32,12 @@ class ModelScorer:
     key: str = ""
     default_model: str = ""
 
-    def __init__(self, model: str | None = None, *, device: str = "cpu", dtype: str = "float32",
+    def __init__(self, model: str | None = None, *, device: str = "cpu", dtype: str = "fp32",
                  batch_size: int = 32, trust_remote_code: bool = False):
-        self.model_path, self.is_local = resolve_model_path(model or self.default_model, self.key)
+        self.model_path, self.is_local = locate(model or self.default_model, self.key)
         self.device = device
-        self.dtype_name = dtype
-        self.dtype = torch_dtype(dtype)
+        self.dtype_name = dtype_name(dtype, f"{self.key} dtype")
+        self.dtype = dtype_named(dtype, f"{self.key} dtype")
         if batch_size < 1:
             raise ValueError(f"{self.key}: batch_size must be >= 1")
         self.batch_size = batch_size

@@ -208,7 +208,7 @@ def convert_hpsv2(pt_path: str | Path, out_dir: str | Path, *, processor: str | 
     laion/CLIP-ViT-H-14-laion2B-s32B-b79K); when given they are saved into out_dir too, so the folder
     scores offline on its own. Returns out_dir.
     """
-    from safetensors.torch import save_file
+    from mirokit.atomic import save_safetensors_atomic
 
     sd = load_state_dict_file(pt_path, "hpsv2_score")
     config = open_clip_config(sd, vision_head_width=vision_head_width, text_head_width=text_head_width)
@@ -217,8 +217,8 @@ def convert_hpsv2(pt_path: str | Path, out_dir: str | Path, *, processor: str | 
     out.mkdir(parents=True, exist_ok=True)
     config.architectures = ["CLIPModel"]
     config.save_pretrained(str(out))
-    save_file({k: v.contiguous() for k, v in converted.items()}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})
+    save_safetensors_atomic(out / "model.safetensors", {k: v.contiguous() for k, v in converted.items()},
+                            {"format": "pt"})
     if processor is not None:
         from transformers import AutoImageProcessor, AutoTokenizer
 
@@ -264,10 +264,10 @@ def load_aesthetic_head(path: str | Path, what: str = "aesthetic_score"):
 
 def convert_aesthetic_head(pth: str | Path, out_safetensors: str | Path) -> Path:
     """Rewrite the published .pth head as safetensors (keys "layers.N.weight/bias", float32). Returns the path."""
-    from safetensors.torch import save_file
+    from mirokit.atomic import save_safetensors_atomic
 
     sd = aesthetic_head_state_dict(load_state_dict_file(pth, "aesthetic_score"))
     out = Path(out_safetensors).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"layers.{k}": v.float().contiguous() for k, v in sd.items()}, str(out), metadata={"format": "pt"})
+    save_safetensors_atomic(out, {f"layers.{k}": v.float().contiguous() for k, v in sd.items()}, {"format": "pt"})
     return out

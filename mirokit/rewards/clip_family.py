@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mirokit.rewards.base import ModelScorer, check_inputs, resolve_model_path
+from mirokit.rewards.base import ModelScorer, check_inputs
+from mirokit.sources import locate
 from mirokit.rewards.clip_convert import (
     AESTHETIC_HEAD_FILES,
     clip_model_from_open_clip,
@@ -89,7 +90,7 @@ class ClipEmbeddingScorer(ModelScorer):
     def __init__(self, model: str | None = None, *, processor: str | None = None, **common):
         super().__init__(model, **common)
         if processor:
-            self.processor_path, self.processor_local = resolve_model_path(processor, f"{self.key} processor")
+            self.processor_path, self.processor_local = locate(processor, f"{self.key} processor")
         else:
             self.processor_path, self.processor_local = self._default_processor()
 
@@ -253,7 +254,7 @@ class AestheticScore(ClipEmbeddingScorer):
                 raise ValueError("aesthetic_score: pass head=<path to sac+logos+ava1-l14-linearMSE.pth or its "
                                  ".safetensors> (published in christophschuhmann/improved-aesthetic-predictor)")
             head = str(found[0])
-        self.head_path, _ = resolve_model_path(head, "aesthetic_score head")
+        self.head_path, _ = locate(head, "aesthetic_score head")
 
     def _load(self) -> None:
         super()._load()

@@ -244,7 +244,7 @@ def convert_image_reward_checkpoint(pt_path, out_dir, med_config=None, tokenizer
     `ImageRewardModel.from_pretrained` and the `image_reward_score` scorer: config.json,
     model.safetensors and, when `tokenizer` (a bert-base-uncased folder / hub id / tokenizer object)
     is given, the tokenizer files with BLIP's [DEC]/[ENC] tokens."""
-    from safetensors.torch import save_file
+    from mirokit.atomic import save_safetensors_atomic
 
     pt_path = Path(pt_path)
     if med_config is None and (pt_path.parent / "med_config.json").is_file():
@@ -252,8 +252,7 @@ def convert_image_reward_checkpoint(pt_path, out_dir, med_config=None, tokenizer
     config, state = convert_image_reward(load_original_state_dict(pt_path), med_config, vision_heads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})
+    save_safetensors_atomic(out / "model.safetensors", {k: v.contiguous() for k, v in state.items()}, {"format": "pt"})
     config.save_pretrained(out)
     if tokenizer is not None:
         load_blip_tokenizer(tokenizer).save_pretrained(out)

@@ -14,8 +14,6 @@ whose download fails (after retries, mirokit.urls) is counted as one `download f
 from __future__ import annotations
 
 import io
-import json
-import os
 import platform
 import sys
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from mirokit.atomic import SOLE_WRITER, stale_temporaries, write_json_atomic, write_parquet_atomic
 from mirokit.rewards.inputs import InputUnit, RawSample, plan_units
 from mirokit.tars import DOWNLOAD_FAILED
 from mirokit.urls import DownloadError
@@ -98,14 +97,11 @@ def write_table(rows: list[dict], path: Path, *, strings: list[str], floats: lis
     """rows -> a parquet file with string columns `strings` and float32 columns `floats`, written to a temporary
     name then renamed."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     columns = {c: pa.array([r.get(c) for r in rows], pa.string()) for c in strings}
     for c in floats:
         columns[c] = pa.array(np.asarray([r[c] for r in rows], dtype=np.float32), pa.float32())
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.table(columns), tmp)
-    os.replace(tmp, path)
+    write_parquet_atomic(path, pa.table(columns))
 
 
 def versions() -> dict:
@@ -149,7 +145,7 @@ def run_units(cfg: UnitJobConfig, *, desc: str, process: Callable[[list[Decoded]
     todo = [(i, u) for i, u in mine if not unit_output(out, u).is_file()]
     for _, unit in todo:  # leftovers of a killed run (these units are ours alone)
         for folder in (out, *(out / name for name in extra_dirs)):
-            for stale in folder.glob(f".{unit.name}.*.tmp-*"):
+            for stale in stale_temporaries(folder, f"{unit.name}."):
                 stale.unlink()
     loader = tud.DataLoader(_unit_stream(todo, cfg.batch_size, need_caption), batch_size=None,
                             num_workers=cfg.num_workers, collate_fn=_identity)
@@ -208,7 +204,4 @@ def unit_output(out: Path, unit: InputUnit) -> Path:
 def write_manifest(out_dir: str | Path, cfg: UnitJobConfig, manifest: dict) -> Path:
     """OUT/manifest.SSS-of-NNN.json (one per share of the work), written atomically."""
     path = Path(out_dir) / f"manifest.{cfg.shard_index:03d}-of-{cfg.num_shards:03d}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, manifest, SOLE_WRITER, indent=1, default=str)

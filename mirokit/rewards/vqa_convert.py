@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from mirokit.atomic import write_json_atomic
 from mirokit.rewards.vqa_model import CLIPT5Config
 
 # openai/clip-vit-large-patch14-336 vision config (the tower of clip-flant5-xxl / -xl)
@@ -105,7 +106,7 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def _save(tensors: dict[str, torch.Tensor], path: Path, dtype) -> int:
     """safetensors file of contiguous, storage-unshared tensors (cast to `dtype` if given); returns bytes."""
-    from safetensors.torch import save_file
+    from mirokit.atomic import save_safetensors_atomic
 
     seen, out = set(), {}
     for k, t in tensors.items():
@@ -113,7 +114,7 @@ def _save(tensors: dict[str, torch.Tensor], path: Path, dtype) -> int:
         ptr = t.untyped_storage().data_ptr()
         out[k] = t.clone() if ptr in seen else t.contiguous()
         seen.add(ptr)
-    save_file(out, str(path), metadata={"format": "pt"})
+    save_safetensors_atomic(path, out, {"format": "pt"})
     return sum(t.numel() * t.element_size() for t in out.values())
 
 
@@ -155,8 +156,8 @@ def convert_clip_t5_checkpoint(src_dir, out_dir, tokenizer=None, vision_tower=No
     if not weight_map:
         raise ValueError(f"no FlanT5 weights found in {src}")
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    (out / "language_model" / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    (out / "language_model" / "config.json").write_text(json.dumps(t5_cfg, indent=2))
+    write_json_atomic(out / "language_model" / "model.safetensors.index.json", index)
+    write_json_atomic(out / "language_model" / "config.json", t5_cfg)
     if not parts["mm_projector"]:
         raise ValueError(f"no mm_projector weights found in {src}")
     if not parts["vision_tower"]:
@@ -167,7 +168,7 @@ def convert_clip_t5_checkpoint(src_dir, out_dir, tokenizer=None, vision_tower=No
             parts["vision_tower"].update({k: v for k, v in _load_weights(file).items()
                                           if k.startswith("vision_model.") and not k.endswith("position_ids")})
     _save(parts["vision_tower"], out / "vision_tower" / "model.safetensors", dtype)
-    (out / "vision_tower" / "config.json").write_text(json.dumps(vision_cfg, indent=2))
+    write_json_atomic(out / "vision_tower" / "config.json", vision_cfg)
     _save(parts["mm_projector"], out / "mm_projector.safetensors", dtype)
     config.to_json_file(out / "config.json")
     if tokenizer is not None:

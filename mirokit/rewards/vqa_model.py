@@ -68,7 +68,10 @@ class CLIPT5Config:
                 "t5_chat_no_system_no_user": "<image>\n" + q + " : "}[self.conversation]
 
     def to_json_file(self, path) -> None:
-        Path(path).write_text(json.dumps({"model_type": CONFIG_TYPE, **asdict(self)}, indent=2) + "\n")
+        """Write the config as config.json-style JSON (atomically)."""
+        from mirokit.atomic import write_json_atomic
+
+        write_json_atomic(path, {"model_type": CONFIG_TYPE, **asdict(self)})
 
     @classmethod
     def from_json_file(cls, path) -> "CLIPT5Config":
@@ -184,7 +187,7 @@ class CLIPT5ForVQAScore(nn.Module):
 
     def save_pretrained(self, out_dir) -> Path:
         """Write our folder layout (see module docstring); returns the folder."""
-        from safetensors.torch import save_file
+        from mirokit.atomic import save_safetensors_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +195,7 @@ class CLIPT5ForVQAScore(nn.Module):
         self.vision_tower.save_pretrained(out / "vision_tower")
         self.language_model.save_pretrained(out / "language_model")
         state = {k: v.detach().contiguous() for k, v in self.mm_projector.state_dict().items()}
-        save_file(state, str(out / "mm_projector.safetensors"), metadata={"format": "pt"})
+        save_safetensors_atomic(out / "mm_projector.safetensors", state, {"format": "pt"})
         return out
 
     @classmethod

@@ -23,7 +23,6 @@ renamed into place, so a run killed at any moment leaves complete checkpoints on
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import nn
 
+from mirokit.atomic import move_into_place, remove_temporary, temporary_path
 from mirokit.distributed import DistInfo, barrier
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -236,9 +236,9 @@ class Checkpointer:
         """
         root = self.out_dir / CHECKPOINTS_DIR
         final = root / checkpoint_name(step)
-        tmp = root / f".tmp-{checkpoint_name(step)}"
+        tmp = temporary_path(final, "ranks")  # a name every rank agrees on; a rerun replaces a killed run's
         if self.dist.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_temporary(tmp)
             tmp.mkdir(parents=True)
         barrier()
         tensors, values = self._split()
@@ -250,13 +250,13 @@ class Checkpointer:
                     export(tmp)
                 (tmp / STATE_DIR / STATE_FILE).write_text(json.dumps(meta, indent=2))
         except OSError as err:  # a full disk: say which checkpoint, keep the earlier ones, free the partial one
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_temporary(tmp)
             raise OSError(err.errno, f"{err.strerror} while writing checkpoint {final.name} (the earlier "
                                      f"checkpoints are kept; the run resumes from the last one)", err.filename) from None
         if self.dist.is_main:
             if final.exists():
                 shutil.rmtree(final)
-            os.replace(tmp, final)
+            move_into_place(tmp, final)
             if self.keep > 0:
                 for old in list_checkpoints(self.out_dir)[:-self.keep]:
                     shutil.rmtree(old, ignore_errors=True)

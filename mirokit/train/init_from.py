@@ -62,15 +62,15 @@ class Parent:
 
 def resolve_parent(source: str) -> tuple[Path, str]:
     """`train.init_from` -> (the folder, the source pinned to the hub commit it was downloaded at, if any)."""
-    from mirokit.pipeline import resolve_model_folder
+    from mirokit.sources import is_local, model_folder
 
     name, variant, revision = parse_init_from(source)
     try:
-        directory = resolve_model_folder(name, variant, revision=revision)
+        directory = model_folder(name, variant, revision=revision)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"train.init_from: {err}") from None
     snapshot = directory.parent if variant else directory
-    local = Path(name).expanduser().exists()
+    local = is_local(name)
     if not local and snapshot.parent.name == "snapshots":  # downloaded: pin the commit the weights came from
         revision = snapshot.name
     pinned = name + (f":{variant}" if variant else "") + (f"@{revision}" if revision and not local else "")

@@ -22,6 +22,7 @@ import yaml
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mirokit.atomic import SOLE_WRITER, write_atomic
 from mirokit.config import to_dict
 from mirokit.data.batch import Batch
 from mirokit.data.loader import StepBatchSampler, batches, build_loader
@@ -299,7 +300,7 @@ class Trainer:
         tc = self.cfg.train
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
+            write_atomic(self.out_dir / "config.yaml", yaml.safe_dump(to_dict(self.cfg), sort_keys=False), SOLE_WRITER)
         bar = tqdm(total=tc.steps, initial=self.step, desc="training", unit="step",
                    disable=not (tc.progress and self.dist.is_main), dynamic_ncols=True)
         window_start, window_steps, waited = time.perf_counter(), 0, 0.0

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Protocol, Sequence
+
+from mirokit.atomic import SOLE_WRITER, write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -116,10 +117,7 @@ class MetricsLogger:
         for mirror in self.mirrors:
             mirror.skip_through(max((record["step"] for _, record in lines), default=-1))
         kept = [line for line in lines if line[1]["step"] <= step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(raw + "\n" for raw, _ in kept)
-        os.replace(tmp, self.path)  # atomic: a crash here leaves the old or the new file, not half
+        write_atomic(self.path, "".join(raw + "\n" for raw, _ in kept), SOLE_WRITER)  # the old file or the new
         self._file = open(self.path, "a", encoding="utf-8")
         if self._writer is not None:
             # purge_step makes TensorBoard discard events at steps >= purge_step from older files.

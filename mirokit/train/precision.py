@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mirokit.atomic import write_text_atomic
+from mirokit.atomic import write_json_atomic
 from mirokit.flow.loss import draw_flow_noise, flow_matching_loss
 
 CLEAR_SPEEDUP = 1.15
@@ -111,5 +111,5 @@ def _decide_on_cpu(path: Path, measure: Callable[[], dict]) -> dict:
                            f"(bf16 needs >= {CLEAR_SPEEDUP}x)",
               **{k: round(v, 6) for k, v in timing.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(record, indent=1) + "\n", owner="rank0")  # its only writer
+    write_json_atomic(path, record, "rank0", indent=1)  # its only writer
     return record

@@ -18,7 +18,7 @@ import string
 from pathlib import Path
 from typing import Any, Callable
 
-from mirokit.atomic import write_text_atomic
+from mirokit.atomic import write_json_atomic
 from mirokit.config import to_dict
 from mirokit.train.config import RunConfig
 from mirokit.train.metrics import MetricsLogger
@@ -84,8 +84,8 @@ class WandbReporter:
                                    dir=os.environ.get("WANDB_DIR") or str(self.out_dir))
 
     def _save(self) -> None:
-        write_text_atomic(self.out_dir / WANDB_RUN_FILE,
-                          json.dumps({"id": self.id, "logged_through": self.logged_through}) + "\n")
+        write_json_atomic(self.out_dir / WANDB_RUN_FILE, {"id": self.id, "logged_through": self.logged_through},
+                          indent=None)
 
     def log(self, step: int, values: dict[str, float | int]) -> None:
         """Send the scalars of `step` (unless an earlier start of the run already sent that step)."""

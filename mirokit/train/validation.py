@@ -59,8 +59,7 @@ def make_grid(images: list, rows: int, cols: int) -> np.ndarray:
 
 def validate(cfg: ValidationConfig, pipe, step: int, out_dir: Path, metrics) -> Path:
     """Sample the grid with `pipe` (EMA weights), save it as PNG and to TensorBoard; returns the PNG path."""
-    from PIL import Image
-
+    from mirokit.atomic import SOLE_WRITER, save_image_atomic
     from mirokit.sampling import generate, resolve
     from mirokit.sampling.presets import load_preset
 
@@ -72,7 +71,6 @@ def validate(cfg: ValidationConfig, pipe, step: int, out_dir: Path, metrics) -> 
         images += pipe.image_space.to_pil(x)
     grid = make_grid(images, len(cfg.targets), len(cfg.prompts))
     path = Path(out_dir) / VALIDATION_DIR / f"step_{step:07d}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
+    save_image_atomic(path, grid, SOLE_WRITER)  # rank 0's; a rerun after a kill redraws the same step
     metrics.log_image(step, "validation", grid)
     return path

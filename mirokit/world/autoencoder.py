@@ -180,3 +180,11 @@ def train_world_autoencoder(out: str | Path, *, samples: int = 8000, steps: int 
         u8 = ((batch + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
         report[name] = {k: float(v.mean()) for k, v in score_images(u8, clean.captions, WORLD_REWARDS).items()}
     return report
+
+
+def describe_training(report: dict) -> str:
+    """What `mirokit world autoencoder` prints for train_world_autoencoder's report: the rewards of the originals
+    and of their reconstructions, the final loss and the folder written."""
+    return "\n".join([*(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in report[name].items())
+                        for name in ("originals", "reconstructions")),
+                      f"final loss {report['final_loss']:.4f}; wrote {report['out']}"])

@@ -1,20 +1,25 @@
 """The shapes world's commands, registered through its plugin entry point (the core CLI knows nothing of them):
 `mirokit demo`, `mirokit world render | generate | autoencoder` and `mirokit eval shapes`. Each parses its flags
-and calls the world's library code."""
+and calls the world's library code (like the modules of mirokit/cli: no loops, numerics or file writes here)."""
 
 from __future__ import annotations
 
 import argparse
 
-from mirokit.registry import COMMANDS, add_group
+from mirokit.cli.commands import COMMANDS, add_group
+
+
+DEMO_INTERNAL = ("min_samples", "max_epochs", "probe_samples", "min_steps")
+"""DemoConfig fields that are not flags (the plan's guards; the config, not the command line, sets them)"""
+DEMO_NAMES = {"out_dir": "out"}
+"""DemoConfig fields whose flag is not --FIELD-NAME"""
 
 
 @COMMANDS.register("demo")
 def add_demo_parser(sub) -> None:
-    from mirokit.sampling.solvers import SOLVERS
-    from mirokit.world.demo_plan import CONTROL_OTHERS, EVAL_SHARE, DemoConfig
+    from mirokit.config_flags import add_config_flags
+    from mirokit.world.demo_plan import CONTROL_OTHERS, DemoConfig
 
-    d = DemoConfig()
     p = sub.add_parser(
         "demo", help="MIRO vs a baseline on the built-in shapes world (CPU, within --minutes)",
         description="End-to-end on CPU with nothing downloaded: generate the demo's shapes world, score it with the "
@@ -22,73 +27,28 @@ def add_demo_parser(sub) -> None:
                     "the shipped world autoencoder, measure this machine and fix the training steps to fit the "
                     "budget, train a no-reward baseline and MIRO side by side with the same steps, sample every "
                     "ShapesEval prompt from both, sweep each reward's target, and write OUT/report.html (tables "
-                    "with 95%% intervals, figures) and OUT/summary.json.",
+                    "with 95%% intervals, figures) and OUT/summary.json. Every flag is a field of the demo's "
+                    "config (mirokit.world.demo_plan.DemoConfig).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", default=d.out_dir, help="output folder (replaced)")
-    p.add_argument("--minutes", type=float, default=d.minutes,
-                   help="wall-clock budget of the whole demo: a faster machine trains more steps, never longer")
-    p.add_argument("--steps", type=int, default=None,
-                   help="training steps per model (skips the measurement; the budget no longer applies)")
-    p.add_argument("--samples", type=int, default=None,
-                   help=f"world samples to generate and score (default: enough that training sees each at most "
-                        f"{d.max_epochs:g} times, at least {d.min_samples})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    p.add_argument("--eval-prompts", type=int, default=d.eval_prompts,
-                   help="ShapesEval prompts sampled per model (553 = all; fewer: spread over the file)")
-    p.add_argument("--eval-images", type=int, default=None,
-                   help=f"images per ShapesEval prompt (default: 2 if that evaluation fits in {EVAL_SHARE * 100:.0f}%% of the "
-                        f"budget, else 1)")
-    p.add_argument("--control-prompts", type=int, default=d.control_prompts,
-                   help="prompts per point of the controllability sweep")
-    p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps when sampling")
-    p.add_argument("--solver", default=d.solver, choices=SOLVERS, help="ODE solver when sampling")
-    p.add_argument("--guidance", type=float, default=d.guidance, help="joint guidance scale w")
-    p.add_argument("--control-guidance", type=float, default=None,
-                   help="joint guidance scale of the controllability sweep (default: --guidance)")
-    p.add_argument("--control-others", default=d.control_others, choices=tuple(CONTROL_OTHERS),
-                   help="the other rewards' targets while the controllability sweep varies one (default: missing)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the world, the weights and the noise")
-    p.add_argument("--official-negative", action="store_true",
-                   help="also sample MIRO guided away from the official negative targets (every reward 0, empty "
-                        "prompt) as an extra report row")
-    p.add_argument("--quality-mix", type=_target_or_none, default=d.quality_mix, metavar="TARGET|none",
-                   help=f"also sample MIRO with world_quality's target at TARGET and the others at 1 (a reward mix; "
-                        f"default {d.quality_mix:g}; kept when the budget affords it, see docs/DEMO.md), or none")
-    p.add_argument("--started-at", type=float, default=None, metavar="EPOCH_SECONDS",
-                   help="count the budget from this time instead of now (`make demo` passes its own start, so the "
-                        "install counts too)")
-    p.add_argument("--config", default=d.config, help="run config of both models (file or built-in name)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for both models")
+    add_config_flags(p, DemoConfig, skip=DEMO_INTERNAL, names=DEMO_NAMES, positional=("overrides",),
+                     extra={"control_others": {"choices": tuple(CONTROL_OTHERS)},
+                            "quality_mix": {"metavar": "TARGET|none"}, "started_at": {"metavar": "EPOCH_SECONDS"},
+                            "overrides": {"metavar": "key=value"}})
     p.set_defaults(func=run_demo_command)
 
 
-def _target_or_none(text: str) -> float | None:
-    """--quality-mix's value: a number, or none."""
-    if text.lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or none") from None
-
-
 def run_demo_command(args) -> int:
+    from mirokit.config_flags import config_from_flags
     from mirokit.world.demo import run_demo
     from mirokit.world.demo_plan import DemoConfig
     from mirokit.world.demo_report import terminal_summary
 
-    cfg = DemoConfig(out_dir=args.out, minutes=args.minutes, steps=args.steps, samples=args.samples,
-                     batch_size=args.batch_size, eval_prompts=args.eval_prompts,
-                     eval_images=args.eval_images, control_prompts=args.control_prompts,
-                     sample_steps=args.sample_steps, solver=args.solver, guidance=args.guidance,
-                     control_guidance=args.control_guidance, control_others=args.control_others, seed=args.seed,
-                     official_negative=args.official_negative, quality_mix=args.quality_mix,
-                     started_at=args.started_at, config=args.config, overrides=list(args.overrides))
+    cfg = config_from_flags(DemoConfig, args, skip=DEMO_INTERNAL)
     summary = run_demo(cfg)
     print(terminal_summary(summary))
-    print(f"done in {summary['seconds']:.0f} s; report: {args.out}/report.html")
-    runs = f"{args.out}/runs"
+    print(f"done in {summary['seconds']:.0f} s; report: {cfg.out_dir}/report.html")
+    runs = f"{cfg.out_dir}/runs"
     print(f"try the rewards yourself in the browser: mirokit studio miro={runs}/miro/model "
           f"baseline={runs}/baseline/model")
     return 0
@@ -159,16 +119,12 @@ def add_generate_parser(wsub) -> None:
 def run_generate(args) -> int:
     from mirokit.config import parse_key_values
     from mirokit.world.dataset import world_config_from
-    from mirokit.world.noise import NOISE_KINDS
-    from mirokit.world.shards import generate_world_shards
+    from mirokit.world.shards import describe_world_shards, generate_world_shards
 
     cfg = world_config_from(args.overrides, clean=args.clean, noise=parse_key_values(args.noise, "--noise"),
                             seed=args.seed, size=args.size)
     summary = generate_world_shards(args.num_samples, cfg, args.out, shard_size=args.shard_size)
-    print(f"wrote {args.num_samples} samples in {len(summary['shards'])} shard(s) to {args.out}")
-    for kind in (*NOISE_KINDS, "clean"):
-        count = summary["noise_counts"][kind]
-        print(f"  {kind:<15} {count:>8}  ({count / args.num_samples:.1%})")
+    print(describe_world_shards(summary, args.out))
     return 0
 
 
@@ -193,18 +149,14 @@ def add_autoencoder_parser(wsub) -> None:
 
 
 def run_autoencoder(args) -> int:
-    from mirokit.world.autoencoder import train_world_autoencoder
+    from mirokit.options import parse_ints
+    from mirokit.world.autoencoder import describe_training, train_world_autoencoder
 
-    try:
-        widths = [int(w) for w in args.widths.split(",")]
-    except ValueError:
-        raise ValueError(f"--widths {args.widths!r} must be comma-separated integers") from None
+    widths = list(parse_ints(args.widths, "--widths"))
     report = train_world_autoencoder(args.out, samples=args.samples, steps=args.steps, batch_size=args.batch_size,
                                      widths=widths, latent_channels=args.latent_channels, seed=args.seed,
                                      half=args.half)
-    for name in ("originals", "reconstructions"):
-        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in report[name].items()))
-    print(f"final loss {report['final_loss']:.4f}; wrote {report['out']}")
+    print(describe_training(report))
     return 0
 
 
@@ -230,16 +182,11 @@ def add_shapes_parser(esub) -> None:
 
 
 def run_shapes(args) -> int:
-    from mirokit.evaluate.geneval_rules import RuleConfig
+    from mirokit.evaluate.geneval_rules import checked_rules
     from mirokit.world.shapes_eval import evaluate_folder, format_summary, write_results
 
-    for name in ("detector_threshold", "counting_threshold"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1]")
-    if args.position_threshold < 0 or args.max_objects < 1:
-        raise ValueError("--position-threshold must be >= 0 and --max-objects >= 1")
-    rules = RuleConfig(threshold=args.detector_threshold, counting_threshold=args.counting_threshold,
-                       position_threshold=args.position_threshold, max_objects=args.max_objects)
+    rules = checked_rules(detector_threshold=args.detector_threshold, counting_threshold=args.counting_threshold,
+                          position_threshold=args.position_threshold, max_objects=args.max_objects)
     records, summary = evaluate_folder(args.folder, rules=rules)
     out, lines = write_results(records, summary, args.out)
     print(format_summary(summary))

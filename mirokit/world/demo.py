@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mirokit.evaluate.pages import write_json
+from mirokit.sampling import resolve
 from mirokit.world import experiment as X
 from mirokit.world.demo_plan import (CONTROL_OTHERS, CONTROL_TARGETS, MISSING, MIX_SHARE, DemoConfig, mix_row_name,
                                      plan_steps, plan_world, short_training, variants, world_samples)
@@ -50,7 +51,7 @@ def sampling_seconds(pipe, exp: X.ExperimentConfig, prompts: list[str]) -> tuple
     """(fixed, per ODE step) seconds per sampled image (decoding included), from two timed sampling runs."""
     times = {}
     for steps in (1, 2, 4):  # the 1-step run is a warm-up
-        probe = X.ExperimentConfig(**{**vars(exp), "sample_steps": steps})
+        probe = replace(exp, sampling={**exp.sampling, "steps": steps})
         t = time.perf_counter()
         X.sample_prompts(pipe, prompts, probe)
         times[steps] = (time.perf_counter() - t) / len(prompts)
@@ -91,7 +92,7 @@ def evaluate_models(pipes: dict, cfg: DemoConfig, exp: X.ExperimentConfig) -> di
 
 def controllability(pipe, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
     """For each reward: its target swept over CONTROL_TARGETS (the other rewards missing, or at 1 with
-    cfg.control_others "high"; guidance w = cfg.control_guidance, default cfg.guidance, against the
+    cfg.control_others "high"; guidance w = cfg.control_guidance, default the sampling's, against the
     unconditional branch), that reward's mean raw score on MIRO's samples with its interval (the same prompts
     and noise at every target), and the Spearman correlation of means and targets."""
     from tqdm.auto import tqdm
@@ -103,7 +104,8 @@ def controllability(pipe, cfg: DemoConfig, exp: X.ExperimentConfig) -> dict:
     order = np.random.default_rng(cfg.seed + 1).permutation(len(prompts))[: cfg.control_prompts]
     captions = [prompts[i]["prompt"] for i in order]
     out = {}
-    exp = replace(exp, guidance=cfg.guidance if cfg.control_guidance is None else cfg.control_guidance)
+    if cfg.control_guidance is not None:
+        exp = replace(exp, sampling={**exp.sampling, "guidance": cfg.control_guidance})
     bar = tqdm(total=len(WORLD_REWARDS) * len(CONTROL_TARGETS), desc="controllability sweep", leave=False)
     for key in WORLD_REWARDS:
         cis = []
@@ -130,8 +132,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     (out / "figures").mkdir(parents=True)
     exp = X.ExperimentConfig(out_dir=str(out), num_samples=cfg.probe_samples, steps=cfg.steps or 0,
-                             **{k: getattr(cfg, k) for k in ("batch_size", "sample_steps", "solver", "guidance",
-                                                             "seed", "config")}, overrides=list(cfg.overrides))
+                             **{k: getattr(cfg, k) for k in ("batch_size", "sampling", "seed", "config")},
+                             overrides=list(cfg.overrides))
     plan = {"steps": cfg.steps, "budget_seconds": cfg.minutes * 60, "seconds_before_demo": round(before, 1),
             "precision": X.decide_precision(exp)}  # every run (and the probe) trains in this one
     print(f"training precision: {plan['precision']['precision']} ({plan['precision']['chosen_by']})", flush=True)
@@ -146,7 +148,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         train_img_s, probe_model = X.probe_images_per_second(probe, X.data_overrides(probe, dataset, latents)[1])
         fixed, per_step = sampling_seconds(MiroPipeline.from_pretrained(probe_model), exp, ["a photo of a circle"] * 64)
         shutil.rmtree(out / "probe", ignore_errors=True)
-        image_s = fixed + cfg.sample_steps * per_step
+        image_s = fixed + resolve(None, None, cfg.sampling).steps * per_step
         left = cfg.minutes * 60 - (time.perf_counter() - start)
         exp.num_samples = plan_world(cfg, left, train_img_s, image_s, score_s, world_s)
     else:

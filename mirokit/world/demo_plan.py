@@ -54,15 +54,12 @@ class DemoConfig:
     (halves the variance of the comparison), else 1 (and 2 with fixed --steps)"""
     control_prompts: int = 128
     """prompts per point of the controllability sweep"""
-    sample_steps: int = 6
-    """ODE steps when sampling (the built-in `fast` preset: AB2 at 6 steps reached Euler at 50 on the demo's
-    models, BENCHMARKS.md)"""
-    solver: str = "ab2"
-    """ODE solver when sampling"""
-    guidance: float = 3.0
-    """joint guidance scale w"""
+    sampling: dict = field(default_factory=lambda: {"solver": "ab2", "steps": 6, "guidance": 3.0})
+    """partial sampling settings (SamplingSettings' fields, e.g. {solver: ab2, steps: 6, guidance: 3,
+    guidance_interval: [0.1, 1]}) stored with both models and used to sample them (the built-in `fast` preset: AB2
+    at 6 steps reached Euler at 50 on the demo's models, BENCHMARKS.md)"""
     control_guidance: float | None = None
-    """joint guidance scale of the controllability sweep; None = `guidance`"""
+    """joint guidance scale of the controllability sweep; None = the sampling's"""
     control_others: str = "missing"
     """the other rewards' targets while one is swept: "missing" (its own effect, as a user who sets only that
     target gets it) or "high" (every other at 1: that reward in combination with the others high, a
@@ -87,7 +84,10 @@ class DemoConfig:
     the install counts against the budget too"""
 
     def __post_init__(self):
-        for name in ("samples", "batch_size", "eval_prompts", "eval_images", "control_prompts", "sample_steps"):
+        from mirokit.sampling import check_partial
+
+        check_partial(self.sampling, "--sampling")
+        for name in ("samples", "batch_size", "eval_prompts", "eval_images", "control_prompts"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if self.minutes <= 0 or (self.steps is not None and self.steps < 1):

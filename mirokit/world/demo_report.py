@@ -50,7 +50,20 @@ def _grid_indices(captions: list[str], per_tag: int = 2) -> list[int]:
 def control_guidance(settings: dict) -> float:
     """The controllability sweep's guidance scale from a summary's settings (None: the comparison's)."""
     w = settings.get("control_guidance")
-    return settings["guidance"] if w is None else w
+    return sampler(settings).guidance if w is None else w
+
+
+def _interval(settings: dict) -> str:
+    """", guidance only at signal levels [lo, hi]" when the demo sampled with a guidance interval."""
+    interval = sampler(settings).guidance_interval
+    return "" if interval is None else f", guidance only at signal levels [{interval[0]:g}, {interval[1]:g}]"
+
+
+def sampler(settings: dict):
+    """The SamplingSettings the demo sampled with, from a summary's settings (its partial `sampling`)."""
+    from mirokit.sampling import resolve
+
+    return resolve(None, None, settings["sampling"])
 
 
 def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], captions: list[str],
@@ -113,8 +126,8 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              "captions wrong, ~50% of images degraded, 10% with an object cut by the border), scored by the three "
              "built-in rewards and calibrated to 64 quantile bins; both generators are the same latent UNet on the "
              "shipped world autoencoder's 4x8x8 latents.",
-             f"Sampling: {summary['settings']['solver']}, {summary['settings']['sample_steps']} steps, guidance "
-             f"w = {summary['settings']['guidance']:g}. 'miro' asks for every reward at 1 and is guided against the "
+             f"Sampling: {sampler(summary['settings']).solver}, {sampler(summary['settings']).steps} steps, guidance "
+             f"w = {sampler(summary['settings']).guidance:g}{_interval(summary['settings'])}. 'miro' asks for every reward at 1 and is guided against the "
              "trained unconditional branch (empty prompt, rewards missing), like the baseline's text guidance."
              + (f" '{plan['mix_row']}' asks for every reward at 1 except world_quality at {mix:g}: a reward mix "
                 "(the paper's analogue: an aesthetic target of 0.625 raised GenEval from 67.7 to 75)."

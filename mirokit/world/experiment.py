@@ -7,6 +7,7 @@ ShapesEval, mean rewards and colour fidelity, each with a 95% interval (mirokit.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mirokit.atomic import save_safetensors_atomic, write_parquet_atomic
 from mirokit.data.source import CALIBRATION_FILE
 from mirokit.world.source import WORLD_REWARDS, score_images  # noqa: F401 - score_images: the demo and bench use it from here
 
@@ -33,12 +35,9 @@ class ExperimentConfig:
     """training steps per model"""
     batch_size: int = 32
     """training batch size"""
-    sample_steps: int = 10
-    """ODE steps when sampling"""
-    solver: str = "dpm++2m"
-    """ODE solver when sampling (dpm++2m at 10 steps matched Euler at 20 on the demo's models)"""
-    guidance: float = 3.0
-    """joint guidance scale w"""
+    sampling: dict = field(default_factory=lambda: {"solver": "dpm++2m", "steps": 10, "guidance": 3.0})
+    """partial sampling settings (mirokit.sampling.SamplingSettings' fields) stored with every model and used to
+    sample it (dpm++2m at 10 steps matched Euler at 20 on the demo's models); the noise seed is `seed`"""
     config: str = "demo_world"
     """run config of every model (file or built-in name)"""
     overrides: list[str] = field(default_factory=list)
@@ -46,10 +45,10 @@ class ExperimentConfig:
     workers: int = 2
     """processes scoring the world"""
 
+    def __post_init__(self):
+        from mirokit.sampling import check_partial
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
-    return (images.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        check_partial(self.sampling, "sampling")
 
 
 def build_world(exp: ExperimentConfig, progress: bool = True, timings: dict | None = None, synthetic: bool = False):
@@ -65,6 +64,7 @@ def build_world(exp: ExperimentConfig, progress: bool = True, timings: dict | No
     the synthetic captions are attached with their own scores (`dataset.set_synthetic`).
     """
     from mirokit.data.calibration import Calibration
+    from mirokit.evaluate.samples import to_uint8
     from mirokit.world.ae_space import WorldAESpace
     from mirokit.world.dataset import WorldDataset
     from mirokit.world.sampling import demo_world_config
@@ -73,7 +73,7 @@ def build_world(exp: ExperimentConfig, progress: bool = True, timings: dict | No
     dataset = WorldDataset(exp.num_samples, demo_world_config(exp.seed))
     space = WorldAESpace()
     latents = space.encode(dataset.images(list(range(len(dataset)))))
-    seen = np.concatenate([to_uint8(space.decode(latents[i:i + 512])) for i in range(0, len(latents), 512)])
+    seen = np.concatenate([to_uint8(space.to_pil(latents[i:i + 512])) for i in range(0, len(latents), 512)])
     middle = time.perf_counter()
     raw = score_images(seen, dataset.captions, WORLD_REWARDS, progress=progress, workers=exp.workers)
     if timings is not None:
@@ -102,28 +102,25 @@ def synthetic_overrides(exp: ExperimentConfig, dataset) -> list[str]:
     """Write the dataset's synthetic captions and their calibrated scores to OUT/runs/world_synthetic.parquet ->
     the override that makes a run draw them (data.synthetic; the caption mix is the config's, official 0.5)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     captions, values = dataset.synthetic
     path = Path(exp.out_dir) / "runs" / "world_synthetic.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = {"caption": pa.array(captions, pa.string())}
     columns.update({k: pa.array(values[:, j].numpy(), pa.float32()) for j, k in enumerate(dataset.reward_keys_seen)})
-    pq.write_table(pa.table(columns), path)
+    write_parquet_atomic(path, pa.table(columns))
     return [f"data.synthetic={path}"]
 
 
 def save_latents(latents: torch.Tensor, out_dir: Path) -> tuple[Path, list[str]]:
     """Write OUT/world_latents.safetensors -> (its path, the config overrides that make a run train on them:
     data.latents and the image space's per-channel normalisation and fingerprint)."""
-    from safetensors.torch import save_file
-
     from mirokit.world.ae_space import WorldAESpace
 
     normed = WorldAESpace().with_normalisation(latents)
     path = Path(out_dir) / "world_latents.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"latents": latents.contiguous()}, str(path))
+    save_safetensors_atomic(path, {"latents": latents.contiguous()})
     scale = "[" + ",".join(f"{v:.6g}" for v in normed.config.scale) + "]"
     bias = "[" + ",".join(f"{v:.6g}" for v in normed.config.bias) + "]"
     return path, [f"data.latents={path}", f"image_space.scale={scale}", f"image_space.bias={bias}",
@@ -134,9 +131,8 @@ def variant_overrides(name: str, reward_keys: list[str], exp: ExperimentConfig) 
     """Config overrides of one variant: its run folder, reward keys, the shared budget and the demo's sampler
     (stored with the model: `mirokit sample` on it samples as the demo does)."""
     keys = "[" + ",".join(reward_keys) + "]"
-    negative = ", ".join(f"{k}: null" for k in reward_keys)  # guided away from the trained unconditional branch
-    sampling = (f"sampling={{solver: {exp.solver}, steps: {exp.sample_steps}, guidance: {exp.guidance}, "
-                f"negative_rewards: {{{negative}}}}}")
+    negative = dict.fromkeys(reward_keys)  # None: guided away from the trained unconditional branch
+    sampling = "sampling=" + json.dumps({**exp.sampling, "negative_rewards": negative})
     return [f"out_dir={Path(exp.out_dir) / 'runs' / name}", f"model.reward_keys={keys}", sampling,
             f"train.steps={exp.steps}",
             f"optim.total_steps={exp.steps}", f"train.batch_size={exp.batch_size}", f"train.seed={exp.seed}",
@@ -262,9 +258,8 @@ def sample_prompts(model, prompts: list[str], exp: ExperimentConfig, *, rewards:
 
     pipe = model if isinstance(model, MiroPipeline) else MiroPipeline.from_pretrained(model)
     keys = set(pipe.reward_keys)
-    settings = resolve({"rewards": {k: v for k, v in (rewards or {}).items() if k in keys},
+    settings = resolve({**exp.sampling, "rewards": {k: v for k, v in (rewards or {}).items() if k in keys},
                         "negative_rewards": {k: v for k, v in (negative or {}).items() if k in keys},
-                        "steps": exp.sample_steps, "solver": exp.solver, "guidance": exp.guidance,
                         "seed": exp.seed if seed is None else seed, "batch_size": 128})
     return render(pipe, prompts, [(i, 0) for i in range(len(prompts))], settings)
 

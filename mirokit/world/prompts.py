@@ -14,6 +14,7 @@ import json
 import random
 from pathlib import Path
 
+from mirokit.atomic import write_atomic
 from mirokit.world.captions import GENEVAL_TAGS, Group, geneval_prompt
 from mirokit.world.vocab import COLOURS, RELATIONS, SHAPES
 
@@ -59,9 +60,7 @@ def make_shapes_eval_prompts(seed: int = 0) -> list[dict]:
 
 def write_shapes_eval(path: str | Path = SHAPES_EVAL_PATH, seed: int = 0) -> Path:
     """Write `make_shapes_eval_prompts(seed)` as JSONL (one metadata object per line) -> path."""
-    path = Path(path)
-    path.write_text("".join(json.dumps(p) + "\n" for p in make_shapes_eval_prompts(seed)))
-    return path
+    return write_atomic(path, "".join(json.dumps(p) + "\n" for p in make_shapes_eval_prompts(seed)))
 
 
 def load_shapes_eval(path: str | Path | None = None) -> list[dict]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mirokit.atomic import save_image_atomic, write_atomic
 from mirokit.evaluate import geneval_folder
 from mirokit.evaluate.geneval_folder import format_summary, summarize_records, write_results
 from mirokit.evaluate.geneval_rules import DEFAULT_RULES, RuleConfig
@@ -50,8 +51,6 @@ def render_ground_truth(out: str | Path, prompts: str | Path | None = None, *, i
     prompts."""
     import json
 
-    from PIL import Image
-
     from mirokit.world.prompts import derangement, load_shapes_eval
     from mirokit.world.render import render_batch
     from mirokit.world.sampling import WorldConfig, scene_for_metadata
@@ -64,10 +63,9 @@ def render_ground_truth(out: str | Path, prompts: str | Path | None = None, *, i
     for i, item in enumerate(records):
         folder = Path(out) / f"{i:05d}"
         (folder / "samples").mkdir(parents=True, exist_ok=True)
-        with open(folder / "metadata.jsonl", "w") as fp:  # one JSON object, as GenEval's generator writes it
-            json.dump(item, fp)
+        write_atomic(folder / "metadata.jsonl", json.dumps(item))  # one JSON object, as GenEval's generator writes it
         rng = np.random.default_rng([seed, i])
         scenes = [scene_for_metadata(records[sources[i]], rng, cfg) for _ in range(images_per_prompt)]
         for j, image in enumerate(render_batch(scenes, size)):
-            Image.fromarray(image).save(folder / "samples" / f"{j:04d}.png")
+            save_image_atomic(folder / "samples" / f"{j:04d}.png", image)
     return len(records)

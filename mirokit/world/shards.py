@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from mirokit.atomic import SOLE_WRITER, move_into_place, remove_temporary, temporary_path, write_json_atomic
 
 
 def _key(value) -> str:
@@ -62,7 +63,7 @@ def write_shards(samples, out_dir: str | Path, *, shard_size: int = 1000) -> lis
         for key, image, caption, metadata in samples:
             if tar is None:
                 path = out / f"shard-{len(paths):06d}.tar"
-                tmp = path.with_name(path.name + ".tmp")
+                tmp = temporary_path(path, SOLE_WRITER)
                 tar, count = tarfile.open(tmp, "w"), 0  # noqa: SIM115 (spans loop iterations; closed below)
                 paths.append(path)
             key = _key(key)
@@ -72,16 +73,16 @@ def write_shards(samples, out_dir: str | Path, *, shard_size: int = 1000) -> lis
             count += 1
             if count == shard_size:
                 tar.close()
-                os.replace(tmp, paths[-1])
+                move_into_place(tmp, paths[-1])
                 tar = None
         if tar is not None:
             tar.close()
-            os.replace(tmp, paths[-1])
+            move_into_place(tmp, paths[-1])
             tar = None
     finally:
         if tar is not None:  # an error mid-shard: drop the partial file
             tar.close()
-            Path(tmp).unlink(missing_ok=True)
+            remove_temporary(tmp)
             paths.pop()
     return paths
 
@@ -148,5 +149,14 @@ def generate_world_shards(num_samples: int, cfg, out_dir: str | Path, *, shard_s
     paths = write_shards(counted(), out, shard_size=shard_size)
     summary = {"num_samples": num_samples, "shards": [p.name for p in paths], "config": to_dict(cfg),
                "noise_counts": {k: counts[k] for k in (*NOISE_KINDS, "clean")}}
-    (out / "world.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "world.json", summary, SOLE_WRITER)
     return summary
+
+
+def describe_world_shards(summary: dict, out_dir: str | Path) -> str:
+    """What `mirokit world generate` prints for generate_world_shards' summary: the samples and shards written to
+    OUT_DIR, then how many samples got each noise kind (and how many none)."""
+    total = summary["num_samples"]
+    return "\n".join([f"wrote {total} samples in {len(summary['shards'])} shard(s) to {out_dir}",
+                      *(f"  {kind:<15} {count:>8}  ({count / total:.1%})"
+                        for kind, count in summary["noise_counts"].items())])

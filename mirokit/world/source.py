@@ -67,12 +67,13 @@ def scored_world(num_samples: int, world_cfg: WorldConfig | None = None, *, keys
 def save_scores(dataset: WorldDataset, path) -> None:
     """Write the dataset's calibrated scores as parquet: one float32 column per reward, row i = sample i."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from mirokit.atomic import write_parquet_atomic
 
     keys = list(dataset.info.reward_keys)
     batch = dataset.batch(list(range(len(dataset))), keys)
     table = pa.table({k: pa.array(batch.rewards[:, j].numpy(), pa.float32()) for j, k in enumerate(keys)})
-    pq.write_table(table, path)
+    write_parquet_atomic(path, table)
 
 
 def world_with_scores(num_samples: int, world_cfg: WorldConfig, scores_path, calibration_path=None) -> WorldDataset:

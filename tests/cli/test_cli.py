@@ -55,7 +55,7 @@ def test_commands_come_from_the_registry_and_the_world_plugin_adds_its_own():
     assert set(_subcommands(top["calibrate"])) == {"fit", "apply"}
     assert {"rewards", "best-of-n", "sweep", "tune-targets", "geneval", "shapes", "diversity"} == set(_subcommands(top["eval"]))
     # the world's commands are registered by its plugin module, which the core CLI never imports
-    from mirokit.registry import COMMANDS
+    from mirokit.cli.commands import COMMANDS
 
     world = {e.kind for e in COMMANDS.entries() if e.target.__module__ == "mirokit.world.commands"}
     assert world == {"demo", "world", "world.render", "world.generate", "world.autoencoder", "eval.shapes"}
@@ -115,7 +115,7 @@ def test_bad_reward_value_is_one_line(trained_model, tmp_path, capsys):
 def test_demo_smoke(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--samples", "96", "--steps", "2", "--batch-size", "8",
-                 "--eval-prompts", "24", "--control-prompts", "2", "--sample-steps", "2", "--official-negative",
+                 "--eval-prompts", "24", "--control-prompts", "2", "--sampling", "{steps: 2}", "--official-negative",
                  "--quality-mix", "0.5",
                  "--control-guidance", "1.5", "--started-at", str(time.time() - 30), "train.progress=false"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -200,7 +200,7 @@ def _check_mix_row(summary: dict, miro_model) -> None:
     prompts = load_shapes_eval()
     chosen = np.linspace(0, len(prompts) - 1, s["eval_prompts"]).round().astype(int)
     captions = [prompts[i]["prompt"] for i in chosen for _ in range(s["eval_images"])]
-    exp = X.ExperimentConfig(sample_steps=s["sample_steps"], solver=s["solver"], guidance=s["guidance"], seed=s["seed"])
+    exp = X.ExperimentConfig(sampling=s["sampling"], seed=s["seed"])
 
     def quality_at(target: float) -> float:
         images = X.sample_prompts(miro_model, captions, exp, rewards=HIGH | {"world_quality": target}, negative=MISSING)
@@ -228,14 +228,14 @@ def _check_control_sweep(summary: dict, miro_model) -> None:
     measured = summary["controllability"][key]["measured"][0]["mean"]
 
     def mean_at(guidance: float, others: str) -> float:
-        exp = X.ExperimentConfig(sample_steps=s["sample_steps"], solver=s["solver"], guidance=guidance, seed=s["seed"])
+        exp = X.ExperimentConfig(sampling={**s["sampling"], "guidance": guidance}, seed=s["seed"])
         images = X.sample_prompts(miro_model, captions, exp, rewards=CONTROL_OTHERS[others] | {key: CONTROL_TARGETS[0]},
                                   negative=MISSING, seed=s["seed"] + 1)
         return float(np.mean(X.score_images(images, captions, [key])[key]))
 
     assert s["control_guidance"] == 1.5 and s["control_others"] == "missing"
     assert measured == pytest.approx(mean_at(1.5, "missing"), abs=1e-6)
-    assert measured != pytest.approx(mean_at(s["guidance"], "missing"), abs=1e-6)
+    assert measured != pytest.approx(mean_at(s["sampling"]["guidance"], "missing"), abs=1e-6)
     assert measured != pytest.approx(mean_at(1.5, "high"), abs=1e-6)
 
 
@@ -247,7 +247,7 @@ def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_p
 
     out = tmp_path / "demo"
     cfg = DemoConfig(out_dir=str(out), minutes=0.002, batch_size=8, eval_prompts=12, control_prompts=1,
-                     sample_steps=2, min_samples=200, probe_samples=64, overrides=["train.progress=false"])
+                     sampling={"solver": "ab2", "steps": 2, "guidance": 3.0}, min_samples=200, probe_samples=64, overrides=["train.progress=false"])
     summary = run_demo(cfg)
     plan = json.loads((out / "summary.json").read_text())["plan"]
     assert plan == summary["plan"] and plan["train_images_per_s"] > 0 and plan["world_seconds_per_sample"] > 0

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from mirokit.cli.sampling_flags import add_sampling_flags, explicit_settings, parse_named, resolve_flags
+from mirokit.cli.sampling_flags import add_sampling_flags, explicit_settings, resolve_flags
+from mirokit.config import parse_named
 
 
 def _args(*argv):

@@ -52,7 +52,7 @@ def test_empty_caption_keeps_one_token_and_batch_invariance(encoder):
 def test_lazy_load_spec_and_save(t5_dir, tmp_path):
     lazy = build_text_encoder({"kind": "hf_t5", "name_or_path": str(t5_dir), "max_length": 8})
     assert isinstance(lazy, HFTextEncoder) and lazy.dim == 32
-    assert lazy.spec() == {"kind": "hf_t5", "name_or_path": str(t5_dir), "max_length": 8, "dtype": "float32"}
+    assert lazy.spec() == {"kind": "hf_t5", "name_or_path": str(t5_dir), "max_length": 8, "dtype": "fp32"}
     lazy.save_pretrained(tmp_path / "saved")
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["config.json"]
     assert json.loads((tmp_path / "saved" / "config.json").read_text()) == lazy.spec()
@@ -67,9 +67,9 @@ def test_lazy_load_spec_and_save(t5_dir, tmp_path):
 
 def test_missing_local_path_is_a_one_line_error(tmp_path):
     missing = str(tmp_path / "no_such_t5")
-    with pytest.raises(ValueError, match=f"^text encoder weights not found: {missing}$"):
+    with pytest.raises(FileNotFoundError, match=f"^text encoder weights not found: {missing}$"):
         HFTextEncoder(missing)
-    with pytest.raises(ValueError, match="text encoder weights not found: ./nope"):
+    with pytest.raises(FileNotFoundError, match="text encoder weights not found: ./nope"):
         build_text_encoder({"kind": "hf_t5", "name_or_path": "./nope"})
     with pytest.raises(ValueError, match="unknown dtype 'int8'"):
         HFTextEncoder(str(tmp_path), dtype="int8")

@@ -67,7 +67,7 @@ def test_dataset_statistics_and_bad_configs(vae_dir, tmp_path):
              ({"input": "latents"}, "unknown image_space.input"),
              ({"name_or_path": str(tmp_path / "missing")}, "VAE weights not found")]
     for extra, message in cases:
-        with pytest.raises((ConfigError, ValueError), match=message):
+        with pytest.raises((ConfigError, ValueError, FileNotFoundError), match=message):
             build_image_space({"kind": "vae", "name_or_path": str(vae_dir), **extra})
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ConfigError, match="not a latent statistics file"):

@@ -125,18 +125,18 @@ def _install() -> None:
 
 def _plant(mutation: str) -> None:
     """A deliberate bug (CRASH_MUTATION), to show the comparison fails on a real one: `copy_not_rename` makes the
-    score job's output units copied into place instead of renamed (a torn copy looks finished)."""
+    atomic writer's temporaries copied into place instead of renamed (a torn copy looks finished)."""
     if mutation == "copy_not_rename":
         import types
 
-        from mirokit.rewards import unit_job
+        from mirokit import atomic
 
         def copy_then_remove(src, dst):
             with _open(src, "rb") as a, _open(dst, "wb") as b:
                 b.write(a.read())
             os.remove(src)
 
-        unit_job.os = types.SimpleNamespace(**{**vars(os), "replace": copy_then_remove})
+        atomic.os = types.SimpleNamespace(**{**vars(os), "replace": copy_then_remove})
     elif mutation:
         raise SystemExit(f"unknown CRASH_MUTATION {mutation!r}")
 

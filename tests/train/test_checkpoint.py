@@ -114,4 +114,4 @@ def test_keep_prunes_old_checkpoints_and_leaves_no_temporaries(tmp_path):
         checkpointer.save(step)
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step_0000002", "step_0000003"]
     assert ckpt.latest_checkpoint(tmp_path).name == "step_0000003"
-    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    assert not list((tmp_path / "checkpoints").glob(".*.tmp"))

@@ -44,6 +44,6 @@ def test_checkpoints_are_pruned_and_complete(tmp_path):
     train(tiny_run(tmp_path, *COMMON, "train.steps=8", "train.checkpoint_every=2", "train.keep_checkpoints=2"))
     names = [p.name for p in ckpt.list_checkpoints(tmp_path)]
     assert names == ["step_0000006", "step_0000008"]
-    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    assert not list((tmp_path / "checkpoints").glob(".*.tmp"))
     state = ckpt.read_state(tmp_path / "checkpoints/step_0000008")
     assert state["step"] == 8 and state["train"]["images_seen"] == 64
