@@ -3,9 +3,10 @@ torn file.
 
 The new content goes to a temporary sibling (a dot-file, so folder listings and `*.tar` / `*.parquet` globs skip
 it) that is renamed over the target (`move_into_place`, the only `os.replace` of the package). `owner` names the
-temporary: a writer that is the only one of its kind (one shard of a job, rank 0) passes a stable name, so its rerun
-after a kill overwrites and renames the same temporary instead of leaving it behind; without an owner the process
-id keeps concurrent writers apart, and the writer removes what a killed run left (`stale_temporaries`).
+temporary. By default it is SOLE_WRITER: the file has one writer, so its rerun after a kill overwrites and renames
+the same temporary instead of leaving it behind. Writers that share a file name pass their own stable name (a shard
+of a job); a file that several processes may write at once (a download cache, a dataset index) takes
+`process_owner()`, and such a writer removes what a killed run left (`stale_temporaries`).
 
     write_atomic(path, bytes | str)             write_json_atomic(path, obj)
     write_parquet_atomic(path, pyarrow table)   save_safetensors_atomic(path, {name: tensor})
@@ -27,14 +28,19 @@ from typing import Any
 SUFFIX = ".tmp"
 """every temporary's name ends so (mirokit.hub never uploads such files)"""
 SOLE_WRITER = "sole"
-"""the owner of a temporary whose target has exactly one writer (a job share's manifest, rank 0's files): a rerun
-after a kill overwrites the same temporary"""
+"""the default owner: the target has exactly one writer (a job share's manifest, rank 0's files, a report), so a
+rerun after a kill overwrites the same temporary"""
 
 
-def temporary_path(path: str | Path, owner: str | None = None) -> Path:
-    """path -> its temporary sibling `.NAME.OWNER.tmp` (OWNER: the process id when None)."""
+def process_owner() -> str:
+    """This process's owner name (its process id), for a file that several processes may write at once."""
+    return f"pid{os.getpid()}"
+
+
+def temporary_path(path: str | Path, owner: str = SOLE_WRITER) -> Path:
+    """path -> its temporary sibling `.NAME.OWNER.tmp`."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{owner if owner is not None else os.getpid()}{SUFFIX}")
+    return path.with_name(f".{path.name}.{owner}{SUFFIX}")
 
 
 def stale_temporaries(folder: str | Path, prefix: str) -> list[Path]:
@@ -59,7 +65,7 @@ def remove_temporary(tmp: str | Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | Path, owner: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | Path, owner: str = SOLE_WRITER) -> Iterator[Path]:
     """Yield the temporary path of `path` (see temporary_path) for the caller to write; when the block ends it is
     renamed over `path`; when the block or the rename raises, it is removed (the old `path` stays). The parent
     folder is created."""
@@ -74,7 +80,7 @@ def atomic_path(path: str | Path, owner: str | None = None) -> Iterator[Path]:
         raise
 
 
-def write_atomic(path: str | Path, data: bytes | str, owner: str | None = None) -> Path:
+def write_atomic(path: str | Path, data: bytes | str, owner: str = SOLE_WRITER) -> Path:
     """Write `data` (bytes, or str as UTF-8) to `path` atomically; returns the path."""
     if not isinstance(data, (bytes, bytearray, memoryview, str)):
         raise TypeError(f"write_atomic({path}): expected bytes or str, got {type(data).__name__}")
@@ -88,14 +94,14 @@ def write_atomic(path: str | Path, data: bytes | str, owner: str | None = None) 
     return Path(path)
 
 
-def write_json_atomic(path: str | Path, data: Any, owner: str | None = None, *, indent: int | None = 2,
+def write_json_atomic(path: str | Path, data: Any, owner: str = SOLE_WRITER, *, indent: int | None = 2,
                       default=None) -> Path:
     """Write `data` as JSON (`indent`, `default` as json.dumps takes them; a final newline) atomically; returns
     the path."""
     return write_atomic(path, json.dumps(data, indent=indent, default=default) + "\n", owner)
 
 
-def write_parquet_atomic(path: str | Path, table, owner: str | None = None, **options: Any) -> Path:
+def write_parquet_atomic(path: str | Path, table, owner: str = SOLE_WRITER, **options: Any) -> Path:
     """Write a pyarrow Table as parquet (`options` for pyarrow.parquet.write_table) atomically; returns the path."""
     import pyarrow.parquet as pq
 
@@ -105,7 +111,7 @@ def write_parquet_atomic(path: str | Path, table, owner: str | None = None, **op
 
 
 def save_safetensors_atomic(path: str | Path, tensors: dict, metadata: dict | None = None,
-                            owner: str | None = None) -> Path:
+                            owner: str = SOLE_WRITER) -> Path:
     """Write name -> tensor as safetensors (tensors as given: contiguous, on CPU) atomically; returns the path."""
     import safetensors.torch
 
@@ -114,7 +120,7 @@ def save_safetensors_atomic(path: str | Path, tensors: dict, metadata: dict | No
     return Path(path)
 
 
-def save_image_atomic(path: str | Path, image, owner: str | None = None, format: str = "PNG", **options: Any) -> Path:
+def save_image_atomic(path: str | Path, image, owner: str = SOLE_WRITER, format: str = "PNG", **options: Any) -> Path:
     """Write a PIL image or an (H, W[, C]) uint8 array in `format` (PIL's name; `options` for PIL's save)
     atomically; returns the path."""
     from PIL import Image

@@ -14,9 +14,10 @@ import re
 import warnings
 from pathlib import Path
 
+from mirokit.atomic import SUFFIX
 from mirokit.model_card import CARD_NAME, LIBRARY_NAME, check_repo_id, write_model_card
 
-IGNORED = ["train_state/*", "*.tmp"]
+IGNORED = ["train_state/*", f"*{SUFFIX}"]
 """never uploaded: a checkpoint's training state, temporary files of interrupted writes"""
 
 

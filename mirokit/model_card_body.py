@@ -105,8 +105,10 @@ def _quickstart(keys: list[str], meta: dict, source: str) -> str:
 
 def _sampling(meta: dict) -> str:
     defaults, s = _settings(meta)
-    names = ["solver", "steps", "shift"] + (["guidance"] if s.text_guidance is None
-                                            else ["text_guidance", "reward_guidance"])
+    from mirokit.sampling.options import names as surface_names
+
+    skip = {"rewards", "negative_rewards", "guidance" if s.separate_guidance else ""}
+    names = [n for n in surface_names(type(s), "preset") if n not in skip and getattr(s, n) is not None]
     rows = [[n, str(getattr(s, n)), "this model" if n in defaults else "mirokit"] for n in names]
     for name, base in (("rewards", "1.0"), ("negative_rewards", "0.0")):
         named = ", ".join(f"`{k}`: {'missing' if v is None else v}" for k, v in getattr(s, name).items())

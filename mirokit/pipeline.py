@@ -25,11 +25,11 @@ from torch import Tensor
 
 from mirokit.data.calibration import Calibration
 from mirokit.data.source import DatasetInfo
-from mirokit.encoders.hub import one_line
 from mirokit.encoders.pixel import ImageSpace, PixelSpace, build_image_space
 from mirokit.encoders.text import TextEncoder, build_text_encoder
 from mirokit.models.generator import MiroGenerator
 from mirokit.pipeline_call import MiroArrayOutput, MiroPipelineOutput
+from mirokit.sources import model_folder
 from mirokit.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_json, read_weights, write_json
 
 PIPELINE_NAME = "pipeline.json"
@@ -128,7 +128,7 @@ class MiroPipeline:
         """
         from mirokit.pipeline_call import check_output_type, chain, format_output, generator_noise, merge_names, \
             step_end_callback
-        from mirokit.sampling import SamplingSettings, generate, initial_noise, prompt_major_pairs, resolve
+        from mirokit.sampling import SamplingSettings, generate_pairs, prompt_major_pairs, resolve
         from mirokit.sampling.options import names
         from mirokit.sampling.presets import load_preset
 
@@ -154,17 +154,14 @@ class MiroPipeline:
         settings = resolve(explicit, load_preset(preset), self.sampler_defaults)
         pairs = prompt_major_pairs(len(prompts), count)
         mc = self.generator.config
-        shape = (mc.image_channels, mc.image_size, mc.image_size)
-        if generator is None:
-            noise = initial_noise(shape, settings.seed, pairs)
-        else:
-            noise = generator_noise(generator, shape, len(pairs))
+        noise = None if generator is None else generator_noise(
+            generator, (mc.image_channels, mc.image_size, mc.image_size), len(pairs))
         if callback_on_step_end is not None:
             self.interrupt = False
             callback = chain(callback, step_end_callback(self, callback_on_step_end,
                                                          callback_on_step_end_tensor_inputs))
         per_image = [prompts[i] for i, _ in pairs]
-        samples = generate(self, per_image, settings, noise=noise, progress=progress, callback=callback)
+        samples = generate_pairs(self, per_image, pairs, settings, noise=noise, progress=progress, callback=callback)
         return format_output(self.image_space, samples, output_type, prompts=per_image, indices=pairs,
                              settings=settings, noise="seed" if generator is None else "generator")
 
@@ -213,8 +210,7 @@ class MiroPipeline:
         cache_dir, revision, token: passed to the hub download (`huggingface_hub.snapshot_download`).
         A missing or incomplete folder gives a one-line error.
         """
-        directory = resolve_model_folder(str(name_or_path), variant, cache_dir=cache_dir, revision=revision,
-                                         token=token)
+        directory = model_folder(name_or_path, variant, cache_dir=cache_dir, revision=revision, token=token)
         if _is_official(directory):
             pipe = _load_official(directory, text_encoder=text_encoder, vae=vae)
         else:
@@ -243,26 +239,6 @@ class MiroPipeline:
             self.save_pretrained(tmp, card={"repo_id": repo_id, **card})
             return push_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message,
                                revision=revision, create_pr=create_pr, card=card, label="the model")
-
-
-def resolve_model_folder(name_or_path: str, variant: str | None, **download) -> Path:
-    """A local folder (+ variant subfolder), or a hub repo downloaded to the local cache (`download`: cache_dir,
-    revision, token of `snapshot_download`)."""
-    path = Path(name_or_path).expanduser()
-    if not path.exists() and not name_or_path.startswith(("/", ".", "~")) and name_or_path.count("/") == 1:
-        try:
-            from huggingface_hub import snapshot_download
-
-            path = Path(snapshot_download(name_or_path, allow_patterns=[f"{variant}/*"] if variant else None,
-                                          **{k: v for k, v in download.items() if v is not None}))
-        except Exception as err:  # noqa: BLE001 - network, auth and missing-repo errors alike
-            raise FileNotFoundError(f"{name_or_path} is not a local folder, and downloading it from the hub failed: "
-                                    f"{one_line(err)}") from None
-    directory = path / variant if variant else path
-    if not directory.is_dir():
-        what = f"variant {variant!r} of {name_or_path}" if variant else "model directory"
-        raise FileNotFoundError(f"{what} not found: {directory}")
-    return directory
 
 
 def _is_official(directory: Path) -> bool:

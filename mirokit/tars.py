@@ -20,7 +20,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from mirokit.atomic import move_into_place, remove_temporary, temporary_path
+from mirokit.atomic import move_into_place, process_owner, remove_temporary, temporary_path
 from mirokit.urls import (DownloadError, ForwardReader, check_protocol, is_url, list_folder, url_name,
                           with_retries)
 
@@ -215,7 +215,7 @@ class ShardWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = temporary_path(self.path)  # this process's (mirokit.atomic)
+        self.tmp = temporary_path(self.path, process_owner())  # writers remove a killed run's (stale_temporaries)
         self.tar = tarfile.open(self.tmp, "w")
 
     def write(self, key: str, parts: dict[str, bytes]) -> None:

@@ -8,7 +8,8 @@ failure (connection refused or dropped, an HTTP error status, a body shorter tha
 non-zero) raises `DownloadError`, which callers retry whole with `with_retries` (RETRIES tries, waits of
 BACKOFF_S, 2 * BACKOFF_S, ...). `fetch` downloads a URL to a local file (for the random-access training reader).
 
-This module imports nothing from mirokit but mirokit.atomic (its one file writer); fsspec, aiohttp and webdataset are imported only when a URL is opened.
+This module imports nothing from mirokit but mirokit.atomic (its one file writer); fsspec, aiohttp and webdataset
+are imported only when a URL is opened.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from mirokit.atomic import atomic_path
+from mirokit.atomic import atomic_path, process_owner
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -263,7 +264,8 @@ def fetch(url: str, dest: str | Path, missing_ok: bool = False) -> Path | None:
         return dest
 
     def once() -> Path:
-        with atomic_path(dest) as tmp, ForwardReader(url) as src, open(tmp, "wb") as out:  # a failure removes tmp
+        # ranks may fetch the same URL into one cache at once: a temporary each; a failure removes it
+        with atomic_path(dest, process_owner()) as tmp, ForwardReader(url) as src, open(tmp, "wb") as out:
             while chunk := src.read(CHUNK):
                 out.write(chunk)
         return dest

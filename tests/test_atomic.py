@@ -3,6 +3,7 @@ writes files around it."""
 
 import ast
 import json
+import os
 import re
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 from mirokit import atomic
-from mirokit.atomic import (SOLE_WRITER, atomic_path, save_image_atomic, save_safetensors_atomic, stale_temporaries,
-                            temporary_path, write_atomic, write_json_atomic, write_parquet_atomic)
+from mirokit.atomic import (SOLE_WRITER, atomic_path, process_owner, save_image_atomic, save_safetensors_atomic,
+                            stale_temporaries, temporary_path, write_atomic, write_json_atomic, write_parquet_atomic)
 
 PACKAGE = Path(atomic.__file__).resolve().parent
 
@@ -47,9 +48,10 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path):
 def test_an_owner_names_a_temporary_its_rerun_reuses(tmp_path):
     path = tmp_path / "m.json"
     assert temporary_path(path, "shard-1") == tmp_path / ".m.json.shard-1.tmp"
-    assert temporary_path(path).name.startswith(".m.json.") and temporary_path(path).name.endswith(".tmp")
-    temporary_path(path, SOLE_WRITER).write_text("left by a kill")
-    write_atomic(path, "new", SOLE_WRITER)  # the same name: overwritten and renamed
+    assert temporary_path(path) == temporary_path(path, SOLE_WRITER) == tmp_path / f".m.json.{SOLE_WRITER}.tmp"
+    assert temporary_path(path, process_owner()).name == f".m.json.pid{os.getpid()}.tmp"
+    temporary_path(path).write_text("left by a kill")
+    write_atomic(path, "new")  # the same name: overwritten and renamed
     assert path.read_text() == "new" and _hidden(tmp_path) == []
 
 

@@ -67,12 +67,10 @@ def test_option_parsers_use_the_same_split():
 
 
 SPLITS = re.compile(r"""\.partition\(["']=["']\)|\.split\(["']=["']""")
-PENDING = {"evaluate/sweep.py"}
-"""parse_sweep there is to split with mirokit.config.split_key_value (its owner switches it)"""
 
 
 def test_no_module_splits_key_value_items_by_hand():
     found = [f"{p.relative_to(PACKAGE)}:{n}" for p in sorted(PACKAGE.rglob("*.py"))
-             if p.name != "config.py" and str(p.relative_to(PACKAGE)) not in PENDING
+             if p.name != "config.py"
              for n, line in enumerate(p.read_text().splitlines(), 1) if SPLITS.search(line)]
     assert found == [], "split KEY=VALUE items with mirokit.config.split_key_value"

@@ -38,7 +38,7 @@ from safetensors.torch import save as save_tensors
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mirokit.atomic import write_json_atomic
+from mirokit.atomic import process_owner, write_json_atomic
 from mirokit.data.batch import DataError
 from mirokit.data.calibration import Calibration
 from mirokit.data.caption_mix import CaptionMixConfig
@@ -115,7 +115,8 @@ def load_index(paths: list[Path], folder: Path | None) -> list[int]:
     counts = [len(index_members(p)) for p in paths]
     if index_file is not None:
         try:
-            write_json_atomic(index_file, {"shards": stamp, "samples": counts}, indent=None)  # ranks may race
+            # the ranks of a job may all count at once: a temporary each
+            write_json_atomic(index_file, {"shards": stamp, "samples": counts}, process_owner(), indent=None)
         except OSError:
             pass  # a read-only dataset folder: count again next time
     return counts

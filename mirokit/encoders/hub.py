@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mirokit.sources import one_line  # noqa: F401 - re-exported: mirokit.pipeline imports it from here
+from mirokit.sources import one_line
 
 
 def load_pretrained(cls: Any, name_or_path: str, local: bool, what: str, **kwargs: Any) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mirokit.atomic import save_image_atomic, temporary_path, write_atomic, write_json_atomic
+from mirokit.atomic import SOLE_WRITER, save_image_atomic, temporary_path, write_atomic, write_json_atomic
 
 SETTINGS_NAME = "settings.json"
 SHARD_KEYS = ("shard_index", "num_shards", "device", "batch_size", "world_size", "mirokit_version")
@@ -41,7 +41,7 @@ def _finished(path: Path) -> bool:
         return False
 
 
-def check_settings(out: Path, settings: dict, owner: str | None = None) -> None:
+def check_settings(out: Path, settings: dict, owner: str = SOLE_WRITER) -> None:
     """Write OUT/settings.json, or check that an existing one was made with the same image-defining settings
     (a one-line error naming the first difference). owner: the writer's stable name (mirokit.atomic)."""
     path = out / SETTINGS_NAME

@@ -101,17 +101,11 @@ def render(pipe, prompts: list[str], pairs: list[tuple[int, int]], settings=None
            progress: bool = False) -> np.ndarray:
     """Sample prompts[k] from the noise of pairs[k] = (prompt index, image index) with `settings`
     (SamplingSettings; default the official sampler) -> (N, H, W, 3) uint8."""
-    from mirokit.sampling import SamplingSettings, generate, initial_noise
+    from mirokit.sampling import generate_pairs
 
-    if len(prompts) != len(pairs):
-        raise ValueError(f"{len(prompts)} prompts but {len(pairs)} noise indices")
-    if not prompts:
+    if not prompts and not pairs:
         return np.zeros((0, 1, 1, 3), np.uint8)
-    settings = settings or SamplingSettings()
-    mc = pipe.generator.config
-    noise = initial_noise((mc.image_channels, mc.image_size, mc.image_size), settings.seed, pairs)
-    x = generate(pipe, list(prompts), settings, progress=progress, noise=noise)
-    return to_uint8(pipe.image_space.to_pil(x))
+    return to_uint8(pipe.image_space.to_pil(generate_pairs(pipe, prompts, pairs, settings, progress=progress)))
 
 
 def build_scorers(keys: list[str], options: dict | None = None) -> dict:

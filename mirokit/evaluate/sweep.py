@@ -22,7 +22,8 @@ from mirokit.evaluate.pages import (fmt_ci, plot_ci_curves, plot_ci_grid, plot_p
 from mirokit.evaluate.settings_eval import evaluate_setting, paired_difference
 from mirokit.sampling import SamplingSettings
 from mirokit.sampling.options import declared, names
-from mirokit.config import parse_number
+from mirokit.atomic import write_atomic
+from mirokit.config import parse_number, split_key_value
 
 PARAMS = tuple(names(SamplingSettings, "sweep"))
 """sweepable settings besides reward:KEY and negative:KEY (the "sweep" surface of SamplingSettings' fields)"""
@@ -32,11 +33,11 @@ def parse_sweep(spec: str, reward_keys: list[str]) -> tuple[str, list]:
     """"reward:world_quality=0,0.5,1" -> ("reward:world_quality", [0.0, 0.5, 1.0]); "guidance_interval=full,0.2:0.8"
     -> ("guidance_interval", [None, (0.2, 0.8)]); each value is parsed and checked by its setting's declaration
     (mirokit.sampling.options); one-line errors."""
-    name, sep, raw = spec.partition("=")
+    shape = f"PARAM=V1,V2,... (PARAM: reward:KEY, negative:KEY, {', '.join(PARAMS)})"
+    name, raw = split_key_value(spec, "--sweep", shape)
     items = [v.strip() for v in raw.split(",") if v.strip()]
-    if not sep or not items:
-        raise ValueError(f"--sweep {spec!r} must look like PARAM=V1,V2,... (PARAM: reward:KEY, negative:KEY, "
-                         f"{', '.join(PARAMS)})")
+    if not items:
+        raise ValueError(f"--sweep {spec!r} must look like {shape}")
     kind, _, key = name.partition(":")
     if kind in ("reward", "negative"):
         if key not in reward_keys:
@@ -220,7 +221,7 @@ def write_sweep_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:
             title="sampling cost", hlines={f"{ref['name']} ({ref['nfe']} evaluations)": ref["metric"]["value"],
                                            "its 95% interval's lower end": summary["sampling_cost"]["threshold"]})
         figures[f"{summary['metric_name']} against network evaluations, per solver (95% CI)"] = "cost.png"
-        (out / "sampling_cost.md").write_text(cost_markdown(summary))
+        write_atomic(out / "sampling_cost.md", cost_markdown(summary))
         paths["cost"] = out / "sampling_cost.md"
         cost = summary["sampling_cost"]
         tables.append(("Sampling cost: fewest evaluations reaching the reference", ["solver", "steps", "evaluations",

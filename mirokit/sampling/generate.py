@@ -30,6 +30,20 @@ def _offset(callback: Callback | None, done: int, total: int) -> Callback | None
                                            estimate=p.estimate))
 
 
+def generate_pairs(pipe, prompts: list[str], pairs: list[tuple[int, int]], settings: SamplingSettings | None = None,
+                   *, noise: Tensor | None = None, progress: bool = False, callback: Callback | None = None) -> Tensor:
+    """Sample prompts[k] from the noise of pairs[k] = (prompt index, image index), seeded by (settings.seed, i, j)
+    (mirokit.sampling.noise; or `noise` (N, C, H, W) given) -> (N, C, H, W) float32 in model space. The rule
+    `MiroPipeline(...)`, `mirokit sample` and every evaluation share: the same pair gives the same image."""
+    if len(prompts) != len(pairs):
+        raise ValueError(f"{len(prompts)} prompts but {len(pairs)} noise indices")
+    settings = settings or SamplingSettings()
+    if noise is None:
+        mc = pipe.generator.config
+        noise = initial_noise((mc.image_channels, mc.image_size, mc.image_size), settings.seed, pairs)
+    return generate(pipe, list(prompts), settings, noise=noise, progress=progress, callback=callback)
+
+
 @torch.no_grad()
 def generate(pipe, prompts: list[str], settings: SamplingSettings | None = None, *, noise: Tensor | None = None,
              progress: bool = False, callback: Callback | None = None) -> Tensor:

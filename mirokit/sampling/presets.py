@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mirokit.atomic import write_json_atomic
 from mirokit.sampling.settings import PROVENANCE, SamplingSettings, check_partial
 
 SAMPLER_PRESETS: dict[str, dict] = {
@@ -55,5 +56,4 @@ def save_preset(settings: SamplingSettings | dict, path: str | Path, about: dict
         data[PROVENANCE] = about
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
+    return write_json_atomic(path, data)

@@ -11,11 +11,14 @@ import io
 import json
 import re
 import shutil
+import threading
 import time
 import zipfile
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
+
+from mirokit.atomic import process_owner, write_atomic, write_json_atomic
 
 TEXT_KEY = "mirokit"
 """the PNG text chunk holding an image's settings"""
@@ -50,6 +53,11 @@ def settings_from_png(data: bytes) -> dict:
     return settings
 
 
+
+def _owner() -> str:
+    """The temporary's owner of a history write: the process and the thread (the server writes from several)."""
+    return f"{process_owner()}t{threading.get_ident()}"
+
 class History:
     """Jobs and images of a studio under `root` (created)."""
 
@@ -69,7 +77,7 @@ class History:
         """Store one PNG of a running job; returns its file name."""
         path = self.image_path(job_id, index)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        write_atomic(path, data, _owner())
         return path.name
 
     def write_job(self, job) -> None:
@@ -79,7 +87,7 @@ class History:
                   "starred": []}
         folder = self.folder(job.id)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "job.json").write_text(json.dumps(record))
+        write_json_atomic(folder / "job.json", record, _owner(), indent=None)
 
     def _record(self, job_id: str) -> dict | None:
         try:
@@ -105,7 +113,7 @@ class History:
         stars = set(record.get("starred", []))
         stars = stars | {index} if starred else stars - {index}
         record["starred"] = sorted(stars)
-        (self.folder(job_id) / "job.json").write_text(json.dumps(record))
+        write_json_atomic(self.folder(job_id) / "job.json", record, _owner(), indent=None)
         return record["starred"]
 
     def export_zip(self, client: str, starred_only: bool = False) -> bytes:

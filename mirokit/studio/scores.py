@@ -78,10 +78,11 @@ class RewardMeter:
 
 
 def spearman(xs: list[float], ys: list[float]) -> float | None:
-    """Spearman's rank correlation of two equally long lists (average ranks for ties); None if undefined."""
-    if len(xs) < 2 or len(xs) != len(ys) or len(set(xs)) < 2 or len(set(ys)) < 2:
-        return None  # undefined for a constant list
-    from scipy.stats import spearmanr
+    """Spearman's rank correlation of two equally long lists (mirokit.evaluate.stats.spearman: average ranks for
+    ties); None where it is undefined (fewer than 2 points, a constant list), for the page's JSON."""
+    from mirokit.evaluate.stats import spearman as rank_correlation
 
-    rho = spearmanr(xs, ys).statistic
-    return None if rho is None or math.isnan(rho) else float(rho)
+    if len(xs) != len(ys):
+        return None
+    rho = rank_correlation(xs, ys)
+    return None if math.isnan(rho) else rho
