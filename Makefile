@@ -10,7 +10,7 @@ DEMO_MINUTES ?= 9.25
 TORCH ?= torch==2.13.0
 SYSTEM_TORCH ?=
 
-.PHONY: demo test test-all test-kernels install clean
+.PHONY: demo test test-all test-kernels lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(if $(SYSTEM_TORCH),--system-site-packages) $(VENV)
@@ -36,11 +36,15 @@ $(BROWSER_STAMP): $(STAMP)
 	if [ -x /usr/bin/chromium ]; then \
 	  ($(BIN)/pip install -q -e ".[browser]" && touch $(BROWSER_STAMP)) || echo "no Playwright: the browser tests skip"; fi
 
-test: $(STAMP) $(BROWSER_STAMP)
+# the linter first (ruff, configured in pyproject.toml): a lint error fails `make test` like a failing test
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -q
 
 # test-all: the slow tests too, and 60 seeded crash points per stage instead of 3 (tests/faults)
-test-all: $(STAMP) $(BROWSER_STAMP)
+test-all: lint $(BROWSER_STAMP)
 	MIROKIT_CRASH_POINTS=60 $(BIN)/python -m pytest -q -m ""
 
 # the suite on other CPU kernels than this machine's (ATen's default kernels, MKL's SSE4.2 and oneDNN's SSE4.1

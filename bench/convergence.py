@@ -93,7 +93,8 @@ def main() -> int:
     variants = variants_of(args.variants.split(","))
     start = time.perf_counter()
     exp = X.ExperimentConfig(out_dir=args.out, num_samples=args.samples, seed=args.seed,
-                             sampling={"solver": args.solver, "steps": args.sample_steps, "guidance": args.guidance}, steps=args.steps)
+                             sampling={"solver": args.solver, "steps": args.sample_steps, "guidance": args.guidance},
+                             steps=args.steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print("building, scoring and encoding the world ...", flush=True)

@@ -32,15 +32,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from convergence import variants_of  # noqa: E402
+from convergence import variants_of
 
-from mirokit.evaluate.best_of_n import best_of_n, plot_scaling, scaling_table  # noqa: E402
-from mirokit.evaluate.diversity import Arm, evaluate_diversity  # noqa: E402
-from mirokit.evaluate.pages import fmt_ci, write_json  # noqa: E402
-from mirokit.evaluate.samples import ModelRun, build_scorers, load_pipes  # noqa: E402
-from mirokit.sampling import resolve  # noqa: E402
-from mirokit.world import experiment as X  # noqa: E402
-from mirokit.world.prompts import load_shapes_eval  # noqa: E402
+from mirokit.evaluate.best_of_n import best_of_n, plot_scaling, scaling_table
+from mirokit.evaluate.diversity import Arm, evaluate_diversity
+from mirokit.evaluate.pages import fmt_ci, write_json
+from mirokit.evaluate.samples import ModelRun, build_scorers, load_pipes
+from mirokit.sampling import resolve
+from mirokit.world import experiment as X
+from mirokit.world.prompts import load_shapes_eval
 
 VARIANTS = "baseline,miro,filtered,only_quality,only_alignment,only_composition"
 FEATURES = ("world_ae", "world_scene")

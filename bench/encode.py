@@ -141,8 +141,9 @@ def main() -> None:
     bare = statistics.median(b for b, _ in rows)
     job = statistics.median(j for _, j in rows)
     ratio = statistics.median(j / b for b, j in rows)
-    print(f"\n## mirokit encode vs the bare VAE + T5 forward ({args.images} images of {args.image_size}x{args.image_size}, "
-          f"batch {args.batch}, {args.workers} decoding worker(s), {args.threads} threads, median of {args.rounds})\n")
+    print(f"\n## mirokit encode vs the bare VAE + T5 forward ({args.images} images of "
+          f"{args.image_size}x{args.image_size}, batch {args.batch}, {args.workers} decoding worker(s), "
+          f"{args.threads} threads, median of {args.rounds})\n")
     print("| measurement | img/s |")
     print("|---|---:|")
     print(f"| VAE + T5 forward on pre-decoded tensors | {bare:.1f} |")

@@ -112,7 +112,6 @@ def control(pipe, key: str, keys: list[str], captions: list[str], exp: X.Experim
     branch) on `captions` with the same noise -> {"measured": per-target mean_ci of key's raw score, "spearman"
     (of the means), "spearman_ci" (percentile interval over prompt resamples), "delta" (target 1 minus 0, paired)}."""
     from mirokit.evaluate.stats import mean_ci, spearman
-
     from mirokit.pipeline import MiroPipeline
 
     pipe = pipe if isinstance(pipe, MiroPipeline) else MiroPipeline.from_pretrained(pipe)
@@ -181,7 +180,8 @@ def run_seed(args, seed: int) -> dict:
 
     out = Path(args.out) / f"seed{seed}"
     exp = X.ExperimentConfig(out_dir=str(out), num_samples=args.samples, seed=seed,
-                             sampling={"solver": args.solver, "steps": args.sample_steps, "guidance": args.guidance}, steps=args.steps,
+                             sampling={"solver": args.solver, "steps": args.sample_steps, "guidance": args.guidance},
+                             steps=args.steps,
                              workers=args.workers, overrides=[f"train.precision={args.precision}"])
     stages: dict[str, float] = {}
     t = time.perf_counter()

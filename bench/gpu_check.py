@@ -78,7 +78,7 @@ class Table:
         start = time.perf_counter()
         try:
             results = fn()
-        except Exception:  # noqa: BLE001 - every row runs; the failure is printed in full and fails the run
+        except Exception:  # every row runs; the failure is printed in full and fails the run
             self.failures.append((name, traceback.format_exc()))
             self.rows.append((name, None, None, None, time.perf_counter() - start, "FAILED"))
             print(f"FAILED: {name}", file=sys.stderr, flush=True)
@@ -265,7 +265,8 @@ def scorer_rows(args, device: torch.device, root: Path) -> list[tuple]:
         start = time.perf_counter()
         scorer = build_scorer(key, device=str(device), batch_size=4, **opts)
         out = []
-        seconds, memory = timed(lambda: out.append(scorer.score(ims, caps)), device, args.repeats)
+        score = lambda out=out, scorer=scorer: out.append(scorer.score(ims, caps))
+        seconds, memory = timed(score, device, args.repeats)
         if out[-1].shape != (8,) or not np.isfinite(out[-1]).all():
             raise RuntimeError(f"{key}: scores {out[-1]} (expected 8 numbers)")
         rows.append((f"scorer {key} (tiny)", 8 / seconds, None, memory, time.perf_counter() - start, "ok"))

@@ -36,16 +36,17 @@ def build_clip(folder: Path, width: int, layers: int) -> None:
     tok = CLIPTokenizer(vocab=vocab, merges=[])
     n = len(tok)
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=n, hidden_size=width // 2, intermediate_size=2 * width, num_hidden_layers=layers // 2,
-                         num_attention_heads=8, max_position_embeddings=77, bos_token_id=n - 2, eos_token_id=n - 1,
-                         pad_token_id=n - 1),
+        text_config=dict(vocab_size=n, hidden_size=width // 2, intermediate_size=2 * width,
+                         num_hidden_layers=layers // 2, num_attention_heads=8, max_position_embeddings=77,
+                         bos_token_id=n - 2, eos_token_id=n - 1, pad_token_id=n - 1),
         vision_config=dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
                            num_attention_heads=12, image_size=224, patch_size=32),
         projection_dim=256)
     torch.manual_seed(0)
     CLIPModel(cfg).eval().save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
-    CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(str(folder))
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    processor.save_pretrained(str(folder))
 
 
 def write_shards(folder: Path, n: int, per_shard: int = 128) -> list[str]:
@@ -72,8 +73,8 @@ def write_shards(folder: Path, n: int, per_shard: int = 128) -> list[str]:
 def main() -> int:
     import torch
 
-    from mirokit.rewards.inputs import iter_tar
     from mirokit.rewards import build_scorer
+    from mirokit.rewards.inputs import iter_tar
     from mirokit.rewards.job import ScoreJobConfig, run_score_job
     from mirokit.rewards.unit_job import decode
 
@@ -109,7 +110,8 @@ def main() -> int:
                               for s in shards])
         assert np.allclose(got, reference, atol=1e-5), "end-to-end scores differ from the direct ones"
         params = sum(t.numel() for t in scorer.model.parameters()) / 1e6
-        print(f"machine: {torch.get_num_threads()} torch threads, {args.workers} decode worker(s), torch {torch.__version__}")
+        print(f"machine: {torch.get_num_threads()} torch threads, {args.workers} decode worker(s), "
+              f"torch {torch.__version__}")
         print(f"scorer: random CLIP, vision width {args.width} x {args.layers} layers, {params:.1f}M parameters, "
               f"224 px, batch {args.batch}; {args.images} JPEGs 256x256 in {len(shards)} shards")
         print(f"{'pre-decoded scorer.score()':32s} {ref_rate:8.1f} img/s")

@@ -126,7 +126,7 @@ def main() -> int:
     probe.join()
     server.should_exit = True
 
-    ms = lambda xs, q: f"{1000 * percentile(xs, q):.0f}"  # noqa: E731
+    ms = lambda xs, q: f"{1000 * percentile(xs, q):.0f}"
     print(f"{args.clients} clients, {args.images} image(s) of {args.steps} steps each, model {model}")
     print("| measure | n | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|")

@@ -252,10 +252,12 @@ def section_precision(args, device: torch.device) -> None:
     from mirokit.train.mfu import measured_peak_tflops, train_flops_per_image
 
     peaks = {"fp32": measured_peak_tflops(torch.float32), "bf16": measured_peak_tflops(torch.bfloat16)}
-    print(f"\n## Precision ({device}, {torch.get_num_threads()} threads, batch {args.batch}; CPU bf16: {cpu_flags()})\n")
+    print(f"\n## Precision ({device}, {torch.get_num_threads()} threads, batch {args.batch}; "
+          f"CPU bf16: {cpu_flags()})\n")
     print(f"matmul peak (512x512): fp32 {1e3 * peaks['fp32']:.0f} GFLOP/s, bf16 {1e3 * peaks['bf16']:.0f} GFLOP/s "
           f"({peaks['bf16'] / peaks['fp32']:.2f}x)\n")
-    print("| model | fp32 train img/s | bf16 train img/s | bf16 / fp32 | fp32 share of fp32 peak | bf16 share of bf16 peak |")
+    print("| model | fp32 train img/s | bf16 train img/s | bf16 / fp32 | fp32 share of fp32 peak "
+          "| bf16 share of bf16 peak |")
     print("|---|---:|---:|---:|---:|---:|")
     ratio = None
     for name, cfg in tiny_configs().items():
@@ -338,8 +340,8 @@ def section_official(args, device: torch.device) -> None:
 def section_vs_official(args, device: torch.device) -> None:
     """mirokit's RIN and the official network (miro-t2i) at the same configuration and weights."""
     try:
+        import miro  # noqa: F401 - only checks that miro-t2i is installed
         import official as side_by_side  # bench/official.py
-        import miro  # noqa: F401
     except ImportError as err:
         print(f"\n## mirokit vs the official network: skipped ({err}; pip install --no-deps miro-t2i==0.1.4 einops)")
         return

@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import textwrap
 
+
 def sections(cls: type | None = None, path: str = "") -> list[tuple[str, type]]:
     """(title, config class) for `cls` (default RunConfig) and every section below it, depth first.
 
@@ -106,10 +107,14 @@ def sampling_reference() -> list[str]:
     from mirokit.sampling.options import markdown_table
 
     return ["## Sampling settings (SamplingSettings)", "",
-            "Every setting is declared once, as a field of `mirokit.sampling.SamplingSettings`; a `sampling:` section,",
-            "`validation.sampling`, a preset file, the flags of `mirokit sample`/`generate`/`eval` (`--NAME-WITH-DASHES`),",
-            "the keyword arguments of `MiroPipeline(...)`, the studio's controls and `mirokit eval sweep --sweep NAME=...`",
-            "take them by these names (the \"shown in\" column). Intervals are `[lo, hi]` in YAML/JSON and `LO:HI` on the",
+            "Every setting is declared once, as a field of `mirokit.sampling.SamplingSettings`; "
+            "a `sampling:` section,",
+            "`validation.sampling`, a preset file, the flags of `mirokit sample`/`generate`/`eval` "
+            "(`--NAME-WITH-DASHES`),",
+            "the keyword arguments of `MiroPipeline(...)`, the studio's controls and "
+            "`mirokit eval sweep --sweep NAME=...`",
+            "take them by these names (the \"shown in\" column). Intervals are `[lo, hi]` in YAML/JSON and "
+            "`LO:HI` on the",
             "command line; `full` (or null) means no interval.", "", markdown_table(SamplingSettings), ""]
 
 

@@ -52,7 +52,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool | None = None
             ignore.append(CARD_NAME)
         return api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model", commit_message=message,
                                  revision=revision, create_pr=create_pr, ignore_patterns=ignore)
-    except Exception as err:  # noqa: BLE001 - network, auth, offline mode and hub-side errors alike
+    except Exception as err:  # network, auth, offline mode and hub-side errors alike
         from mirokit.sources import one_line
 
         reason = re.sub(r"\s*For more information check: \S+", "", one_line(err, limit=1000))

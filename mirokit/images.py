@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from PIL import Image, ImageOps
 
-
 ORIENTATION = 0x0112
 """the EXIF orientation tag"""
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -29,8 +30,8 @@ from mirokit.encoders.pixel import ImageSpace, PixelSpace, build_image_space
 from mirokit.encoders.text import TextEncoder, build_text_encoder
 from mirokit.models.generator import MiroGenerator
 from mirokit.pipeline_call import MiroArrayOutput, MiroPipelineOutput
-from mirokit.sources import model_folder
 from mirokit.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_weights, read_json, read_weights, write_json
+from mirokit.sources import model_folder
 
 PIPELINE_NAME = "pipeline.json"
 TEXT_ENCODER_DIR = "text_encoder"
@@ -75,7 +76,7 @@ class MiroPipeline:
         presets, above the official sampler (mirokit.sampling.resolve)."""
         return dict(self.extra.get("sampler_defaults", {}))
 
-    def to(self, *args, **kwargs) -> "MiroPipeline":
+    def to(self, *args, **kwargs) -> MiroPipeline:
         """Move the pipeline, as `nn.Module.to` takes it: `to("cuda")`, `to(torch.bfloat16)`, `to("cpu",
         torch.float16)`, `to(device=..., dtype=...)`. The device moves the generator, the text encoder and the image
         space; the dtype casts the generator's weights (inputs are cast to it, samples come back in float32) and,
@@ -126,8 +127,14 @@ class MiroPipeline:
         callback_on_step_end is diffusers' form (mirokit.pipeline_call.step_end_callback).
         A reward key the model lacks is a one-line ValueError.
         """
-        from mirokit.pipeline_call import check_output_type, chain, format_output, generator_noise, merge_names, \
-            step_end_callback
+        from mirokit.pipeline_call import (
+            chain,
+            check_output_type,
+            format_output,
+            generator_noise,
+            merge_names,
+            step_end_callback,
+        )
         from mirokit.sampling import SamplingSettings, generate_pairs, prompt_major_pairs, resolve
         from mirokit.sampling.options import names
         from mirokit.sampling.presets import load_preset
@@ -200,7 +207,7 @@ class MiroPipeline:
     def from_pretrained(cls, name_or_path: str | Path, *, variant: str | None = None,
                         device: torch.device | str | None = None, torch_dtype: torch.dtype | None = None,
                         text_encoder: str | None = None, vae: str | None = None, cache_dir: str | Path | None = None,
-                        revision: str | None = None, token: str | bool | None = None) -> "MiroPipeline":
+                        revision: str | None = None, token: str | bool | None = None) -> MiroPipeline:
         """Load a mirokit model folder or a released MIRO checkpoint (folder or hub repo id), with the official
         package's keywords.
 
@@ -263,7 +270,8 @@ def _load_mirokit(directory: Path, *, text_encoder: str | None, vae: str | None)
     if text_encoder is not None:
         encoder = _replace_path(encoder.spec(), text_encoder, "text encoder", build_text_encoder)
     space_spec = meta.get("image_space") or {"kind": "pixels"}
-    space = _replace_path(space_spec, vae, "VAE", build_image_space) if vae is not None else build_image_space(space_spec)
+    space = (_replace_path(space_spec, vae, "VAE", build_image_space) if vae is not None
+             else build_image_space(space_spec))
     info = DatasetInfo.load(directory)
     extra = {k: v for k, v in meta.items() if k not in ("image_space", "reward_keys", "uncond_text")}
     return MiroPipeline(generator, encoder.eval(), space, extra, info.uncond_text, info.calibration)
@@ -299,7 +307,8 @@ def _load_official(directory: Path, *, text_encoder: str | None, vae: str | None
     space = build_image_space({"kind": "vae", "name_or_path": vae or config.get("vae_repo", OFFICIAL_VAE),
                                "sample": bool(pre.get("vae_sample", True)), **normalisation})
     encoder = build_text_encoder({"kind": "hf_t5",
-                                  "name_or_path": text_encoder or config.get("text_encoder_repo", OFFICIAL_TEXT_ENCODER),
+                                  "name_or_path": text_encoder or config.get("text_encoder_repo",
+                                                                             OFFICIAL_TEXT_ENCODER),
                                   "max_length": int(config.get("max_text_len", 77))})
     if encoder.dim != generator.config.text_dim:
         raise ValueError(f"text encoder {encoder.config.name_or_path} gives {encoder.dim}-d tokens; the model "

@@ -63,7 +63,8 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as err:
-        raise ValueError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"cannot read {path}: {reason}") from None
 
 
 def load_weights(module: nn.Module, state: dict[str, Tensor], source: str | Path) -> None:
@@ -76,7 +77,8 @@ def load_weights(module: nn.Module, state: dict[str, Tensor], source: str | Path
               if k in state and tuple(state[k].shape) != tuple(v.shape)]
     if missing or unexpected or shapes:
         parts = [f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)})"
-                 for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if names]
+                 for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+                 if names]
         raise ValueError(f"weights in {source} do not match the model: {'; '.join(parts)}")
     with torch.no_grad():
         module.load_state_dict(state, strict=True)

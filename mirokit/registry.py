@@ -19,8 +19,9 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ def load_plugins() -> None:
     for name, load in targets:
         try:
             loaded = load()
-        except Exception as err:  # noqa: BLE001 - any failure of a third-party plugin is reported by name
+        except Exception as err:  # any failure of a third-party plugin is reported by name
             _plugins_loaded = False
             raise ImportError(f"mirokit plugin {name!r} failed to load: {type(err).__name__}: {err}") from None
         if callable(loaded) and not isinstance(loaded, type):  # a setup function, not a module
@@ -119,6 +120,10 @@ class Registry(Generic[T]):
             hint = f" (out-of-tree components: set {PLUGIN_ENV}=your.module)"
             raise ValueError(f"unknown {self.family} {kind!r}; known: {', '.join(self.known())}{hint}")
         return self._entries[kind]
+
+    def unregister(self, kind: str) -> None:
+        """Remove the component registered under `kind` (a test's temporary component); unknown kinds are ignored."""
+        self._entries.pop(kind, None)
 
     def get(self, kind: str) -> T:
         """The class or factory registered under `kind`."""

@@ -50,7 +50,7 @@ def model_folder(name_or_path: str | Path, variant: str | None = None, **downloa
 
             path = Path(snapshot_download(text, allow_patterns=[f"{variant}/*"] if variant else None,
                                           **{k: v for k, v in download.items() if v is not None}))
-        except Exception as err:  # noqa: BLE001 - network, auth and missing-repo errors alike
+        except Exception as err:  # network, auth and missing-repo errors alike
             raise FileNotFoundError(f"{text} is not a local folder, and downloading it from the hub failed: "
                                     f"{one_line(err)}") from None
     directory = path / variant if variant else path

@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mirokit.atomic import move_into_place, process_owner, remove_temporary, temporary_path
-from mirokit.urls import (DownloadError, ForwardReader, check_protocol, is_url, list_folder, url_name,
-                          with_retries)
+from mirokit.urls import DownloadError, ForwardReader, check_protocol, is_url, list_folder, url_name, with_retries
 
 log = logging.getLogger(__name__)
 DOWNLOAD_FAILED = "download failed"
@@ -121,7 +120,7 @@ def _read_samples(source: str | Path) -> tuple[list[str], dict[str, dict[str, by
     stream = None
     try:
         try:
-            stream = ForwardReader(str(source)) if is_url(str(source)) else open(source, "rb")  # noqa: SIM115
+            stream = ForwardReader(str(source)) if is_url(str(source)) else open(source, "rb")
             with tarfile.open(fileobj=stream, mode="r") as tar:
                 for member, key, ext in _files(tar):
                     if key not in groups:

@@ -81,7 +81,7 @@ def check_protocol(url: str) -> None:
              "gcs": "gcsfs", "pipe": "'mirokit[urls]' (webdataset)"}
     try:
         if protocol == "pipe":
-            import webdataset.gopen  # noqa: F401
+            import webdataset.gopen  # noqa: F401 - only checks that webdataset is installed
             return
         import fsspec
 
@@ -147,7 +147,7 @@ class ForwardReader:
         self.url = url
         try:
             self.raw = _raw(url)
-        except Exception as err:  # noqa: BLE001 - every transport raises its own types
+        except Exception as err:  # every transport raises its own types
             raise DownloadError(url, *_reason(err)) from None
         self.buf = bytearray()  # bytes [base, base + len(buf)) of the stream
         self.base = self.pos = 0
@@ -158,7 +158,7 @@ class ForwardReader:
         while self.base + len(self.buf) < end and not self.eof:
             try:
                 chunk = self.raw.read(CHUNK)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 raise DownloadError(self.url, *_reason(err)) from None
             if not chunk:
                 self.eof = True
@@ -192,9 +192,11 @@ class ForwardReader:
         return self.pos
 
     def readable(self) -> bool:
+        """True: the stream can be read (the io protocol's question)."""
         return True
 
     def seekable(self) -> bool:
+        """False: it seeks only forward or back by at most WINDOW bytes, so readers must stream it."""
         return False
 
     def drain(self) -> None:
@@ -210,7 +212,7 @@ class ForwardReader:
             return
         try:
             raw.close()
-        except Exception as err:  # noqa: BLE001 - a pipe: command that exited non-zero raises here
+        except Exception as err:  # a pipe: command that exited non-zero raises here
             if check:
                 raise DownloadError(self.url, *_reason(err)) from None
 
@@ -218,7 +220,7 @@ class ForwardReader:
         """Let go of the transport (errors ignored: the read is over)."""
         self._close(check=False)
 
-    def __enter__(self) -> "ForwardReader":
+    def __enter__(self) -> ForwardReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -250,7 +252,7 @@ def list_folder(url: str, suffix: str = ".tar") -> list[str]:
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
         found = {fs.unstrip_protocol(p) if not is_url(p) else p for p in fs.ls(root, detail=False)}
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise FileNotFoundError(f"cannot list {url}: {_reason(err)[0]}") from None
     return sorted((p for p in found if p.rstrip("/").endswith(suffix)), key=url_name)
 

@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 
 from mirokit import atomic
-from mirokit.atomic import (SOLE_WRITER, atomic_path, process_owner, save_image_atomic, save_safetensors_atomic,
-                            stale_temporaries, temporary_path, write_atomic, write_json_atomic, write_parquet_atomic)
+from mirokit.atomic import (
+    SOLE_WRITER,
+    atomic_path,
+    process_owner,
+    save_image_atomic,
+    save_safetensors_atomic,
+    stale_temporaries,
+    temporary_path,
+    write_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 
 PACKAGE = Path(atomic.__file__).resolve().parent
 

@@ -1,5 +1,9 @@
+import re
+import shlex
 from pathlib import Path
 
+from mirokit.cli.docs import cli_reference, option_strings, subcommands
+from mirokit.cli.main import build_parser
 from mirokit.config_docs import config_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +33,6 @@ def test_the_readme_is_a_product_page():
 
 
 # ---- the docs name only commands and flags that exist, and their links resolve ------------------------------
-
-import re
-import shlex
-
-from mirokit.cli.docs import cli_reference, option_strings, subcommands
-from mirokit.cli.main import build_parser
 
 PAGES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "RELIABILITY.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_BLOCKS = {"", "bash", "sh", "shell", "console", "text"}
@@ -74,7 +72,7 @@ def check_command(line: str, parser) -> str | None:
         return None
     tokens = tokens[starts[0] + 1:]
     path = ["mirokit"]
-    for i, token in enumerate(tokens):
+    for token in tokens:
         token = token.strip("[]")
         if token in ("|", ";", "&&", ">", "2>&1"):
             break

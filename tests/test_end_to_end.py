@@ -14,19 +14,18 @@ import tarfile
 import time
 
 import numpy as np
+from conftest import build_tiny_t5, build_tiny_vae
 from PIL import Image
 
 from mirokit.cli.main import main
 from mirokit.data.toy import ToyShapesDataset
 from mirokit.train.metrics import read_metrics
 
-from conftest import build_tiny_t5, build_tiny_vae
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "captions"))
-from vlm_kit import save_tiny_llava  # noqa: E402
+from vlm_kit import save_tiny_llava
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "train"))
-from runs import alive, free_port, kill_tree  # noqa: E402
+from runs import alive, free_port, kill_tree
 
 
 def _write_shards(folder, n=200, per_shard=100):
@@ -82,8 +81,8 @@ def test_score_calibrate_encode_train_kill_resume_sample(tmp_path, capsys):
         "data": {"kind": "shards", "path": str(tmp_path / "enc"), "calibration": str(tmp_path / "calibration.json"),
                  "caption_mix": 0.5},
         "loader": {"num_workers": 1},
-        "train": {"precision": "fp32", "steps": 20, "batch_size": 8, "log_every": 1, "checkpoint_every": 10, "progress": False,
-                  "device": "cpu", "parallel": "fsdp2"},
+        "train": {"precision": "fp32", "steps": 20, "batch_size": 8, "log_every": 1, "checkpoint_every": 10,
+                  "progress": False, "device": "cpu", "parallel": "fsdp2"},
         "optim": {"name": "lamb", "warmup_steps": 2, "total_steps": 20},
     }
     (tmp_path / "run.yaml").write_text(json.dumps(config))

@@ -21,7 +21,7 @@ from mirokit.cli.main import main
 from mirokit.pipeline import MiroPipeline
 
 sys.path.insert(0, str(Path(__file__).parent / "train"))
-from runs import tiny_run  # noqa: E402
+from runs import tiny_run
 
 TOKEN = "hf_local_test_token"
 

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from mirokit.config import (ConfigError, apply_overrides, parse_key_values, parse_named, parse_pairs,
-                            split_key_value, yaml_value)
+from mirokit.config import (
+    ConfigError,
+    apply_overrides,
+    parse_key_values,
+    parse_named,
+    parse_pairs,
+    split_key_value,
+    yaml_value,
+)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mirokit"
 

@@ -16,7 +16,8 @@ from mirokit.model_card import build_model_card, check_repo_id, write_model_card
 from mirokit.pipeline import MiroPipeline
 
 sys.path.insert(0, str(Path(__file__).parent / "train"))
-from runs import tiny_run  # noqa: E402
+from runs import tiny_run
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -72,7 +73,7 @@ def test_the_reward_rows_say_what_the_calibration_does(calibrated):
     row = r"^\| \d \| `(\w+)` \| raw ≥ (\S+) \| raw ≈ (\S+) \| raw < (\S+) \| (.*) \|$"
     rows = {m[0]: m[1:] for m in re.findall(row, text, flags=re.M)}
     assert list(rows) == ["brightness", "size"]
-    for key, (top, median, bottom, seen) in rows.items():
+    for key, (top, median, bottom, _seen) in rows.items():
         cal = pipe.calibration.rewards[key]
         top, median, bottom = float(top), float(median), float(bottom)
         assert cal.apply(np.array([top * (1 + 1e-3) if top > 0 else top * (1 - 1e-3)]))[0] == 1.0  # the top bin
@@ -98,7 +99,7 @@ def test_the_quickstart_runs(calibrated, tmp_path, monkeypatch):
     assert 'reward_targets={"brightness": 1.0, "size": 1.0}' in code
     code = code.replace('"path/to/tiny-miro"', repr(str(out))).replace("num_inference_steps=3", "num_inference_steps=2")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "quickstart", "exec"), {})  # noqa: S102 - our own card's example
+    exec(compile(code, "quickstart", "exec"), {})  # our own card's example
     assert (tmp_path / "sample.png").is_file()
     command = re.search(r"```bash\n(.*?)\n```", _card(out).text, re.S).group(1)
     assert command.startswith("mirokit sample --model path/to/tiny-miro --prompt") and "--reward size=1.0" in command

@@ -107,7 +107,8 @@ def test_callback_on_step_end_sees_and_replaces_the_latents(pipe):
         return {"latents": torch.zeros_like(kwargs["latents"])} if step == 2 else kwargs
 
     out = pipe("a red circle", num_inference_steps=3, output_type="latent", callback_on_step_end=zero_at_the_end)
-    assert seen == [(True, 0, 0.6667, (1, 3, 16, 16)), (True, 1, 0.3333, (1, 3, 16, 16)), (True, 2, 0.0, (1, 3, 16, 16))]
+    assert seen == [(True, 0, 0.6667, (1, 3, 16, 16)), (True, 1, 0.3333, (1, 3, 16, 16)),
+                    (True, 2, 0.0, (1, 3, 16, 16))]
     assert torch.equal(out.images, torch.zeros(1, 3, 16, 16))
 
     def stop(p, step, timestep, kwargs):

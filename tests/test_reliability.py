@@ -30,7 +30,7 @@ def _unsafe_calls(path: Path, root: Path = ROOT) -> list[str]:
                 else func.id if isinstance(func, ast.Name) else "")
         keywords = {k.arg: k.value for k in node.keywords}
 
-        def constant(key, value):
+        def constant(key, value, keywords=keywords):
             return key in keywords and isinstance(keywords[key], ast.Constant) and keywords[key].value is value
 
         where = f"{path.relative_to(root)}:{node.lineno}"
@@ -299,7 +299,8 @@ def test_a_model_folder_cannot_make_mirokit_write_outside_the_output_folder(tmp_
     (model / "pipeline.json").write_text(json.dumps(meta))
     before = {p for p in tmp_path.rglob("*")}
     outs = [tmp_path / "samples", tmp_path / "geneval"]
-    assert main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "2", "--out", str(outs[0])]) == 0
+    assert main(["sample", "--model", str(model), "--prompt", "a red circle", "--steps", "2",
+                 "--out", str(outs[0])]) == 0
     prompts = shapes_prompts(tmp_path / "p.jsonl", 2)
     before.add(prompts)
     assert main(["generate", "geneval", "--model", str(model), "--prompts", str(prompts), "--images-per-prompt", "1",

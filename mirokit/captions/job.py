@@ -2,8 +2,8 @@
 
 Same inputs, units, resume, splitting and bad-input accounting (mirokit.rewards.unit_job). Writes
 OUT/<unit>.parquet (key, caption_source: the original caption, caption: the synthetic one, short_caption with
-`short` or a shortening text model, error) and a manifest (the captioner and its generation settings, versions, counts); with
-`write_shards`, a copy of each tar shard in OUT/shards/ with `{key}.NAME.txt` (and `{key}.NAME_short.txt`)
+`short` or a shortening text model, error) and a manifest (the captioner and its generation settings, versions,
+counts); with `write_shards`, a copy of each tar shard in OUT/shards/ with `{key}.NAME.txt` (and `{key}.NAME_short.txt`)
 added, which `mirokit score --caption NAME` and `mirokit encode --caption NAME` read unchanged.
 """
 

@@ -50,4 +50,5 @@ class TextShortener:
                                  {"max_new_tokens": self.settings["max_new_tokens"], "do_sample": False})
 
     def describe(self) -> dict:
+        """What shortened the captions (kind, model class, instruction, generation settings), for the manifest."""
         return {"kind": "text_shortener", "class": type(self.model).__name__, **self.settings}

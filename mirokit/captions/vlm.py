@@ -109,4 +109,5 @@ class VLMCaptioner:
         return inputs
 
     def describe(self) -> dict:
+        """What wrote the captions (kind, model class, instructions, generation settings), for the manifest."""
         return {"kind": "vlm", "class": type(self.model).__name__, **self.settings}

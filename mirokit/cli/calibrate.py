@@ -7,6 +7,7 @@ from mirokit.cli.commands import COMMANDS, add_group
 
 @COMMANDS.register("calibrate")
 def add_parser(sub) -> None:
+    """Add the `mirokit calibrate` group (fit, apply) to `sub` (the top-level sub-commands)."""
     add_group(sub, "calibrate", metavar="ACTION", help="fit or apply the 64-bin reward calibration",
               description="fit: stream over the parquet files written by `mirokit score` (memory holds only each "
                           "reward's unique values) and write a calibration JSON with 64 quantile bins and statistics "
@@ -24,6 +25,7 @@ def _inputs(p) -> None:
 
 @COMMANDS.register("calibrate.fit")
 def add_fit_parser(csub) -> None:
+    """Add the `mirokit calibrate fit` parser to `csub` (the sub-commands of its group)."""
     p = csub.add_parser("fit", help="fit a calibration (64 quantile bins per reward) and write it as JSON",
                         description="Fit 64 quantile bins per reward on the unique raw scores of the inputs.")
     _inputs(p)
@@ -36,6 +38,7 @@ def add_fit_parser(csub) -> None:
 
 @COMMANDS.register("calibrate.apply")
 def add_apply_parser(csub) -> None:
+    """Add the `mirokit calibrate apply` parser to `csub` (the sub-commands of its group)."""
     p = csub.add_parser("apply", help="map raw scores to calibrated targets and write parquet files",
                         description="Map each reward column to multiples of 1/63 with a fitted calibration.")
     _inputs(p)
@@ -45,6 +48,8 @@ def add_apply_parser(csub) -> None:
 
 
 def run_fit(args) -> int:
+    """Run `mirokit calibrate fit` with parsed `args`: fit the bins and write the calibration JSON; returns the exit
+    status."""
     from mirokit.data.calibration import describe_calibration, fit_calibration_file
 
     calibration = fit_calibration_file(args.inputs, args.out, args.reward, tuple(args.caption))
@@ -54,6 +59,7 @@ def run_fit(args) -> int:
 
 
 def run_apply(args) -> int:
+    """Run `mirokit calibrate apply` with parsed `args`: write the calibrated parquet files; returns the exit status."""
     from mirokit.data.calibration import Calibration, apply_calibration, parquet_files
 
     written = apply_calibration(parquet_files(args.inputs), Calibration.load(args.calibration), args.out, args.reward)

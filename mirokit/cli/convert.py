@@ -12,6 +12,7 @@ from mirokit.dtypes import DTYPES
 
 @COMMANDS.register("convert")
 def add_parser(sub) -> None:
+    """Add the `mirokit convert` group (one sub-command per converter) to `sub` (the top-level sub-commands)."""
     add_group(sub, "convert", metavar="KIND",
               help="convert a published checkpoint (MIRO, GenEval's detector, reward models) for mirokit",
               description="One-time conversions of published checkpoints into folders that mirokit loads offline, "
@@ -42,12 +43,15 @@ def _official(sub, name: str) -> None:
     p.add_argument("source", help="official checkpoint folder or hub repo id")
     p.add_argument("out", help="mirokit model folder to write")
     p.add_argument("--variant", default=None, help="subfolder of SOURCE (the ablations repo's variants)")
-    p.add_argument("--text-encoder", default=None, help="hub id or local folder of FLAN-T5 to record instead of the default")
+    p.add_argument("--text-encoder", default=None,
+                   help="hub id or local folder of FLAN-T5 to record instead of the default")
     p.add_argument("--vae", default=None, help="hub id or local folder of the VAE to record instead of the default")
     p.set_defaults(func=run_official)
 
 
 def run_official(args) -> int:
+    """Run `mirokit convert official` (or its alias `convert-official`) with parsed `args`: write the mirokit model
+    folder; returns the exit status."""
     from mirokit.pipeline import MiroPipeline
 
     pipe = MiroPipeline.from_pretrained(args.source, variant=args.variant, text_encoder=args.text_encoder, vae=args.vae)
@@ -74,6 +78,8 @@ def _geneval(sub, name: str) -> None:
 
 
 def run_convert_geneval_detector(args) -> int:
+    """Run `mirokit convert geneval-detector` (or its alias `convert-geneval-detector`) with parsed `args`: write
+    the transformers folder and its report; returns the exit status."""
     from mirokit.evaluate.geneval_convert import convert_checkpoint
     from mirokit.evaluate.geneval_report import write_conversion_report
 

@@ -10,6 +10,7 @@ from mirokit.dtypes import DTYPES
 
 @COMMANDS.register("encode")
 def add_parser(sub) -> None:
+    """Add the `mirokit encode` parser to `sub` (the top-level sub-commands)."""
     p = sub.add_parser(
         "encode", help="precompute VAE latents and T5 text states for scored shards",
         description="Reads tar shards with images, captions and raw scores (as `mirokit score --enrich` writes "
@@ -31,7 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--caption", action="append", default=[], metavar="NAME",
                    help="extra caption to encode: {key}.NAME.txt with scores NAME_<reward> (repeatable)")
     p.add_argument("--vae", default="stabilityai/sdxl-vae", help="VAE hub id or folder (default stabilityai/sdxl-vae)")
-    p.add_argument("--text-encoder", default="google/flan-t5-xl", help="T5 hub id or folder (default google/flan-t5-xl)")
+    p.add_argument("--text-encoder", default="google/flan-t5-xl",
+                   help="T5 hub id or folder (default google/flan-t5-xl)")
     p.add_argument("--max-length", type=int, default=128, help="T5 tokens per caption before trimming (default 128)")
     p.add_argument("--image-size", type=int, default=256, help="resize + centre-crop images to this (default 256)")
     p.add_argument("--dtype", choices=list(DTYPES), default="fp16",
@@ -47,6 +49,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit encode` with parsed `args` (this rank's or job's share of the shards); returns the exit status."""
     from mirokit.distributed import cleanup, init_distributed, job_shard
     from mirokit.encoders.encode_job import EncodeJobConfig, encode_shards
 

@@ -8,6 +8,7 @@ from mirokit.cli.commands import COMMANDS, add_group
 
 @COMMANDS.register("eval")
 def add_parser(sub) -> None:
+    """Add the `mirokit eval` group (one sub-command per benchmark) to `sub` (the top-level sub-commands)."""
     add_group(sub, "eval", metavar="BENCHMARK",
               help="evaluate a model or generated images (rewards, best-of-N, sweeps, GenEval, ShapesEval)",
               description="Evaluate models (reward scores, best-of-N curves, sweeps of sampling settings, target "

@@ -10,6 +10,7 @@ from mirokit.cli.eval_common import add_eval_flags, build_runs, load_prompt_set
 
 @COMMANDS.register("eval.best-of-n")
 def add_parser(esub) -> None:
+    """Add the `mirokit eval best-of-n` parser to `esub` (the sub-commands of its group)."""
     p = esub.add_parser(
         "best-of-n", help="test-time scaling: expected best-of-N score for N = 1, 2, 4, ... from one pool of samples",
         description="Draw a pool of --pool images per prompt with each model (same noise for every model), score "
@@ -37,6 +38,7 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit eval best-of-n` with parsed `args`; returns the exit status."""
     from mirokit.evaluate.best_of_n import best_of_n, format_best_of_n, write_best_of_n_report
     from mirokit.evaluate.runs import header, selection_keys
     from mirokit.evaluate.samples import build_scorers

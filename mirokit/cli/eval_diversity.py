@@ -11,6 +11,7 @@ from mirokit.cli.eval_common import add_eval_flags, build_runs, load_prompt_set
 
 @COMMANDS.register("eval.diversity")
 def add_parser(esub) -> None:
+    """Add the `mirokit eval diversity` parser to `esub` (the sub-commands of its group)."""
     p = esub.add_parser(
         "diversity", help="diversity of the images of one prompt (Vendi score, cosine distance, attribute entropy)",
         description="Draw --images-per-prompt images per prompt with each model (same noise for every model), or "
@@ -48,6 +49,7 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit eval diversity` with parsed `args`; returns the exit status."""
     from mirokit.config import parse_named
     from mirokit.evaluate.diversity import build_arms, evaluate_diversity, format_diversity, write_diversity_report
     from mirokit.evaluate.runs import build_extractors, header

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mirokit.cli.commands import COMMANDS
 from mirokit.dtypes import DTYPES
 
 EPILOG = """examples:
@@ -14,11 +15,10 @@ EPILOG = """examples:
   mirokit eval geneval samples/ --out r/results.json --detector ...   # afterwards: merges the shards
 """
 
-from mirokit.cli.commands import COMMANDS
-
 
 @COMMANDS.register("eval.geneval")
 def add_parser(esub) -> None:
+    """Add the `mirokit eval geneval` parser to `esub` (the sub-commands of its group)."""
     from mirokit.evaluate.geneval_colour import DEFAULT_CLIP
     from mirokit.evaluate.geneval_detector import FACEBOOK_HUB_ID
 
@@ -37,7 +37,8 @@ def add_parser(esub) -> None:
     p.add_argument("--detector", default=FACEBOOK_HUB_ID,
                    help="folder made by `mirokit convert geneval-detector` (reproduces published GenEval numbers) "
                         f"or a Mask2Former hub id / folder (default {FACEBOOK_HUB_ID}, with a warning)")
-    p.add_argument("--clip", default=DEFAULT_CLIP, help=f"CLIP hub id or local folder for colours (default {DEFAULT_CLIP})")
+    p.add_argument("--clip", default=DEFAULT_CLIP,
+                   help=f"CLIP hub id or local folder for colours (default {DEFAULT_CLIP})")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                    help="auto = this rank's GPU when CUDA is available, else cpu")
     p.add_argument("--dtype", default="fp32", choices=tuple(DTYPES), help="detector precision (GenEval: fp32)")
@@ -57,6 +58,7 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit eval geneval` with parsed `args`; returns the exit status."""
     from dataclasses import asdict
 
     from mirokit import distributed

@@ -10,6 +10,7 @@ from mirokit.cli.eval_common import add_eval_flags, build_runs, load_prompt_set
 
 @COMMANDS.register("eval.rewards")
 def add_parser(esub) -> None:
+    """Add the `mirokit eval rewards` parser to `esub` (the sub-commands of its group)."""
     p = esub.add_parser(
         "rewards", help="mean and 95%% CI of reward scores over a prompt set, several models side by side",
         description="Sample every prompt of a prompt set with each model (same noise for every model), score the "
@@ -29,6 +30,7 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit eval rewards` with parsed `args`; returns the exit status."""
     from mirokit.evaluate.reward_eval import evaluate_rewards, format_rewards, write_reward_report
     from mirokit.evaluate.runs import header, scorer_keys
     from mirokit.evaluate.samples import build_scorers

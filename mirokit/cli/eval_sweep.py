@@ -10,6 +10,7 @@ from mirokit.cli.eval_common import add_eval_flags, add_metric_flags, build_runs
 
 @COMMANDS.register("eval.sweep")
 def add_parser(esub) -> None:
+    """Add the `mirokit eval sweep` parser to `esub` (the sub-commands of its group)."""
     p = esub.add_parser(
         "sweep", help="sweep a reward target, a pair, the guidance scale or the sampler; plots and sampling cost",
         description="Evaluate a model on a grid of one or two swept settings (same prompts and noise at every "
@@ -43,6 +44,7 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit eval sweep` with parsed `args`; returns the exit status."""
     from mirokit.cli.sampling_flags import explicit_settings
     from mirokit.evaluate.runs import header, reference_settings, scorer_keys, sweep_plan
     from mirokit.evaluate.samples import choose_prompts

@@ -10,6 +10,7 @@ from mirokit.cli.eval_common import add_eval_flags, add_metric_flags, build_runs
 
 @COMMANDS.register("eval.tune-targets")
 def add_parser(esub) -> None:
+    """Add the `mirokit eval tune-targets` parser to `esub` (the sub-commands of its group)."""
     p = esub.add_parser(
         "tune-targets", help="search positive/negative reward targets and guidance that maximise a metric",
         description="Split the metric's prompts into a tuning and a disjoint held-out set (same prompt text never "
@@ -44,6 +45,7 @@ def add_parser(esub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit eval tune-targets` with parsed `args`; returns the exit status."""
     from mirokit.evaluate.runs import header
     from mirokit.evaluate.samples import choose_prompts
     from mirokit.evaluate.tune_targets import format_tune, tune_targets, write_tune_report

@@ -9,6 +9,7 @@ from mirokit.cli.commands import COMMANDS
 
 @COMMANDS.register("export")
 def add_parser(sub) -> None:
+    """Add the `mirokit export` parser to `sub` (the top-level sub-commands)."""
     p = sub.add_parser(
         "export", help="write a model folder (EMA weights) from a training checkpoint, sharded or not",
         description="Joins the EMA shards that every rank wrote into RUN/checkpoints/step_N/train_state and writes "
@@ -36,6 +37,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit export` with parsed `args`; returns the exit status."""
     from pathlib import Path
 
     from mirokit.hub import push_folder

@@ -10,6 +10,7 @@ from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, expl
 
 @COMMANDS.register("generate")
 def add_parser(sub) -> None:
+    """Add the `mirokit generate` group (one sub-command per benchmark) to `sub` (the top-level sub-commands)."""
     add_group(sub, "generate", metavar="BENCHMARK",
               help="generate images for a benchmark's prompts in its folder layout (GenEval)",
               description="Generate the images a benchmark evaluates, in the layout its evaluator reads.")
@@ -17,6 +18,7 @@ def add_parser(sub) -> None:
 
 @COMMANDS.register("generate.geneval")
 def add_geneval_parser(gsub) -> None:
+    """Add the `mirokit generate geneval` parser to `gsub` (the sub-commands of its group)."""
     g = gsub.add_parser(
         "geneval", help="GenEval's layout: OUT/00000/metadata.jsonl + OUT/00000/samples/0000.png ...",
         description="Generate images for GenEval's 553 prompts (or any GenEval-schema JSONL given with --prompts) "
@@ -55,6 +57,7 @@ def default_geneval_prompts() -> list[dict]:
 
 
 def run_generate_geneval(args) -> int:
+    """Run `mirokit generate geneval` with parsed `args`; returns the exit status."""
     from mirokit import __version__
     from mirokit.distributed import check_shard, cleanup, init_distributed, job_shard, shard_label
     from mirokit.evaluate.generate import generate_geneval

@@ -11,6 +11,7 @@ from mirokit.dtypes import DTYPES
 
 @COMMANDS.register("recaption")
 def add_parser(sub) -> None:
+    """Add the `mirokit recaption` parser to `sub` (the top-level sub-commands)."""
     from mirokit.captions.shorten import SHORTEN_INSTRUCTION
     from mirokit.captions.vlm import HINT, INSTRUCTION, SHORT_INSTRUCTION
 
@@ -58,7 +59,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="with --sample (default 0)")
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="the VLM's weights (default fp32)")
     p.add_argument("--no-chat-template", action="store_true",
-                   help="send the instruction as it is (task-prompt models such as Florence-2: <MORE_DETAILED_CAPTION>)")
+                   help="send the instruction as it is "
+                        "(task-prompt models such as Florence-2: <MORE_DETAILED_CAPTION>)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="another captioner option (repeatable), e.g. min_score=0.6 for world_detector")
@@ -94,6 +96,7 @@ def shortener_options(args, device: str) -> dict:
 
 
 def run(args) -> int:
+    """Run `mirokit recaption` with parsed `args`; returns the exit status."""
     from mirokit.captions.job import RecaptionJobConfig, run_recaption_job
 
     def config(fields: dict, device: str) -> RecaptionJobConfig:

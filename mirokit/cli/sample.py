@@ -11,6 +11,7 @@ from mirokit.cli.sampling_flags import add_model_flags, add_sampling_flags, expl
 
 @COMMANDS.register("sample")
 def add_parser(sub) -> None:
+    """Add the `mirokit sample` parser to `sub` (the top-level sub-commands)."""
     p = sub.add_parser(
         "sample", help="generate images from a trained model",
         description="Generate images with multi-reward guidance: D = D_cond*(1+w) - D_uncond*w, where the "
@@ -30,6 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit sample` with parsed `args`; returns the exit status."""
     from mirokit.distributed import resolve_device
     from mirokit.pipeline import MiroPipeline
     from mirokit.sample_output import save_samples

@@ -10,6 +10,7 @@ from mirokit.cli.unit_flags import add_unit_job_flags, run_unit_job
 
 @COMMANDS.register("score")
 def add_parser(sub) -> None:
+    """Add the `mirokit score` parser to `sub` (the top-level sub-commands)."""
     p = sub.add_parser(
         "score", help="score a dataset with reward models (one parquet per input shard)",
         description="Compute raw reward scores for webdataset tar shards (img2dataset layout: "
@@ -18,8 +19,10 @@ def add_parser(sub) -> None:
                     "and a run manifest. Restarting the same command skips finished units. Under torchrun each rank "
                     "takes its own units.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  mirokit score 'data/shard-{000000..000099}.tar' --reward clip_score --reward aesthetic_score "
-               "--out scores/\n  mirokit score captions.jsonl --reward world_quality --out scores/\n"
+        epilog="examples:\n"
+               "  mirokit score 'data/shard-{000000..000099}.tar' --reward clip_score --reward aesthetic_score "
+               "--out scores/\n"
+               "  mirokit score captions.jsonl --reward world_quality --out scores/\n"
                "  mirokit score table.parquet --reward clip_score --option clip_score.model=/models/clip --out scores/",
     )
     add_unit_job_flags(p, batch_size=64)
@@ -40,6 +43,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit score` with parsed `args`; returns the exit status."""
     from mirokit.console import columns
     from mirokit.options import parse_options, parse_strings
     from mirokit.rewards import available_scorers

@@ -11,6 +11,7 @@ from mirokit.cli.sampling_flags import add_dtype_flag
 
 @COMMANDS.register("studio")
 def add_parser(sub) -> None:
+    """Add the `mirokit studio` parser to `sub` (the top-level sub-commands)."""
     p = sub.add_parser(
         "studio", help="interactive reward control in the browser (needs mirokit[studio])",
         description="Serve a page that samples the model with any reward targets: one positive and one negative "
@@ -61,9 +62,10 @@ def build_studio(args):
 
 
 def run(args) -> int:
+    """Run `mirokit studio` with parsed `args` (serves until interrupted); returns the exit status."""
     try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
+        import starlette  # noqa: F401 - only checks that the studio's extra is installed
+        import uvicorn  # noqa: F401 - only checks that the studio's extra is installed
     except ImportError:
         raise RuntimeError('the studio needs its extra: pip install "mirokit[studio]" (starlette, uvicorn)') from None
     from mirokit.studio.server import serve

@@ -9,6 +9,7 @@ from mirokit.cli.commands import COMMANDS
 
 @COMMANDS.register("train")
 def add_parser(sub) -> None:
+    """Add the `mirokit train` parser to `sub` (the top-level sub-commands)."""
     p = sub.add_parser(
         "train", help="train (or resume) a reward-conditioned generator",
         description="Train a MIRO generator from a YAML run config. Pointing at an existing out_dir resumes "
@@ -27,6 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    """Run `mirokit train` with parsed `args`; returns the exit status."""
     import yaml
 
     from mirokit.config import to_dict

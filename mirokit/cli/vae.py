@@ -7,6 +7,7 @@ from mirokit.cli.commands import COMMANDS, add_group
 
 @COMMANDS.register("vae")
 def add_parser(sub) -> None:
+    """Add the `mirokit vae` group (init) to `sub` (the top-level sub-commands)."""
     add_group(sub, "vae", metavar="ACTION", help="make a tiny VAE for CPU latent-space runs",
               description="`init` writes a small diffusers AutoencoderKL with random weights in hub layout "
                           "(config.json + diffusion_pytorch_model.safetensors) and the per-channel statistics of its "
@@ -18,6 +19,7 @@ def add_parser(sub) -> None:
 
 @COMMANDS.register("vae.init")
 def add_init_parser(vsub) -> None:
+    """Add the `mirokit vae init` parser to `vsub` (the sub-commands of its group)."""
     init = vsub.add_parser("init", help="write a tiny random VAE and its latent statistics",
                            description="Write a small random AutoencoderKL and its latent statistics on toy images.")
     init.add_argument("--out", required=True, help="folder to write")
@@ -30,6 +32,8 @@ def add_init_parser(vsub) -> None:
 
 
 def run_init(args) -> int:
+    """Run `mirokit vae init` with parsed `args`: write the tiny VAE and its latent statistics; returns the exit
+    status."""
     from mirokit.encoders.vae import describe_tiny_vae, init_tiny_vae
     from mirokit.options import parse_ints
 

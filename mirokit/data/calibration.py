@@ -37,7 +37,8 @@ class RewardCalibration:
     max: float
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        """raw: (N,) scores -> (N,) float32 multiples of 1/63 in [0, 1]; NaN and +-inf (missing, as when fitted) -> NaN."""
+        """raw: (N,) scores -> (N,) float32 multiples of 1/63 in [0, 1]; NaN and +-inf (missing, as when fitted)
+        -> NaN."""
         raw = np.asarray(raw, dtype=np.float64)
         bins = np.searchsorted(np.asarray(self.edges, dtype=np.float64), raw, side="right")  # 0..63
         out = (bins / (NUM_BINS - 1)).astype(np.float32)
@@ -95,10 +96,11 @@ class Calibration:
 
     @property
     def keys(self) -> list[str]:
+        """The calibrated reward keys, in stored order."""
         return list(self.rewards)
 
     @classmethod
-    def fit(cls, raw: dict[str, np.ndarray]) -> "Calibration":
+    def fit(cls, raw: dict[str, np.ndarray]) -> Calibration:
         """{key: (N,) raw scores} -> Calibration."""
         return cls({key: fit_reward(values, key) for key, values in raw.items()})
 
@@ -114,6 +116,7 @@ class Calibration:
         return np.stack([self.apply(k, raw[k]) for k in keys], axis=1)
 
     def to_json(self) -> dict:
+        """The JSON document `save` writes: format, bin count and each reward's edges and statistics."""
         return {"format": FORMAT, "num_bins": NUM_BINS,
                 "rewards": {k: vars(v) for k, v in self.rewards.items()}}
 
@@ -122,7 +125,7 @@ class Calibration:
         write_json_atomic(path, self.to_json(), SOLE_WRITER, indent=1)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Calibration":
+    def load(cls, path: str | Path) -> Calibration:
         """Read a calibration JSON; a missing or malformed file is a one-line error."""
         path = Path(path)
         if not path.is_file():
@@ -196,7 +199,8 @@ def fit_calibration(files: list[Path], rewards: list[str] | None = None, caption
         for key in keys:
             accumulators.setdefault(key, RewardAccumulator(key))
         columns = [*keys, *(c for cols in pooled.values() for c in cols)]
-        for batch in _read_parquet(path, lambda _: list(pf.iter_batches(columns=columns, batch_size=65536))):
+        read = lambda _, pf=pf, columns=columns: list(pf.iter_batches(columns=columns, batch_size=65536))
+        for batch in _read_parquet(path, read):
             for key in keys:
                 for column in [key, *pooled[key]]:
                     accumulators[key].add(batch.column(column).to_numpy(zero_copy_only=False))

@@ -47,7 +47,7 @@ class CaptionMixConfig:
         return self.caption_rewards == "own"
 
     @classmethod
-    def of(cls, config) -> "CaptionMixConfig":
+    def of(cls, config) -> CaptionMixConfig:
         """The caption-mix part of a data config that mixes it in."""
         return cls(caption_mix=config.caption_mix, caption_weights=config.caption_weights,
                    caption_rewards=config.caption_rewards)

@@ -42,8 +42,8 @@ from mirokit.atomic import process_owner, write_json_atomic
 from mirokit.data.batch import DataError
 from mirokit.data.calibration import Calibration
 from mirokit.data.caption_mix import CaptionMixConfig
-from mirokit.dtypes import dtype_named
 from mirokit.data.source import DATA_SOURCES, UNCOND_TEXT_FILE, DataConfig, DatasetInfo, Sample
+from mirokit.dtypes import dtype_named
 from mirokit.tars import index_members, shard_list, shard_name
 from mirokit.urls import DownloadError, fetch, is_url
 
@@ -76,7 +76,7 @@ def decode_members(parts: dict[str, bytes], where: str) -> tuple[dict, Tensor, l
         text = load_tensors(parts["text.safetensors"])
         moments = torch.cat([latent["mean"], latent["std"]], dim=0).float()
         texts = [text[f"caption_{i}"].float() for i in range(len(meta["captions"]))]
-    except Exception as err:  # noqa: BLE001 - JSON, safetensors and key errors alike name the sample
+    except Exception as err:  # JSON, safetensors and key errors alike name the sample
         raise DataError(f"{where}: unreadable sample ({type(err).__name__}: {str(err)[:120]})") from None
     if not torch.isfinite(moments).all():
         raise DataError(f"{where}: latent moments are not finite")
@@ -89,7 +89,7 @@ class _OpenShard:
     def __init__(self, path: Path):
         self.path = path
         self.members = index_members(path)
-        self.file = open(path, "rb")  # noqa: SIM115 - closed by the LRU cache
+        self.file = open(path, "rb")  # closed by the LRU cache
 
     def read(self, j: int) -> tuple[str, dict[str, bytes]]:
         key, table = self.members[j]
@@ -192,7 +192,8 @@ class EncodedShards(Dataset):
         self.calibration = calibration
         self.max_skips = max_skips
         self.open_shards = open_shards
-        self.encoding = json.loads((folder / ENCODING_FILE).read_text()) if folder and (folder / ENCODING_FILE).is_file() else {}
+        self.encoding = (json.loads((folder / ENCODING_FILE).read_text())
+                         if folder and (folder / ENCODING_FILE).is_file() else {})
         uncond = DatasetInfo.load(folder).uncond_text if folder is not None else None
         keys = calibration.keys if calibration is not None else self.encoding.get("reward_keys", [])
         self.info = DatasetInfo(reward_keys=tuple(keys), calibration=calibration, uncond_text=uncond)

@@ -79,7 +79,7 @@ class DatasetInfo:
             save_weights({"embedding": self.uncond_text.float()}, directory / UNCOND_TEXT_FILE)
 
     @classmethod
-    def load(cls, directory: str | Path, reward_keys: tuple[str, ...] = ()) -> "DatasetInfo":
+    def load(cls, directory: str | Path, reward_keys: tuple[str, ...] = ()) -> DatasetInfo:
         """The info saved in `directory` by `save` (each file optional); unreadable files are one-line errors."""
         from mirokit.pretrained import read_weights
 

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from mirokit.atomic import SOLE_WRITER, stale_temporaries, write_json_atomic
 from mirokit.data.batch import DataError
-from mirokit.dtypes import dtype_name
 from mirokit.data.jsonl import load_image
 from mirokit.data.shards import ENCODING_FILE, sample_members
 from mirokit.data.source import DatasetInfo
+from mirokit.dtypes import dtype_name
 from mirokit.encoders.text_hf import HFTextEncoder, HFTextEncoderConfig
 from mirokit.encoders.vae import LatentStats, VAESpace, VAESpaceConfig
 from mirokit.tars import DOWNLOAD_FAILED, CaptionError, ShardWriter, caption_of, iter_samples, shard_list, shard_name
@@ -270,7 +270,8 @@ def finish_encoding(cfg: EncodeJobConfig, paths: list) -> dict:
     if stats.count and cfg.stats:
         stats.save(out / "latent_stats.json")
     shape = next((r["moments_shape"] for r in reports if "moments_shape" in r), None)
-    encoding = {"vae": cfg.vae, "text_encoder": cfg.text_encoder, "max_length": cfg.max_length, "reward_keys": cfg.rewards, "captions": ["original", *cfg.captions],
+    encoding = {"vae": cfg.vae, "text_encoder": cfg.text_encoder, "max_length": cfg.max_length,
+                "reward_keys": cfg.rewards, "captions": ["original", *cfg.captions],
                 "image_size": cfg.image_size, "dtype": cfg.dtype, "moments_shape": shape,
                 "samples": sum(r["samples"] for r in reports), "shards": len(reports)}
     write_json_atomic(out / ENCODING_FILE, encoding, SOLE_WRITER, indent=1, default=str)

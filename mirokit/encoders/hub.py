@@ -12,5 +12,5 @@ def load_pretrained(cls: Any, name_or_path: str, local: bool, what: str, **kwarg
     """`cls.from_pretrained` (offline for local folders); loading errors become one-line ValueErrors."""
     try:
         return cls.from_pretrained(name_or_path, local_files_only=local, **kwargs)
-    except (OSError, ValueError, KeyError, TypeError, EnvironmentError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"cannot load {what} {name_or_path}: {one_line(err)}") from None

@@ -47,7 +47,7 @@ class ImageSpace(Protocol):
         space cannot serve (e.g. the wrong number of latent channels) is a one-line ValueError."""
         ...
 
-    def to(self, device: torch.device | str) -> "ImageSpace":
+    def to(self, device: torch.device | str) -> ImageSpace:
         """Move any weights the space holds to `device`; returns self."""
         ...
 

@@ -80,7 +80,7 @@ class TextEncoder(PretrainedMixin, nn.Module):
 
     # -- persistence (mirokit.pretrained): config.json = the spec, model.safetensors only if trainable --------
     @classmethod
-    def from_config(cls, config: TextEncoderConfig) -> "TextEncoder":
+    def from_config(cls, config: TextEncoderConfig) -> TextEncoder:
         """The registered encoder class of `config.kind`, built from `config`."""
         return TEXT_ENCODERS.build(config)
 

@@ -48,7 +48,8 @@ class VAESpaceConfig(ImageSpaceConfig):
     normalisation: str = "sdxl_channel_wise"
     """sdxl_channel_wise (official constants) | stats (from `stats`) | explicit (`scale`, `bias`)"""
     stats: str | None = None
-    """normalisation=stats: JSON with per-channel "mean" and "std" of the latents (`mirokit encode` writes `latent_stats.json`; `--no-stats` skips it)"""
+    """normalisation=stats: JSON with per-channel "mean" and "std" of the latents (`mirokit encode` writes
+    `latent_stats.json`; `--no-stats` skips it)"""
     scale: list[float] = field(default_factory=list)
     """normalisation=explicit: per-channel scale (x = z * scale + bias)"""
     bias: list[float] = field(default_factory=list)
@@ -64,7 +65,8 @@ class VAESpaceConfig(ImageSpaceConfig):
 
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"unknown image_space.normalisation {self.normalisation!r}; known: {', '.join(NORMALISATIONS)}")
+            raise ValueError(f"unknown image_space.normalisation {self.normalisation!r}; "
+                             f"known: {', '.join(NORMALISATIONS)}")
         if self.input not in INPUTS:
             raise ValueError(f"unknown image_space.input {self.input!r}; known: {', '.join(INPUTS)}")
         self.dtype = dtype_name(self.dtype, "image_space.dtype")

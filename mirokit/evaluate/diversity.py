@@ -243,7 +243,8 @@ def summarize(arms: list[Arm], rows: list[dict]) -> dict:
                 b = [_get(by_arm[first][i], path) for i in common]
                 _put(entry["vs_first"], path, paired_mean_ci(a, b, common))
         models[arm.name] = entry
-    return {"models": models, "reference": first, "features": sorted({e for m in models.values() for e in m["features"]}),
+    return {"models": models, "reference": first,
+            "features": sorted({e for m in models.values() for e in m["features"]}),
             "ci_method": "per-prompt values, 95% t-interval over prompts; differences paired by prompt"}
 
 

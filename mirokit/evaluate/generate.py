@@ -37,7 +37,7 @@ def _finished(path: Path) -> bool:
         with Image.open(path) as im:
             im.verify()
         return True
-    except Exception:  # noqa: BLE001 - any decoding problem means "draw it again"
+    except Exception:  # any decoding problem means "draw it again"
         return False
 
 

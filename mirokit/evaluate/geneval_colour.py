@@ -105,7 +105,7 @@ class ClipColourClassifier:
         self.model = self.tokenizer = None
         self._weights: dict = {}
 
-    def load(self) -> "ClipColourClassifier":
+    def load(self) -> ClipColourClassifier:
         """Load CLIP and its tokenizer now (otherwise on the first classify)."""
         if self.model is not None:
             return self

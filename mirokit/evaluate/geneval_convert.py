@@ -57,7 +57,8 @@ def relative_position_index(window: int):
 
 
 def split_qkv(value, templates: dict[str, str]) -> dict:
-    """A fused (3C, ...) q/k/v tensor -> {templates["q"]: rows [0:C], templates["k"]: [C:2C], templates["v"]: [2C:3C]}."""
+    """A fused (3C, ...) q/k/v tensor -> {templates["q"]: rows [0:C], templates["k"]: [C:2C],
+    templates["v"]: [2C:3C]}."""
     return {templates[p]: t.contiguous() for p, t in zip("qkv", value.chunk(3, dim=0))}
 
 
@@ -82,8 +83,8 @@ RULES: list[tuple[str, str, object]] = [
     (_BLOCK + r"attn\.w_msa\.relative_position_index", "", "check_index"),
     (_BLOCK + r"ffn\.layers\.0\.0\.(weight|bias)", _HB + "mlp.fc1.{3}", _ONE),
     (_BLOCK + r"ffn\.layers\.1\.(weight|bias)", _HB + "mlp.fc2.{3}", _ONE),
-    (r"backbone\.stages\.(\d+)\.downsample\.reduction\.weight", B + "swin.encoder.layers.{1}.downsample.reduction.weight",
-     unfold_reduction_to_hf),
+    (r"backbone\.stages\.(\d+)\.downsample\.reduction\.weight",
+     B + "swin.encoder.layers.{1}.downsample.reduction.weight", unfold_reduction_to_hf),
     (r"backbone\.stages\.(\d+)\.downsample\.norm\.(weight|bias)", B + "swin.encoder.layers.{1}.downsample.norm.{2}",
      unfold_norm_to_hf),
     (r"backbone\.norm(\d)\.(weight|bias)", B + "hidden_states_norms.stage{1+}.{2}", _ONE),
@@ -116,7 +117,8 @@ RULES: list[tuple[str, str, object]] = [
     (_DEC + r"(?:ffns\.0|ffn)\.layers\.1\.(weight|bias)", _HD + "fc2.{2}", _ONE),
     (r"panoptic_head\.transformer_decoder\.post_norm\.(weight|bias)", T + "decoder.layernorm.{1}", _ONE),
     (r"panoptic_head\.cls_embed\.(weight|bias)", "class_predictor.{1}", _ONE),
-    (r"panoptic_head\.mask_embed\.([024])\.(weight|bias)", T + "decoder.mask_predictor.mask_embedder.{1/2}.0.{2}", _ONE),
+    (r"panoptic_head\.mask_embed\.([024])\.(weight|bias)", T + "decoder.mask_predictor.mask_embedder.{1/2}.0.{2}",
+     _ONE),
 ]
 _COMPILED = [(re.compile(pattern + r"$"), template, fn) for pattern, template, fn in RULES]
 
@@ -293,7 +295,8 @@ def convert_state_dict(source: dict, id2label: dict[int, str], *, progress: bool
         raise ValueError(f"{len(extra)} mapped key(s) unknown to transformers' model: {_first(extra)}")
     for key, value in mapped.items():
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(f"{key}: checkpoint shape {tuple(value.shape)} != model shape {tuple(expected[key].shape)}")
+            raise ValueError(f"{key}: checkpoint shape {tuple(value.shape)} "
+                             f"!= model shape {tuple(expected[key].shape)}")
     full = dict(mapped)
     full[B + "swin.layernorm.weight"] = torch.ones_like(expected[B + "swin.layernorm.weight"])
     full[B + "swin.layernorm.bias"] = torch.zeros_like(expected[B + "swin.layernorm.bias"])

@@ -216,7 +216,7 @@ class Mask2FormerDetector:
         self.model = None
         self.class_names: list[str] = []
 
-    def load(self) -> "Mask2FormerDetector":
+    def load(self) -> Mask2FormerDetector:
         """Load the network now (otherwise on the first detect)."""
         if self.model is not None:
             return self

@@ -151,7 +151,7 @@ def load_image(path: Path):
         with Image.open(path) as im:
             im.load()
             return ImageOps.exif_transpose(im).convert("RGB")
-    except Exception as err:  # noqa: BLE001 - PIL raises many types for corrupt files
+    except Exception as err:  # PIL raises many types for corrupt files
         raise ValueError(f"{path.name}: unreadable image ({type(err).__name__}: {err})") from None
 
 

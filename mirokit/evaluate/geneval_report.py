@@ -103,7 +103,8 @@ def write_conversion_report(out_dir: str | Path, report: dict) -> Path:
                                                             ["model tensors", report["model_tensors"]],
                                                             ["key layout", report["layout"]]]
     body = ["<h1>GenEval detector: mmdet checkpoint -> transformers</h1>",
-            f"<p>Source {html.escape(str(report.get('source')))} (sha256 {html.escape(str(report.get('sha256')))}).</p>",
+            f"<p>Source {html.escape(str(report.get('source')))} "
+            f"(sha256 {html.escape(str(report.get('sha256')))}).</p>",
             html_table(["item", "value"], [[str(k), str(v)] for k, v in rows]),
             f"<img src='{figure.name}' alt='parameters per component'>",
             f"<h2>mirokit_geneval.json</h2><pre>{html.escape(json.dumps(report, indent=1))}</pre>"]

@@ -2,7 +2,8 @@
 against the swept value, a Pareto plot for a pair of reward targets, and the sampling-cost table.
 
 Sweepable: `reward:KEY` (positive target), `negative:KEY` (negative-branch target) and every setting of
-SamplingSettings' "sweep" surface (solver, steps, shift, guidance, guidance_interval). Every point samples the same prompts from the same noise.
+SamplingSettings' "sweep" surface (solver, steps, shift, guidance, guidance_interval). Every point samples the
+same prompts from the same noise.
 
 Sampling cost (with a reference setting, e.g. the official Euler 50 steps): for each solver, the fewest
 network evaluations per image (mirokit.sampling.solvers.function_evaluations) whose metric mean and every
@@ -17,13 +18,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mirokit.evaluate.pages import (fmt_ci, plot_ci_curves, plot_ci_grid, plot_pareto, text_table, write_json,
-                                    write_page)
+from mirokit.atomic import write_atomic
+from mirokit.config import parse_number, split_key_value
+from mirokit.evaluate.pages import fmt_ci, plot_ci_curves, plot_ci_grid, plot_pareto, text_table, write_json, write_page
 from mirokit.evaluate.settings_eval import evaluate_setting, paired_difference
 from mirokit.sampling import SamplingSettings
 from mirokit.sampling.options import declared, names
-from mirokit.atomic import write_atomic
-from mirokit.config import parse_number, split_key_value
 
 PARAMS = tuple(names(SamplingSettings, "sweep"))
 """sweepable settings besides reward:KEY and negative:KEY (the "sweep" surface of SamplingSettings' fields)"""

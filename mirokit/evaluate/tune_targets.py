@@ -99,8 +99,8 @@ def tune_targets(pipe, base: SamplingSettings, records: list[dict], indices: lis
     rng = np.random.default_rng([seed, 11])
     per_eval = len(tune) * images_per_prompt
     given = base if (base.rewards, base.negative_rewards) != (default.rewards, default.negative_rewards) else None
-    bar = tqdm(total=budget * per_eval + (3 if given else 2) * len(held) * images_per_prompt, desc=f"tuning ({budget} candidates)",
-               unit="img", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=budget * per_eval + (3 if given else 2) * len(held) * images_per_prompt,
+               desc=f"tuning ({budget} candidates)", unit="img", disable=not progress, dynamic_ncols=True)
     trace, best_vec, best_value, best_setting = [], default_vec, -np.inf, default
     for step in range(budget):
         vec = default_vec if step == 0 else propose(rng, step, budget, best_vec, low, high)

@@ -6,8 +6,8 @@ returns `(velocity, self_cond_state, logvar)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -38,13 +38,14 @@ class FlowDraw:
     noise: Tensor
     self_cond_keep: Tensor
 
-    def slice(self, start: int, stop: int) -> "FlowDraw":
+    def slice(self, start: int, stop: int) -> FlowDraw:
         """Rows [start, stop) — lets distributed ranks share one global draw."""
         return FlowDraw(self.gamma[start:stop], self.noise[start:stop], self.self_cond_keep[start:stop])
 
 
 def draw_flow_noise(shape: tuple[int, ...], cfg: FlowLossConfig, generator: torch.Generator) -> FlowDraw:
-    """Draw gamma, noise and the self-conditioning mask for a batch of `shape` (B, C, H, W) on the generator's device."""
+    """Draw gamma, noise and the self-conditioning mask for a batch of `shape` (B, C, H, W) on the generator's
+    device."""
     b = shape[0]
     device = generator.device
     gamma = logit_normal_gamma(b, mean=cfg.time_mean, std=cfg.time_std, generator=generator, device=device)
@@ -82,18 +83,21 @@ def self_conditioning_state(model: Callable, y: Tensor, gamma: Tensor, condition
 
 
 def flow_matching_loss(model: Callable, x0: Tensor, conditions: dict, draw: FlowDraw,
-                       cfg: FlowLossConfig) -> tuple[Tensor, dict[str, Tensor]]:
+                       cfg: FlowLossConfig, *, self_conditioning: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
     """x0: (B, C, H, W) clean data; conditions: keyword arguments of the model (text, text_mask, rewards).
 
     With self-conditioning, a first no-grad call on the rows in `draw.self_cond_keep` gives the state
-    the training call is conditioned on (zeros for the other rows).
+    the training call is conditioned on (zeros for the other rows). `self_conditioning=False` (a model whose
+    trunk keeps no state, e.g. a diffusers transformer) skips that call whatever `cfg.self_cond_prob` says.
+    The weighting uses the model's logvar: a model that learns none (rectified_flow) returns zeros, so its loss
+    is the plain MSE.
     Returns the scalar loss to minimise and detached statistics (raw MSE, weighted loss, mean logvar).
     """
     gamma = draw.gamma.to(x0.device, x0.dtype)
     noise = draw.noise.to(x0.device, x0.dtype)
     y = interpolate(x0, noise, gamma)
     self_cond = None
-    if cfg.self_cond_prob > 0:
+    if cfg.self_cond_prob > 0 and self_conditioning:
         self_cond = self_conditioning_state(model, y, gamma, conditions, draw.self_cond_keep)
     velocity, _, logvar = model(y, gamma, self_cond=self_cond, **conditions)
     mse = (velocity.float() - velocity_target(x0, noise).float()).pow(2).flatten(1).mean(1)

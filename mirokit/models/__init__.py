@@ -12,6 +12,7 @@ from mirokit.models.generator import (
 from mirokit.models.rin import RINConfig
 
 __all__ = [
-    "BACKBONES", "Backbone", "BackboneConfig", "ConditioningConfig", "RewardTextConditioner", "GeneratorConfig", "GeneratorOutput", "MiroGenerator",
+    "BACKBONES", "Backbone", "BackboneConfig", "ConditioningConfig", "RewardTextConditioner", "GeneratorConfig",
+    "GeneratorOutput", "MiroGenerator",
     "RINConfig", "cpu_tiny_rin_config", "official_rin_config",
 ]

@@ -82,6 +82,10 @@ class RewardTextConditioner(nn.Module):
             for _ in range(cfg.mixer_layers)
         )
 
+    def blocks(self) -> list[nn.Module]:
+        """The mixer's self-attention blocks (units for sharding / activation checkpointing / compile)."""
+        return list(self.mixer)
+
     def num_tokens(self, text_len: int) -> int:
         """Conditioning tokens T = 1 (time) + K (rewards) + R (registers) + L (text)."""
         return 1 + len(self.reward_keys) + self.registers.shape[0] + text_len

@@ -1,19 +1,21 @@
-"""The MIRO generator: conditioner + image trunk + EDM-style preconditioning, HF-style persistence.
+"""The MIRO generator: conditioner + image trunk + its parametrisation, HF-style persistence.
 
 `MiroGenerator(y, gamma, text=..., text_mask=..., rewards=..., self_cond=...)` returns the
 predicted velocity `eps - x0` and the self-conditioning state. Submodules are named `network`
-and `preconditioning` like the official checkpoints.
+and `preconditioning` like the official checkpoints. `GeneratorConfig.parametrisation` says how the network sits
+on the flow path (mirokit.flow.parametrisation): `edm_precond` (EDM-style scalings, the default) or
+`rectified_flow` (a diffusers flow-matching transformer's own convention).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from mirokit.flow.precond import input_scale, output_scale
+from mirokit.flow.parametrisation import check_parametrisation, parametrisation
 from mirokit.models.backbone import BACKBONES, BackboneConfig, check_backbone
 from mirokit.models.conditioning import ConditioningConfig, RewardTextConditioner
 from mirokit.models.embedders import FourierFeatures
@@ -41,9 +43,15 @@ class GeneratorConfig:
     sigma_data: float = 0.5
     """data standard deviation used by the preconditioning"""
     learned_uncertainty: bool = True
-    """learn a per-signal-level log-variance u(gamma) for loss weighting mse/e^u + u (EDM2)"""
+    """learn a per-signal-level log-variance u(gamma) for loss weighting mse/e^u + u (EDM2); edm_precond only"""
     logvar_channels: int = 128
     """Fourier channels of the log-variance head"""
+    parametrisation: str = "edm_precond"
+    """how the network sits on the flow path: edm_precond (input/output scalings, time = gamma, learned log-variance;
+    RIN, UNet) | rectified_flow (a diffusers transformer's own: time = (1 - gamma) * 1000, no scalings, plain MSE)"""
+
+    def __post_init__(self):
+        check_parametrisation(self.parametrisation)
 
 
 def upgrade_config_dict(data: dict) -> dict:
@@ -66,36 +74,47 @@ class GeneratorOutput(NamedTuple):
 
 
 class MiroNetwork(nn.Module):
-    """Conditioner + trunk; maps the scaled input to the raw network output F."""
+    """Conditioner + trunk; maps the network input to the raw network output F.
+
+    The conditioner is MIRO's `RewardTextConditioner` (and the whole network is Xavier-initialised), unless the
+    trunk brings its own: a trunk with `make_conditioner(reward_keys, text_dim, conditioning)` (a pretrained
+    diffusers transformer) gets that one, and neither is re-initialised here.
+    """
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         kind = cfg.backbone.kind
         trunk = BACKBONES.build(cfg.backbone, channels=cfg.image_channels, image_size=cfg.image_size)
         self.trunk = check_backbone(trunk, kind)
-        self.conditioner = RewardTextConditioner(self.trunk.cond_width, cfg.reward_keys, cfg.text_dim,
-                                                 cfg.conditioning)
-        xavier_init_(self)
+        make = getattr(self.trunk, "make_conditioner", None)
+        if make is None:
+            self.conditioner = RewardTextConditioner(self.trunk.cond_width, cfg.reward_keys, cfg.text_dim,
+                                                     cfg.conditioning)
+            xavier_init_(self)
+        else:
+            self.conditioner = make(cfg.reward_keys, cfg.text_dim, cfg.conditioning)
         self.trunk.reset_self_conditioning()
 
-    def forward(self, x: Tensor, gamma: Tensor, text: Tensor, text_mask: Tensor, rewards: Tensor | None,
+    def forward(self, x: Tensor, time: Tensor, text: Tensor, text_mask: Tensor, rewards: Tensor | None,
                 self_cond: Tensor | None) -> tuple[Tensor, Tensor]:
-        """x: (B, C, H, W) scaled input; gamma: (B,) -> ((B, C, H, W), self-conditioning state)."""
-        cond = self.conditioner(gamma, text, text_mask, rewards)
+        """x: (B, C, H, W) network input; time: (B,) the parametrisation's time value (gamma for edm_precond) ->
+        ((B, C, H, W), self-conditioning state or None)."""
+        cond = self.conditioner(time, text, text_mask, rewards)
         return self.trunk(x, cond, self_cond)
 
     def blocks(self) -> list[nn.Module]:
-        """Units for sharding / activation checkpointing / compile: the mixer blocks, then the trunk's blocks."""
-        return [*self.conditioner.mixer, *self.trunk.blocks()]
+        """Units for sharding / activation checkpointing / compile: the conditioner's, then the trunk's blocks."""
+        return [*self.conditioner.blocks(), *self.trunk.blocks()]
 
 
 class Preconditioning(nn.Module):
-    """Holds the learned log-variance head u(gamma) (Fourier features -> Linear)."""
+    """Holds the learned log-variance head u(gamma) (Fourier features -> Linear), when the parametrisation learns
+    one (edm_precond with learned_uncertainty)."""
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.logvar_proj = None
-        if cfg.learned_uncertainty:
+        if parametrisation(cfg.parametrisation, learned_uncertainty=cfg.learned_uncertainty).learns_logvar:
             self.logvar_proj = nn.Sequential(FourierFeatures(cfg.logvar_channels), nn.Linear(cfg.logvar_channels, 1))
 
     def logvar(self, gamma: Tensor) -> Tensor:
@@ -121,7 +140,13 @@ class MiroGenerator(PretrainedMixin, nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.config = cfg
+        self.parametrisation = parametrisation(cfg.parametrisation, sigma_data=cfg.sigma_data,
+                                               learned_uncertainty=cfg.learned_uncertainty)
         self.network = MiroNetwork(cfg)
+        needed = getattr(self.network.trunk, "parametrisation", None)
+        if needed is not None and needed != cfg.parametrisation:
+            raise ValueError(f"model.parametrisation is {cfg.parametrisation!r}, but the {cfg.backbone.kind} backbone "
+                             f"predicts in the {needed!r} convention: set model.parametrisation={needed}")
         self.preconditioning = Preconditioning(cfg)
 
     @property
@@ -129,9 +154,25 @@ class MiroGenerator(PretrainedMixin, nn.Module):
         """Names of the reward scalars the model is conditioned on, in order (K of them)."""
         return list(self.config.reward_keys)
 
+    @property
+    def has_self_conditioning(self) -> bool:
+        """Whether the trunk keeps a self-conditioning state (False for a diffusers transformer: the training loss
+        then makes no extra call)."""
+        return bool(getattr(self.network.trunk, "has_self_conditioning", True))
+
     def blocks(self) -> list[nn.Module]:
         """The network's repeated units (see `Backbone.blocks`), conditioner mixer first."""
         return self.network.blocks()
+
+    def config_dict(self) -> dict:
+        """config.json: the config as a dict, with the backbone's section as the trunk resolves it when it offers
+        `saved_config()` (a diffusers backbone writes its whole transformer config, weights not re-read: the
+        folder is self-contained)."""
+        data = super().config_dict()
+        saved = getattr(self.network.trunk, "saved_config", None)
+        if saved is not None:
+            data["backbone"] = saved()
+        return data
 
     def flops_per_image(self, text_len: int) -> int:
         """Forward FLOPs for one image with L text tokens: conditioner + trunk + log-variance head."""
@@ -144,16 +185,18 @@ class MiroGenerator(PretrainedMixin, nn.Module):
     def forward(self, y: Tensor, gamma: Tensor, *, text: Tensor, text_mask: Tensor,
                 rewards: Tensor | None = None, self_cond: Tensor | None = None) -> GeneratorOutput:
         """y: (B, C, H, W) noisy sample at signal level gamma: (B,) -> GeneratorOutput."""
-        gamma = gamma.reshape(-1).to(y.dtype)
-        c_in = input_scale(gamma, self.config.sigma_data).view(-1, 1, 1, 1)
-        out, state = self.network(y * c_in, gamma, text, text_mask, rewards, self_cond)
-        return GeneratorOutput(out * output_scale(self.config.sigma_data), state, self.logvar(gamma))
+        gamma = gamma.reshape(-1)
+        level = gamma.to(y.dtype)
+        param = self.parametrisation
+        out, state = self.network(param.network_input(y, level), param.network_time(gamma, y.dtype), text,
+                                  text_mask, rewards, self_cond)
+        return GeneratorOutput(param.velocity(out), state, self.logvar(level))
 
     def logvar(self, gamma: Tensor) -> Tensor:
         """gamma: (B,) -> (B,) learned log-variance u(gamma) for the loss weighting."""
         return self.preconditioning.logvar(gamma)
 
-    def to_dtype(self, dtype: torch.dtype) -> "MiroGenerator":
+    def to_dtype(self, dtype: torch.dtype) -> MiroGenerator:
         """Cast the weights to `dtype` (e.g. torch.bfloat16 for inference); the random Fourier frequencies and
         phases of the signal-level and target embeddings stay float32 (their rounding would move every
         embedding). Returns self."""
@@ -181,6 +224,14 @@ class MiroGenerator(PretrainedMixin, nn.Module):
     def config_from_dict(cls, data: dict, source) -> GeneratorConfig:
         """config.json -> GeneratorConfig; a format-1 file (`backbone: "rin"` beside a `rin:` section) is upgraded."""
         return super().config_from_dict(upgrade_config_dict(data) if isinstance(data, dict) else data, source)
+
+
+def architecture_only(cfg: GeneratorConfig) -> GeneratorConfig:
+    """`cfg` with a backbone that loads no pretrained weights (`pretrained: false` where the backbone has that
+    setting): for a generator whose weights are loaded right after (exports, checkpoints, validation)."""
+    if getattr(cfg.backbone, "pretrained", False):
+        return replace(cfg, backbone=replace(cfg.backbone, pretrained=False))
+    return cfg
 
 
 def official_rin_config(reward_keys: list[str]) -> GeneratorConfig:

@@ -34,6 +34,7 @@ class GroupNorm(nn.GroupNorm):
     statistics are more precise); elsewhere exactly nn.GroupNorm. Same parameters and state-dict keys."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """Group-normalise `x` (B, C, ...); under CPU bf16 autocast in float32, returning float32."""
         if cpu_bf16_autocast(x):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float())

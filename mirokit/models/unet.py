@@ -80,7 +80,8 @@ class ResBlock(nn.Module):
     def flops(self, size: int) -> int:
         """Forward FLOPs for one image at a size x size resolution."""
         skip = conv_flops(self.skip, size, size) if isinstance(self.skip, nn.Conv2d) else 0
-        return conv_flops(self.conv1, size, size) + conv_flops(self.conv2, size, size) + linear_flops(self.emb, 1) + skip
+        return (conv_flops(self.conv1, size, size) + conv_flops(self.conv2, size, size) + linear_flops(self.emb, 1)
+                + skip)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         """x: (B, in_ch, H, W); emb: (B, emb_dim) already SiLU-activated -> (B, out_ch, H, W)."""

@@ -51,7 +51,7 @@ class ModelScorer:
             kwargs["local_files_only"] = True
         return kwargs
 
-    def load(self) -> "ModelScorer":
+    def load(self) -> ModelScorer:
         """Load the model now (otherwise it loads on the first score call)."""
         if not self._loaded:
             self._load()

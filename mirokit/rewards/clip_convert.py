@@ -71,7 +71,7 @@ def load_state_dict_file(path: str | Path, what: str) -> dict:
             sd = load_file(str(p))
         else:
             sd = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised as one line
+    except Exception as e:  # re-raised as one line
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise ValueError(f"{what}: cannot read {p} as a tensor state dict ({type(e).__name__}: {first})") from None
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
@@ -258,7 +258,8 @@ def load_aesthetic_head(path: str | Path, what: str = "aesthetic_score"):
     try:
         head.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{what}: aesthetic head {path} has inconsistent shapes ({str(e).splitlines()[-1].strip()})") from None
+        raise ValueError(f"{what}: aesthetic head {path} has inconsistent shapes "
+                         f"({str(e).splitlines()[-1].strip()})") from None
     return head.float().eval()
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from mirokit.rewards.base import ModelScorer, check_inputs
-from mirokit.sources import locate
 from mirokit.rewards.clip_convert import (
     AESTHETIC_HEAD_FILES,
     clip_model_from_open_clip,
@@ -28,6 +27,7 @@ from mirokit.rewards.clip_convert import (
     load_state_dict_file,
 )
 from mirokit.rewards.registry import register_scorer
+from mirokit.sources import locate
 
 CLIP_CONTEXT = 77
 LAION_H14 = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -122,7 +122,8 @@ class ClipEmbeddingScorer(ModelScorer):
             self.image_processor = load_image_processor(src, **hub)
             self.tokenizer = AutoTokenizer.from_pretrained(src, **hub) if self.needs_text else None
         except (OSError, ValueError) as e:
-            raise OSError(f"{self.key}: cannot load the tokenizer / image processor from {src} ({_first_line(e)})") from None
+            raise OSError(f"{self.key}: cannot load the tokenizer / image processor from {src} "
+                          f"({_first_line(e)})") from None
 
     def _load(self) -> None:
         self.model = self._load_model().to(device=self.device, dtype=self.dtype).eval()
@@ -159,6 +160,7 @@ class ClipEmbeddingScorer(ModelScorer):
         return super().score(images, captions)
 
     def describe(self) -> dict:
+        """What ran (`ModelScorer.describe`), plus the image processor's source."""
         return {**super().describe(), "processor": self.processor_path}
 
 
@@ -198,7 +200,7 @@ class ClipScore(ClipEmbeddingScorer):
 
                 cfg = Path(hf_hub_download(self.model_path, "config.json"))
             model_type = json.loads(cfg.read_text()).get("model_type", "")
-        except Exception as e:  # noqa: BLE001 - re-raised as one line
+        except Exception as e:  # re-raised as one line
             raise OSError(f"clip_score: cannot read config.json of {self.model_path} ({_first_line(e)})") from None
         if model_type not in _ARCHITECTURES:
             raise ValueError(f"clip_score: unsupported model_type {model_type!r} in {self.model_path}; "
@@ -217,7 +219,8 @@ class ClipScore(ClipEmbeddingScorer):
         try:
             self.model = AutoModel.from_pretrained(self.model_path, **_dtype_kwargs(self.dtype), **self.hub_kwargs())
         except (OSError, ValueError, ImportError) as e:
-            raise OSError(f"clip_score: cannot load {self.model_path} with its remote code ({_first_line(e)})") from None
+            raise OSError(f"clip_score: cannot load {self.model_path} with its remote code "
+                          f"({_first_line(e)})") from None
         self.model = self.model.to(self.device).eval()
 
     def _score_batch(self, images: list, captions: list[str]) -> np.ndarray:
@@ -229,6 +232,7 @@ class ClipScore(ClipEmbeddingScorer):
         return (_normalise(image) * _normalise(text)).sum(-1).cpu().numpy()
 
     def describe(self) -> dict:
+        """What ran (`ModelScorer.describe`), plus the architecture ("clip" or "jina")."""
         return {**super().describe(), "architecture": self.architecture}
 
 
@@ -264,6 +268,7 @@ class AestheticScore(ClipEmbeddingScorer):
         return self.head(self.image_embeds(images)).squeeze(-1).cpu().numpy()
 
     def describe(self) -> dict:
+        """What ran (`ModelScorer.describe`), plus the aesthetic head's path."""
         return {**super().describe(), "head": self.head_path}
 
 
@@ -321,7 +326,7 @@ class HPSv2Score(ClipEmbeddingScorer):
 
             try:
                 ckpt = Path(hf_hub_download(self.model_path, self.checkpoint_file))
-            except Exception as e:  # noqa: BLE001 - re-raised as one line
+            except Exception as e:  # re-raised as one line
                 raise OSError(f"hpsv2_score: cannot fetch {self.checkpoint_file} from {self.model_path} "
                               f"({_first_line(e)})") from None
         return clip_model_from_open_clip(load_state_dict_file(ckpt, self.key), **self.head_widths)

@@ -51,6 +51,7 @@ class ImageRewardHead(nn.Module):
         self.layers = nn.Sequential(*mods)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, width) text-image features -> (B, 1) raw rewards."""
         return self.layers(x)
 
 

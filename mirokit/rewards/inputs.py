@@ -11,13 +11,21 @@ A unit yields `RawSample(key, image_bytes, caption, error)`; decoding happens la
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from mirokit.config import shown
-from mirokit.tars import (MAX_CAPTION_CHARS, CaptionError, caption_of, expand_braces, iter_samples, shard_list,
-                          shard_name, utf8_text)
+from mirokit.tars import (
+    MAX_CAPTION_CHARS,
+    CaptionError,
+    caption_of,
+    expand_braces,
+    iter_samples,
+    shard_list,
+    shard_name,
+    utf8_text,
+)
 from mirokit.urls import is_url
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")

@@ -17,7 +17,6 @@ from mirokit.rewards.registry import build_scorer
 from mirokit.rewards.unit_job import UnitJobConfig, run_units, unit_output, write_manifest, write_table
 from mirokit.tars import copy_shard
 
-
 CAPTION_LENGTH = {"clip_score": "long", "vqa_score": "long", "aesthetic_score": "image",
                   "image_reward_score": "short", "pick_a_score_score": "short", "hpsv2_score": "short",
                   "sciscore_score": "short"}
@@ -61,7 +60,7 @@ def _enrich(unit: InputUnit, rows: list[dict], reward_keys: list[str], out: Path
             return data
         return json.dumps({**json.loads(data or b"{}"), **scores.pop(key)}).encode()
 
-    missing = lambda: {f"{k}.json": json.dumps(v).encode() for k, v in scores.items()}  # noqa: E731 - no .json
+    missing = lambda: {f"{k}.json": json.dumps(v).encode() for k, v in scores.items()}  # no .json
     copy_shard(unit.path, out, edit, missing)
 
 
@@ -128,6 +127,7 @@ def _device_opt(key: str, cfg: ScoreJobConfig) -> dict:
     from mirokit.rewards.registry import scorer_factory
 
     factory = scorer_factory(key)
-    if isinstance(factory, type) and issubclass(factory, ModelScorer) and "device" not in cfg.reward_options.get(key, {}):
+    if (isinstance(factory, type) and issubclass(factory, ModelScorer)
+            and "device" not in cfg.reward_options.get(key, {})):
         return {"device": cfg.device}
     return {}

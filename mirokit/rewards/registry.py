@@ -9,7 +9,8 @@ A new scorer is one module in `mirokit/rewards/` (or a plugin module, see `mirok
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 

@@ -75,6 +75,7 @@ class CLIPT5Config:
 
     @classmethod
     def from_json_file(cls, path) -> "CLIPT5Config":
+        """Read a config written by `to_json_file`; another model_type or an unknown field is a one-line ValueError."""
         data = json.loads(Path(path).read_text())
         if data.pop("model_type", None) != CONFIG_TYPE:
             raise ValueError(f"{path} is not a mirokit CLIP-T5 config (model_type != {CONFIG_TYPE!r}); "
@@ -130,6 +131,7 @@ class CLIPT5ForVQAScore(nn.Module):
 
     @property
     def image_size(self) -> int:
+        """Side S in pixels of the (B, 3, S, S) images the vision tower takes."""
         return int(self.vision_tower.config.image_size)
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -8,5 +8,5 @@ from mirokit.sampling.settings import SamplingSettings, check_partial, resolve
 from mirokit.sampling.solvers import SOLVERS, SamplingCancelled, StepProgress, gamma_grid, solve, solver
 
 __all__ = ["SOLVERS", "SamplingCancelled", "SamplingSettings", "StepProgress", "check_partial", "gamma_grid",
-           "generate", "generate_pairs", "guided_velocity", "image_seed", "initial_noise", "prompt_major_pairs", "resolve", "solve",
-           "solver"]
+           "generate", "generate_pairs", "guided_velocity", "image_seed", "initial_noise", "prompt_major_pairs",
+           "resolve", "solve", "solver"]

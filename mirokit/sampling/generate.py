@@ -49,8 +49,8 @@ def generate(pipe, prompts: list[str], settings: SamplingSettings | None = None,
              progress: bool = False, callback: Callback | None = None) -> Tensor:
     """Sample one image per prompt; returns (N, C, H, W) float32 in model space (decode with pipe.image_space).
 
-    settings: targets, solver, steps, shift, guidance (and its interval), seed, batch size (default: the official sampler).
-    The conditional branch gets the prompt and `settings.rewards` (unnamed keys 1.0); the unconditional one
+    settings: targets, solver, steps, shift, guidance (and its interval), seed, batch size (default: the official
+    sampler). The conditional branch gets the prompt and `settings.rewards` (unnamed keys 1.0); the unconditional one
     `pipe.encode_uncond()` (the stored empty-prompt embedding, else "" encoded) and `settings.negative_rewards`
     (unnamed keys 0.0). A key the model was not trained with is a one-line ValueError listing its keys.
     noise: (N, C, H, W) starting noise; default: row k from (settings.seed, k, 0) (mirokit.sampling.noise).

@@ -10,7 +10,8 @@ outside it only the conditional branch runs (D = D_c), which also saves those ev
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor

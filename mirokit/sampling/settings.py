@@ -2,8 +2,8 @@
 
 `SamplingSettings` holds everything that decides a sample besides the model and the prompt: reward targets,
 solver, steps, time shift, guidance (and the signal levels it acts at), seed and batch size. Each field declares
-its type, range, help and the surfaces that show it (`mirokit.sampling.options`). Its defaults are the official MIRO sampler (Euler,
-50 steps, joint guidance 7, every reward asked at 1 and guided away from 0).
+its type, range, help and the surfaces that show it (`mirokit.sampling.options`). Its defaults are the official
+MIRO sampler (Euler, 50 steps, joint guidance 7, every reward asked at 1 and guided away from 0).
 
 Partial settings are plain dicts of the same field names (None = not set): what a user gives explicitly
 (flags, keyword arguments), a preset (`mirokit.sampling.presets`), the defaults a model was released with.
@@ -45,7 +45,7 @@ class SamplingSettings:
         default_factory=dict, kind="targets", flag="--negative-reward", surfaces=_NOT_SWEPT,
         help="targets of the negative (unconditional) guidance branch; keys not named get 0.0")
     solver: str = option(
-        "euler", kind="choice", choices=lambda: list(SOLVERS),
+        "euler", kind="choice", choices=SOLVERS.known,
         help="ODE solver (mirokit.sampling.solvers); network calls per step: heun ~2, midpoint 2, the others 1")
     steps: int = option(50, kind="int", minimum=1, step=1, help="ODE steps over the signal-level grid")
     shift: float = option(1.0, kind="float", minimum=0.0, above=True, step=0.05,
@@ -84,7 +84,7 @@ class SamplingSettings:
         """Guided network evaluations per image (solver calls over `steps`)."""
         return function_evaluations(self.solver, self.steps)
 
-    def replace(self, **changes) -> "SamplingSettings":
+    def replace(self, **changes) -> SamplingSettings:
         """A checked copy with some fields changed (the target dicts are copied)."""
         base = {"rewards": dict(self.rewards), "negative_rewards": dict(self.negative_rewards)}
         return replace(self, **{**base, **changes})

@@ -25,14 +25,16 @@ step to the next (multistep methods); `last` is True on the final step. Built in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from mirokit.flow.time import shift_gamma
+from mirokit.registry import Registry
 
 VelocityFn = Callable[[Tensor, Tensor, Any], tuple[Tensor, Any]]
 StepFn = Callable[[Callable[[Tensor, float], Tensor], Tensor, float, float, dict, bool], tuple[Tensor, Tensor]]
@@ -46,23 +48,23 @@ class Solver:
     calls: Callable[[int], int]
 
 
-SOLVERS: dict[str, Solver] = {}
-"""name -> Solver, in the order registered (the `--solver` choices)."""
+SOLVERS: Registry[Solver] = Registry("solver", "mirokit.sampling")
+"""name -> Solver (mirokit's shared registry: a plugin's module can register more; `SOLVERS.known()` are the
+`--solver` choices)."""
 
 
 def solver(name: str, *, calls: Callable[[int], int] = lambda steps: steps):
     """Register a step function under `name` (see the module docstring for its signature)."""
     def register(step: StepFn) -> StepFn:
-        SOLVERS[name] = Solver(step=step, calls=calls)
+        summary = (step.__doc__ or "").strip().splitlines()
+        SOLVERS.register(name, description=summary[0] if summary else "")(Solver(step=step, calls=calls))
         return step
     return register
 
 
 def get_solver(name: str) -> Solver:
     """The registered solver `name`; an unknown name is a one-line ValueError listing the known ones."""
-    if name not in SOLVERS:
-        raise ValueError(f"unknown solver {name!r}; known: {', '.join(SOLVERS)}")
-    return SOLVERS[name]
+    return SOLVERS.get(name)
 
 
 def function_evaluations(name: str, steps: int) -> int:

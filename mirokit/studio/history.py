@@ -39,7 +39,7 @@ def settings_from_png(data: bytes) -> dict:
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except Exception:  # noqa: BLE001 - any undecodable upload
+    except Exception:  # any undecodable upload
         raise ValueError("not an image mirokit can read") from None
     text = getattr(image, "text", {}).get(TEXT_KEY)
     if text is None:
@@ -66,11 +66,13 @@ class History:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def folder(self, job_id: str) -> Path:
+        """The folder of job `job_id` under root; a malformed id is a ValueError."""
         if not _ID.match(job_id):
             raise ValueError(f"bad job id {job_id!r}")
         return self.root / job_id
 
     def image_path(self, job_id: str, index: int) -> Path:
+        """Path of image `index` of job `job_id` (`NNN.png` in the job's folder)."""
         return self.folder(job_id) / f"{index:03d}.png"
 
     def write_image(self, job_id: str, index: int, data: bytes) -> str:
@@ -102,6 +104,7 @@ class History:
         return sorted(records, key=lambda r: r.get("finished", 0), reverse=True)
 
     def owns(self, job_id: str, client: str) -> bool:
+        """Whether job `job_id` exists and was made by `client`."""
         record = self._record(job_id) if _ID.match(job_id) else None
         return record is not None and record.get("client") == client
 

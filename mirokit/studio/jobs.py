@@ -64,6 +64,7 @@ class Job:
 
     @property
     def cost(self) -> int:
+        """Network evaluations x images over every call of the job (what the ETA is estimated from)."""
         return sum(c.cost for c in self.calls)
 
     def public(self) -> dict:
@@ -193,7 +194,7 @@ class JobQueue:
                 job.results.extend(self._runner(job, call, on_step))
                 done_before += call.steps
                 job.step = done_before
-        except Exception as err:  # noqa: BLE001 - every failure is shown on the page as one line
+        except Exception as err:  # every failure is shown on the page as one line
             from mirokit.sampling import SamplingCancelled
 
             if isinstance(err, SamplingCancelled) or job.cancel_requested:
@@ -213,7 +214,7 @@ class JobQueue:
         if self._on_finish is not None:
             try:
                 self._on_finish(job, status)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 job.error = f"could not save to the history: {_one_line(err)}"
         job.status = status
 

@@ -50,7 +50,7 @@ class RewardMeter:
 
         try:
             self._scorers[key] = build_scorer(key, **self._options.get(key, {}))
-        except Exception as err:  # noqa: BLE001 - unknown key, missing weights, no network: all reported alike
+        except Exception as err:  # unknown key, missing weights, no network: all reported alike
             text = str(err).strip()
             self.unavailable[key] = text.splitlines()[0] if text else type(err).__name__
         return self._scorers.get(key)
@@ -66,7 +66,7 @@ class RewardMeter:
                     continue
                 try:
                     raw = np.asarray(scorer.score(images, prompts), dtype=np.float64)
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:
                     text = str(err).strip()
                     self.unavailable[key] = text.splitlines()[0] if text else type(err).__name__
                     continue

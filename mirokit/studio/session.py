@@ -51,10 +51,9 @@ class Studio:
     def info(self) -> dict:
         """The models (reward keys, what each target on the 1/63 grid means, default settings), presets,
         examples and limits."""
-        from mirokit.sampling import resolve
-        from mirokit.sampling.presets import SAMPLER_PRESETS
-        from mirokit.sampling import SamplingSettings
+        from mirokit.sampling import SamplingSettings, resolve
         from mirokit.sampling.options import studio_controls
+        from mirokit.sampling.presets import SAMPLER_PRESETS
         from mirokit.sampling.solvers import SOLVERS
 
         models = []
@@ -68,7 +67,7 @@ class Studio:
                            "unavailable_scorers": dict(meter.unavailable)})
         presets = {name: {k: v for k, v in p.items() if k != "about"} | {"about": p.get("about", {})}
                    for name, p in SAMPLER_PRESETS.items()}
-        return {"models": models, "presets": presets, "solvers": list(SOLVERS), "examples": self.examples,
+        return {"models": models, "presets": presets, "solvers": SOLVERS.known(), "examples": self.examples,
                 "sampling_options": studio_controls(SamplingSettings),
                 "limits": vars(self.limits), "modes": list(R.MODES)}
 
@@ -161,8 +160,9 @@ def summarize(job: Job) -> dict:
         key = results[0]["meta"]["key"]
         ask = next(r for r in results if r["meta"].get("role") == "ask")
         chosen = next((r for r in results if r["meta"].get("selected")), None)
-        raw = lambda r: None if r is None else r["scores"].get(key, {}).get("raw")  # noqa: E731
-        return {"key": key, "ask": {"index": ask["index"], "score": raw(ask), "evaluations": ask["meta"]["evaluations"]},
+        raw = lambda r: None if r is None else r["scores"].get(key, {}).get("raw")
+        return {"key": key,
+                "ask": {"index": ask["index"], "score": raw(ask), "evaluations": ask["meta"]["evaluations"]},
                 "select": {"index": None if chosen is None else chosen["index"], "score": raw(chosen),
                            "evaluations": next(r["meta"]["evaluations"] for r in results
                                                if r["meta"].get("role") == "pool")}}

@@ -25,8 +25,9 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -100,7 +101,7 @@ def load_tensors(tensors: dict[str, torch.Tensor], directory: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(directory)), **_dcp_options())
-    except (Exception, CheckpointException) as err:  # noqa: BLE001 - a BaseException wrapping the ranks' errors
+    except (Exception, CheckpointException) as err:  # a BaseException wrapping the ranks' errors
         text = " ".join(str(err).split())
         missing = text.split("Missing key in checkpoint state_dict:", 1)
         if len(missing) == 2:
@@ -132,9 +133,11 @@ class Stateful(Protocol):
     and the JSON values into state.json (under NAME). An object may also define `check_state(stored, path)`,
     called with its stored JSON values before any tensor is read, to refuse a checkpoint in one line."""
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """{key: tensor (may be a DTensor shard) or JSON value}: what the checkpoint stores of the object."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back the dict `state_dict()` returns, as read from a checkpoint."""
 
 
 class ModelState:
@@ -252,7 +255,8 @@ class Checkpointer:
         except OSError as err:  # a full disk: say which checkpoint, keep the earlier ones, free the partial one
             remove_temporary(tmp)
             raise OSError(err.errno, f"{err.strerror} while writing checkpoint {final.name} (the earlier "
-                                     f"checkpoints are kept; the run resumes from the last one)", err.filename) from None
+                                     f"checkpoints are kept; the run resumes from the last one)",
+                          err.filename) from None
         if self.dist.is_main:
             if final.exists():
                 shutil.rmtree(final)

@@ -12,7 +12,7 @@ from mirokit.config import from_dict, to_dict
 from mirokit.data.source import DatasetInfo
 from mirokit.encoders.pixel import ImageSpace, build_image_space
 from mirokit.encoders.text import TextEncoder, build_text_encoder
-from mirokit.models.generator import MiroGenerator
+from mirokit.models.generator import MiroGenerator, architecture_only
 from mirokit.pipeline import MiroPipeline
 from mirokit.pretrained import load_weights
 from mirokit.train.checkpoint import read_state, read_tensors
@@ -52,7 +52,7 @@ def pipeline_from_ema(cfg: RunConfig, ema_state: dict[str, Tensor], *, info: Dat
     and empty-prompt states. A frozen `text_encoder` (or `image_space`) is reused as it is; otherwise built
     from `cfg`. With `device` the pipeline moves there (shared parts too); else the new copies stay on the CPU.
     Names that do not fit the config are a one-line error."""
-    generator = MiroGenerator(cfg.model)
+    generator = MiroGenerator(architecture_only(cfg.model))  # the weights come next: none read from the hub
     load_weights(generator, split_prefix(ema_state, "generator"), f"the EMA weights of step {step}")
     encoder = text_encoder if text_encoder is not None else build_text_encoder(cfg.text_encoder)
     if encoder.trainable:

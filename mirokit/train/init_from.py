@@ -267,7 +267,7 @@ class InitFrom:
     is_main: bool = True
 
     @classmethod
-    def prepare(cls, cfg: RunConfig, *, is_main: bool = True) -> "InitFrom":
+    def prepare(cls, cfg: RunConfig, *, is_main: bool = True) -> InitFrom:
         """A fresh run with train.init_from reads the parent and adds its masked keys to the model config; a resumed
         run takes the parent record and masked keys of its own checkpoint (a resume always wins)."""
         latest = latest_checkpoint(cfg.out_dir)

@@ -126,7 +126,8 @@ class Trainer:
                 raise ValueError(f"validation.targets: unknown reward key {unknown[0]!r}; the model has "
                                  f"{', '.join(cfg.model.reward_keys) or 'none'}")
         forward = self.generator.flops_per_image(self.text_encoder.max_length)
-        self.flops_per_image = train_flops_per_image(forward, cfg.flow.self_cond_prob)
+        self.flops_per_image = train_flops_per_image(
+            forward, cfg.flow.self_cond_prob if self.generator.has_self_conditioning else 0.0)
         self.peak_tflops = device_peak_tflops(self.dist.device, tc.peak_tflops,
                                               torch.bfloat16 if self.bf16 else torch.float32)
         # last: a W&B run starts only once nothing else here can fail
@@ -230,7 +231,8 @@ class Trainer:
             a, b = lo + micro * self.micro_batch, lo + (micro + 1) * self.micro_batch
             conditions = {"rewards": rewards_all[a:b].to(device) if mc.reward_keys else None}
             if text_all is not None:
-                conditions.update(text=text_all[0][a - lo:b - lo].to(device), text_mask=text_all[1][a - lo:b - lo].to(device))
+                conditions.update(text=text_all[0][a - lo:b - lo].to(device),
+                                  text_mask=text_all[1][a - lo:b - lo].to(device))
             elif self.module.text_encoder is not None:
                 conditions["captions"] = captions_all[a:b]
             else:
@@ -240,7 +242,8 @@ class Trainer:
             with gradient_sync(self.model, micro == tc.grad_accum - 1):
                 with self._autocast():
                     loss, stats = flow_matching_loss(self.model, images[a - lo:b - lo], conditions, draw.slice(a, b),
-                                                     self.cfg.flow)
+                                                     self.cfg.flow,
+                                                     self_conditioning=self.generator.has_self_conditioning)
                 (loss / tc.grad_accum).backward()
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value.detach().float() / tc.grad_accum

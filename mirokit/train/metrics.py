@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from mirokit.atomic import SOLE_WRITER, write_atomic
 
@@ -42,14 +43,17 @@ def _to_number(key: str, value: Any) -> float | int:
 class Mirror(Protocol):
     """Another place the metrics go (e.g. `reporting.WandbReporter`), fed by MetricsLogger after the JSONL."""
 
-    def log(self, step: int, values: dict[str, float | int]) -> None: ...
+    def log(self, step: int, values: dict[str, float | int]) -> None:
+        """Send the scalar metrics `values` of step `step`."""
 
-    def log_image(self, step: int, name: str, image) -> None: ...
+    def log_image(self, step: int, name: str, image) -> None:
+        """Send an (H, W, 3) uint8 `image` under `name` at step `step`."""
 
     def skip_through(self, step: int) -> None:
         """Steps <= `step` were already sent by an earlier start of the run: do not send them again."""
 
-    def close(self, exit_code: int = 0) -> None: ...
+    def close(self, exit_code: int = 0) -> None:
+        """End the mirror's run; a non-zero `exit_code` marks it failed."""
 
 
 class MetricsLogger:

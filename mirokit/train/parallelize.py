@@ -86,7 +86,8 @@ def parallelize(
     if fsdp is None:
         raise RuntimeError("strategy 'fsdp2' needs torch.distributed.fsdp.fully_shard (torch >= 2.4)")
     fully_shard, MixedPrecisionPolicy, _ = fsdp
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16
+          else MixedPrecisionPolicy())
     for unit in units:
         fully_shard(unit, mp_policy=mp, reshard_after_forward=reshard_after_forward)
     # The root's forward inputs stay as they are (e.g. float32 signal levels); autocast casts the compute.

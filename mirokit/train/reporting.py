@@ -15,8 +15,9 @@ import json
 import os
 import secrets
 import string
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mirokit.atomic import write_json_atomic
 from mirokit.config import to_dict

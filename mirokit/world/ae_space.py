@@ -57,7 +57,8 @@ def normalisation(latents: Tensor) -> tuple[list[float], list[float]]:
     return scale.tolist(), (-mean * scale).tolist()
 
 
-@IMAGE_SPACES.register("world_ae", config=WorldAESpaceConfig, description="normalised world-autoencoder latents (plugin)")
+@IMAGE_SPACES.register("world_ae", config=WorldAESpaceConfig,
+                       description="normalised world-autoencoder latents (plugin)")
 class WorldAESpace:
     """Latents of a frozen WorldAutoencoder, loaded on first use."""
 
@@ -107,7 +108,8 @@ class WorldAESpace:
     def _affine(self, channels: int, device) -> tuple[Tensor, Tensor]:
         scale = self.config.scale or [1.0] * channels
         bias = self.config.bias or [0.0] * channels
-        return (torch.tensor(scale, device=device).view(1, -1, 1, 1), torch.tensor(bias, device=device).view(1, -1, 1, 1))
+        return (torch.tensor(scale, device=device).view(1, -1, 1, 1),
+                torch.tensor(bias, device=device).view(1, -1, 1, 1))
 
     def spec(self) -> dict:
         """JSON description stored in checkpoints."""

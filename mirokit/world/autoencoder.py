@@ -98,7 +98,7 @@ class WorldAutoencoder(PretrainedMixin, nn.Module):
         return BUILTIN if str(name_or_path) == "builtin" else Path(name_or_path).expanduser()
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = "builtin", *, device="cpu") -> "WorldAutoencoder":
+    def from_pretrained(cls, name_or_path: str | Path = "builtin", *, device="cpu") -> WorldAutoencoder:
         """A folder written by save_pretrained ("builtin": the one shipped with mirokit), frozen, in eval mode."""
         return super().from_pretrained(name_or_path, device=device).requires_grad_(False)
 

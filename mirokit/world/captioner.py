@@ -48,4 +48,5 @@ class WorldCaptioner:
         return out
 
     def describe(self) -> dict:
+        """What wrote the captions (kind, minimum detection score, the detector's config), for the manifest."""
         return {"kind": "world_detector", "min_score": self.min_score, "detector": vars(self.detector.config)}

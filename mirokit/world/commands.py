@@ -8,7 +8,6 @@ import argparse
 
 from mirokit.cli.commands import COMMANDS, add_group
 
-
 DEMO_INTERNAL = ("min_samples", "max_epochs", "probe_samples", "min_steps")
 """DemoConfig fields that are not flags (the plan's guards; the config, not the command line, sets them)"""
 DEMO_NAMES = {"out_dir": "out"}
@@ -17,6 +16,7 @@ DEMO_NAMES = {"out_dir": "out"}
 
 @COMMANDS.register("demo")
 def add_demo_parser(sub) -> None:
+    """Add the `mirokit demo` parser to `sub` (the top-level sub-commands)."""
     from mirokit.config_flags import add_config_flags
     from mirokit.world.demo_plan import CONTROL_OTHERS, DemoConfig
 
@@ -39,6 +39,7 @@ def add_demo_parser(sub) -> None:
 
 
 def run_demo_command(args) -> int:
+    """Run `mirokit demo` with parsed `args`: the whole demo, then its summary; returns the exit status."""
     from mirokit.config_flags import config_from_flags
     from mirokit.world.demo import run_demo
     from mirokit.world.demo_plan import DemoConfig
@@ -56,6 +57,7 @@ def run_demo_command(args) -> int:
 
 @COMMANDS.register("world")
 def add_world_parser(sub) -> None:
+    """Add the `mirokit world` group (render, generate, autoencoder) to `sub` (the top-level sub-commands)."""
     add_group(sub, "world", metavar="WORLD_COMMAND",
               help="the shapes world: render ground truth, generate noisy training shards, train its autoencoder",
               description="The shapes world: a procedural text-to-image dataset (coloured shapes, GenEval-like "
@@ -66,6 +68,7 @@ def add_world_parser(sub) -> None:
 
 @COMMANDS.register("world.render")
 def add_render_parser(wsub) -> None:
+    """Add the `mirokit world render` parser to `wsub` (the sub-commands of its group)."""
     r = wsub.add_parser(
         "render", help="render ground-truth images for GenEval-schema prompts",
         description="Render scenes satisfying each prompt into GenEval's folder layout: "
@@ -84,6 +87,7 @@ def add_render_parser(wsub) -> None:
 
 
 def run_render(args) -> int:
+    """Run `mirokit world render` with parsed `args`; returns the exit status."""
     from mirokit.world.shapes_eval import render_ground_truth
 
     count = render_ground_truth(args.out, args.prompts, images_per_prompt=args.images_per_prompt, seed=args.seed,
@@ -95,6 +99,7 @@ def run_render(args) -> int:
 
 @COMMANDS.register("world.generate")
 def add_generate_parser(wsub) -> None:
+    """Add the `mirokit world generate` parser to `wsub` (the sub-commands of its group)."""
     g = wsub.add_parser(
         "generate", help="write a noisy shapes-world dataset as webdataset-style tar shards",
         description="Generate samples (PNG image, caption, JSON metadata with the caption's GenEval-schema "
@@ -117,6 +122,7 @@ def add_generate_parser(wsub) -> None:
 
 
 def run_generate(args) -> int:
+    """Run `mirokit world generate` with parsed `args`; returns the exit status."""
     from mirokit.config import parse_key_values
     from mirokit.world.dataset import world_config_from
     from mirokit.world.shards import describe_world_shards, generate_world_shards
@@ -130,6 +136,7 @@ def run_generate(args) -> int:
 
 @COMMANDS.register("world.autoencoder")
 def add_autoencoder_parser(wsub) -> None:
+    """Add the `mirokit world autoencoder` parser to `wsub` (the sub-commands of its group)."""
     a = wsub.add_parser(
         "autoencoder", help="train the world autoencoder (the latent space of the demo's generators)",
         description="Train a WorldAutoencoder on images of the demo's world (mirokit.world.sampling."
@@ -141,7 +148,8 @@ def add_autoencoder_parser(wsub) -> None:
     a.add_argument("--samples", type=int, default=8000, help="world images to train on (default 8000)")
     a.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     a.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
-    a.add_argument("--widths", default="48,96", help="channels per stride-2 level, comma-separated (default 48,96: x4 down)")
+    a.add_argument("--widths", default="48,96",
+                   help="channels per stride-2 level, comma-separated (default 48,96: x4 down)")
     a.add_argument("--latent-channels", type=int, default=4, help="latent channels (default 4)")
     a.add_argument("--seed", type=int, default=0, help="world, initialisation and batch seed (default 0)")
     a.add_argument("--half", action="store_true", help="store the weights in float16 (half the file size)")
@@ -149,6 +157,7 @@ def add_autoencoder_parser(wsub) -> None:
 
 
 def run_autoencoder(args) -> int:
+    """Run `mirokit world autoencoder` with parsed `args`; returns the exit status."""
     from mirokit.options import parse_ints
     from mirokit.world.autoencoder import describe_training, train_world_autoencoder
 
@@ -162,6 +171,7 @@ def run_autoencoder(args) -> int:
 
 @COMMANDS.register("eval.shapes")
 def add_shapes_parser(esub) -> None:
+    """Add the `mirokit eval shapes` parser to `esub` (the sub-commands of its group)."""
     s = esub.add_parser(
         "shapes", help="ShapesEval: detect shapes from pixels, apply GenEval's rules",
         description="Detects shapes in every sample (pixels only), applies GenEval's rules (include clauses "
@@ -182,6 +192,7 @@ def add_shapes_parser(esub) -> None:
 
 
 def run_shapes(args) -> int:
+    """Run `mirokit eval shapes` with parsed `args`; returns the exit status."""
     from mirokit.evaluate.geneval_rules import checked_rules
     from mirokit.world.shapes_eval import evaluate_folder, format_summary, write_results
 

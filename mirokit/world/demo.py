@@ -28,8 +28,19 @@ import numpy as np
 from mirokit.evaluate.pages import write_json
 from mirokit.sampling import resolve
 from mirokit.world import experiment as X
-from mirokit.world.demo_plan import (CONTROL_OTHERS, CONTROL_TARGETS, MISSING, MIX_SHARE, DemoConfig, mix_row_name,
-                                     plan_steps, plan_world, short_training, variants, world_samples)
+from mirokit.world.demo_plan import (
+    CONTROL_OTHERS,
+    CONTROL_TARGETS,
+    MISSING,
+    MIX_SHARE,
+    DemoConfig,
+    mix_row_name,
+    plan_steps,
+    plan_world,
+    short_training,
+    variants,
+    world_samples,
+)
 from mirokit.world.source import WORLD_REWARDS
 
 STAGES = ("measure", "world", "write", "train", "evaluate", "report")

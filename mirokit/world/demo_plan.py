@@ -154,7 +154,8 @@ def plan_steps(cfg: DemoConfig, seconds_left: float, train_img_s: float, image_s
     fitted = int(train_s * train_img_s * PARALLEL / cfg.batch_size)
     steps = max(cfg.min_steps, fitted)
     left_out = cfg.quality_mix if evaluated.quality_mix is None else None
-    return {"steps": steps, "fitted_steps": fitted, "eval_images_per_prompt": evaluated.eval_images, "quality_mix": evaluated.quality_mix,
+    return {"steps": steps, "fitted_steps": fitted, "eval_images_per_prompt": evaluated.eval_images,
+            "quality_mix": evaluated.quality_mix,
             "quality_mix_left_out": left_out, "train_seconds": train_s, "eval_seconds": eval_s,
             "eval_images": eval_images, "train_images_per_s": train_img_s, "sample_seconds_per_image": image_s,
             "score_seconds_per_image": score_s, "margin_seconds": margin}

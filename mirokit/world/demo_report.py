@@ -75,7 +75,8 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
     fig_dir = out / "figures"
     models, plan, control = summary["models"], summary["plan"], summary["controllability"]
     pick = _grid_indices(captions)
-    figures["Samples: the same prompts and noise for both models (two prompts per ShapesEval task)"] = report.plot_grids(
+    grids = "Samples: the same prompts and noise for both models (two prompts per ShapesEval task)"
+    figures[grids] = report.plot_grids(
         {n: [s[i] for i in pick] for n, s in samples.items()}, [captions[i] for i in pick], fig_dir / "grids.png",
         columns=len(pick))
     figures["ShapesEval accuracy per task"] = report.plot_bars(
@@ -115,9 +116,10 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              + (f" (counted from --started-at, e.g. the start of make demo: {before:.0f} s passed before the demo, the "
                 f"install)" if before else "")
              + ". Both models trained "
-             f"{steps} steps of {summary['settings']['batch_size']} images ({steps * summary['settings']['batch_size']:,} "
-             f"images each)" + (f"; this machine trained {plan['train_images_per_s']:.0f} images/s per model on one "
-                                f"core, so that is what the budget afforded." if "train_images_per_s" in plan else "."),
+             f"{steps} steps of {summary['settings']['batch_size']} images "
+             f"({steps * summary['settings']['batch_size']:,} images each)"
+             + (f"; this machine trained {plan['train_images_per_s']:.0f} images/s per model on one "
+                f"core, so that is what the budget afforded." if "train_images_per_s" in plan else "."),
              *([f"Both trained in {p['precision']} ({p['chosen_by']})."] if (p := plan.get("precision")) else []),
              *([f"Warning: {warning}"] if (warning := short_training(plan, summary["settings"]["min_steps"])) else []),
              "Everything below was computed in this run, on this machine: another machine (or seed) gives other "
@@ -127,8 +129,9 @@ def write_demo_report(out: Path, summary: dict, samples: dict[str, np.ndarray], 
              "built-in rewards and calibrated to 64 quantile bins; both generators are the same latent UNet on the "
              "shipped world autoencoder's 4x8x8 latents.",
              f"Sampling: {sampler(summary['settings']).solver}, {sampler(summary['settings']).steps} steps, guidance "
-             f"w = {sampler(summary['settings']).guidance:g}{_interval(summary['settings'])}. 'miro' asks for every reward at 1 and is guided against the "
-             "trained unconditional branch (empty prompt, rewards missing), like the baseline's text guidance."
+             f"w = {sampler(summary['settings']).guidance:g}{_interval(summary['settings'])}. 'miro' asks for every "
+             "reward at 1 and is guided against the trained unconditional branch (empty prompt, rewards missing), "
+             "like the baseline's text guidance."
              + (f" '{plan['mix_row']}' asks for every reward at 1 except world_quality at {mix:g}: a reward mix "
                 "(the paper's analogue: an aesthetic target of 0.625 raised GenEval from 67.7 to 75)."
                 if (mix := summary["settings"].get("quality_mix")) is not None else "")

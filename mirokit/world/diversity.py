@@ -100,7 +100,7 @@ class WorldSceneFeatures:
                 side = max(d.box[2] - d.box[0], d.box[3] - d.box[1])
                 attrs["size"].append(int(np.searchsorted(SIZE_BINS, side)))
                 if not positioned:
-                    attrs["position"].append("%d,%d" % self._cell(d))
+                    attrs["position"].append("{},{}".format(*self._cell(d)))
                 if d.cls in uncoloured or not include:
                     attrs["colour"].append(d.colour)
             out.append(attrs)

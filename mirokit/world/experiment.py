@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from mirokit.atomic import save_safetensors_atomic, write_parquet_atomic
 from mirokit.data.source import CALIBRATION_FILE
-from mirokit.world.source import WORLD_REWARDS, score_images  # noqa: F401 - score_images: the demo and bench use it from here
+from mirokit.world.source import WORLD_REWARDS, score_images
 
 
 @dataclass(kw_only=True)

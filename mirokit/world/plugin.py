@@ -12,5 +12,12 @@
 Declared in pyproject.toml as the `mirokit.plugins` entry point `world`; no core package imports it.
 """
 
-from mirokit.world import ae_space, captioner, commands, metrics, rewards, source  # noqa: F401  (registrations)
-from mirokit.world import diversity  # noqa: F401  (feature extractors world_ae, world_scene)
+from mirokit.world import (  # noqa: F401  (registrations)
+    ae_space,
+    captioner,
+    commands,
+    diversity,  # feature extractors world_ae, world_scene
+    metrics,
+    rewards,
+    source,
+)

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 def _to_array(image, index: int) -> np.ndarray:
     try:
         arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-    except Exception as err:  # noqa: BLE001 - any unreadable image is reported by position
+    except Exception as err:  # any unreadable image is reported by position
         raise ValueError(f"image {index} cannot be read: {err}") from None
     if arr.ndim != 3 or arr.shape[-1] != 3 or min(arr.shape[:2]) < 4:
         raise ValueError(f"image {index} has shape {arr.shape}, expected (H, W, 3) with H, W >= 4")

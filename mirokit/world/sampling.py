@@ -77,7 +77,8 @@ class WorldConfig:
     """world seed: sample i depends only on (seed, i)"""
 
     def __post_init__(self):
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or not 16 <= self.image_size <= 512:
+        if (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+                or not 16 <= self.image_size <= 512):
             raise ValueError(f"image_size must be an int in [16, 512], got {self.image_size!r}")
         self.object_count_probs = tuple(float(p) for p in self.object_count_probs)
         if not 1 <= len(self.object_count_probs) <= 4 or any(p < 0 for p in self.object_count_probs) \

@@ -64,7 +64,7 @@ def write_shards(samples, out_dir: str | Path, *, shard_size: int = 1000) -> lis
             if tar is None:
                 path = out / f"shard-{len(paths):06d}.tar"
                 tmp = temporary_path(path, SOLE_WRITER)
-                tar, count = tarfile.open(tmp, "w"), 0  # noqa: SIM115 (spans loop iterations; closed below)
+                tar, count = tarfile.open(tmp, "w"), 0  # spans loop iterations; closed below
                 paths.append(path)
             key = _key(key)
             _add(tar, f"{key}.png", _png(image), mtime)

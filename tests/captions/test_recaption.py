@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from vlm_kit import save_tiny_llama, save_tiny_llava
 
 from mirokit.cli.main import main
-from vlm_kit import save_tiny_llama, save_tiny_llava
 
 
 @pytest.fixture(scope="module")

@@ -26,16 +26,17 @@ def _tokenizer():
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
-                                        eos_token="</s>", unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+                                        eos_token="</s>", unk_token="<unk>",
+                                        extra_special_tokens={"image_token": "<image>"})
     return tokenizer, vocab
 
 
 def _llama_config(vocab: dict, hidden: int = 32, layers: int = 2):
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
+                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
+                       max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
 def save_tiny_llama(folder: Path, seed: int = 0) -> Path:
@@ -54,7 +55,13 @@ def save_tiny_llama(folder: Path, seed: int = 0) -> Path:
 
 def save_tiny_llava(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """hidden / layers: the language model's width and depth (the benchmark makes generation cost more)."""
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tokenizer, vocab = _tokenizer()
     image_processor = CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})

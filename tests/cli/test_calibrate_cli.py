@@ -52,6 +52,8 @@ def test_bad_columns_are_one_line(scores, tmp_path, capsys, args, expected):
 
 
 def test_empty_column_is_one_line(tmp_path, capsys):
-    pq.write_table(pa.table({"key": pa.array([], pa.string()), "q": pa.array([], pa.float32())}), tmp_path / "e.parquet")
-    assert main(["calibrate", "fit", str(tmp_path / "e.parquet"), "--reward", "q", "--out", str(tmp_path / "c.json")]) == 2
+    pq.write_table(pa.table({"key": pa.array([], pa.string()), "q": pa.array([], pa.float32())}),
+                   tmp_path / "e.parquet")
+    assert main(["calibrate", "fit", str(tmp_path / "e.parquet"), "--reward", "q",
+                 "--out", str(tmp_path / "c.json")]) == 2
     assert "no scores" in capsys.readouterr().err

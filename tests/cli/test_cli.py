@@ -10,7 +10,7 @@ from PIL import Image
 from mirokit.cli.main import build_parser, main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from runs import TINY_RIN  # noqa: E402
+from runs import TINY_RIN
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_commands_come_from_the_registry_and_the_world_plugin_adds_its_own():
     assert set(_subcommands(top["convert"])) == {"official", "geneval-detector", "image-reward", "vqa-score",
                                                  "hpsv2", "aesthetic"}
     assert set(_subcommands(top["calibrate"])) == {"fit", "apply"}
-    assert {"rewards", "best-of-n", "sweep", "tune-targets", "geneval", "shapes", "diversity"} == set(_subcommands(top["eval"]))
+    assert {"rewards", "best-of-n", "sweep", "tune-targets", "geneval", "shapes", "diversity"} == set(
+        _subcommands(top["eval"]))
     # the world's commands are registered by its plugin module, which the core CLI never imports
     from mirokit.cli.commands import COMMANDS
 
@@ -63,7 +64,8 @@ def test_commands_come_from_the_registry_and_the_world_plugin_adds_its_own():
 
 
 def test_console_help_runs():
-    proc = subprocess.run([sys.executable, "-m", "mirokit.cli.main", "sample", "--help"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "mirokit.cli.main", "sample", "--help"], capture_output=True,
+                          text=True)
     assert proc.returncode == 0 and "--negative-reward" in proc.stdout
 
 
@@ -91,7 +93,8 @@ def test_sample_is_deterministic_given_a_seed(trained_model, tmp_path):
 
 def test_unknown_reward_key_is_one_line_listing_known_keys(trained_model, tmp_path, capsys):
     _one_line_error(capsys, ["sample", "--model", str(trained_model), "--prompt", "x", "--reward", "aesthetic=1",
-                             "--out", str(tmp_path)], "unknown reward key 'aesthetic'; this model knows: brightness, size")
+                             "--out", str(tmp_path)],
+                    "unknown reward key 'aesthetic'; this model knows: brightness, size")
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -101,7 +104,8 @@ def test_unknown_reward_key_is_one_line_listing_known_keys(trained_model, tmp_pa
     (["train", "--config", "cpu_tiny", "train.precision=fp8"], "unknown precision"),
     (["train", "--config", "cpu_tiny", "data.kind=jsonl"], "missing required key(s) data.path"),
     (["train", "--config", "cpu_tiny", "data.kind=jsonl", "data.path=/nope/x.jsonl"], "/nope/x.jsonl"),
-    (["sample", "--model", "/nope/model", "--prompt", "x", "--out", "/tmp/x"], "model directory not found: /nope/model"),
+    (["sample", "--model", "/nope/model", "--prompt", "x", "--out", "/tmp/x"],
+     "model directory not found: /nope/model"),
 ])
 def test_bad_input_is_one_line(capsys, argv, expected):
     _one_line_error(capsys, argv, expected)
@@ -129,7 +133,7 @@ def test_demo_smoke(tmp_path, capsys):
     assert set(summary["minus_baseline"]) == rows
     for diff in summary["minus_baseline"].values():
         assert {"shapes_eval", "colour_fidelity", "single_object_class", "world_quality"} <= set(diff)
-    for key, control in summary["controllability"].items():
+    for control in summary["controllability"].values():
         assert len(control["measured"]) == 5 and (control["spearman"] is None or -1 <= control["spearman"] <= 1)
     assert summary["plan"]["steps"] == 2
     # the precision was decided once, by measuring (summary.json, the report), and both runs trained in it
@@ -247,7 +251,8 @@ def test_demo_within_a_budget_measures_sizes_the_world_and_plans_the_steps(tmp_p
 
     out = tmp_path / "demo"
     cfg = DemoConfig(out_dir=str(out), minutes=0.002, batch_size=8, eval_prompts=12, control_prompts=1,
-                     sampling={"solver": "ab2", "steps": 2, "guidance": 3.0}, min_samples=200, probe_samples=64, overrides=["train.progress=false"])
+                     sampling={"solver": "ab2", "steps": 2, "guidance": 3.0}, min_samples=200, probe_samples=64,
+                     overrides=["train.progress=false"])
     summary = run_demo(cfg)
     plan = json.loads((out / "summary.json").read_text())["plan"]
     assert plan == summary["plan"] and plan["train_images_per_s"] > 0 and plan["world_seconds_per_sample"] > 0

@@ -131,7 +131,8 @@ def test_other_captions_mix_in_with_their_own_scores(folder):
     missing without them), or the record's scores with caption_rewards original."""
     lines = [{"image": "img/a.png", "caption": "stripes", "scores": {"clip": 0.5},
               "synthetic_caption": "red green blue stripes", "synthetic_scores": {"clip": 0.9}},
-             {"image": "img/b.png", "caption": "white", "scores": {"clip": 0.25}, "synthetic_caption": "a white square"}]
+             {"image": "img/b.png", "caption": "white", "scores": {"clip": 0.25},
+              "synthetic_caption": "a white square"}]
     _write(folder / "mix.jsonl", lines)
     always = JsonlImageDataset(folder / "mix.jsonl", image_size=8, caption_mix=1.0)
     first, second = always.draw(0, torch.Generator()), always.draw(1, torch.Generator())

@@ -12,7 +12,8 @@ KEYS = ["brightness", "size"]
 
 
 def _batches(dataset, workers, start=0, rows=(0, 8), steps=5):
-    sampler = StepBatchSampler(EpochShuffle(len(dataset), 3), global_batch=8, rows=rows, start_step=start, end_step=steps)
+    sampler = StepBatchSampler(EpochShuffle(len(dataset), 3), global_batch=8, rows=rows, start_step=start,
+                               end_step=steps)
     return list(batches(build_loader(dataset, sampler, KEYS, LoaderConfig(num_workers=workers), torch.device("cpu"))))
 
 

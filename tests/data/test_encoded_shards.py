@@ -7,6 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+from conftest import build_tiny_t5, build_tiny_vae
 
 from mirokit.cli.main import main
 from mirokit.data.calibration import Calibration
@@ -14,8 +15,6 @@ from mirokit.data.shards import EncodedShards
 from mirokit.train.config import load_run_config
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
-
-from conftest import build_tiny_t5, build_tiny_vae
 
 CAPTIONS = ["a red circle", "a blue square", "a green triangle", "a big red square"]
 
@@ -44,8 +43,9 @@ def _scored_shard(path, start, n, bad=()):
             if i != start + 1 or not bad:
                 _add(tar, f"{key}.txt", CAPTIONS[i % 4].encode())
             _add(tar, f"{key}.synthetic.txt", ("green " + CAPTIONS[(i + 1) % 4]).encode())
-            _add(tar, f"{key}.json", json.dumps({"clip_score": 0.1 * (i % 7), "aesthetic_score": 5.0 + i % 3,
-                                                 "synthetic_clip_score": 0.9, "synthetic_aesthetic_score": 6.0}).encode())
+            scores = {"clip_score": 0.1 * (i % 7), "aesthetic_score": 5.0 + i % 3,
+                      "synthetic_clip_score": 0.9, "synthetic_aesthetic_score": 6.0}
+            _add(tar, f"{key}.json", json.dumps(scores).encode())
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,8 @@ def test_encode_writes_shards_metadata_and_counts_bad_samples(encoded):
     assert sorted(p.name for p in enc.glob("*.tar")) == ["a.tar", "b.tar"]
     encoding = json.loads((enc / "encoding.json").read_text())
     assert encoding["samples"] == 20 and encoding["moments_shape"] == [8, 8, 8]
-    assert encoding["captions"] == ["original", "synthetic"] and encoding["reward_keys"] == ["clip_score", "aesthetic_score"]
+    assert encoding["captions"] == ["original", "synthetic"]
+    assert encoding["reward_keys"] == ["clip_score", "aesthetic_score"]
     manifest = json.loads((enc / "manifest.000-of-001.json").read_text())
     assert manifest["left_out"] == {"corrupt image": 1, "missing caption": 1}  # 22 inputs, 20 encoded
     stats = json.loads((enc / "latent_stats.json").read_text())
@@ -129,7 +130,8 @@ def test_training_on_encoded_shards_and_a_corrupt_sample(encoded, tmp_path):
         f.seek(member.offset_data)
         f.write(b"\x00" * 16)
     overrides = [
-        f"out_dir={tmp_path / 'run'}", "train.precision=fp32", "model.image_channels=4", "model.image_size=8", "model.reward_keys=[clip_score]",
+        f"out_dir={tmp_path / 'run'}", "train.precision=fp32", "model.image_channels=4", "model.image_size=8",
+        "model.reward_keys=[clip_score]",
         "model.backbone={kind: rin, patch_size: 2, data_dim: 32, latents_dim: 32, num_latents: 8, num_blocks: 1, "
         "num_processing_layers: 1, read_write_heads: 4, compute_heads: 4, hidden_multiple: 8}",
         "model.conditioning={num_registers: 2, mixer_layers: 1, mixer_heads: 4}", "model.logvar_channels=16",

@@ -15,13 +15,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import build_tiny_t5, build_tiny_vae
 from PIL import Image
 
 from mirokit import urls
 from mirokit.cli.main import main
 from mirokit.tars import iter_samples, shard_list
-
-from conftest import build_tiny_t5, build_tiny_vae
 
 REWARDS = ["world_quality", "world_composition"]
 CAPTIONS = ["a red circle", "a blue square", "a green triangle", "a big red square"]
@@ -296,7 +295,8 @@ def _train(run: Path, data: str, models, stats: Path) -> tuple[list[float], dict
     from mirokit.train.metrics import read_metrics
 
     overrides = [
-        f"out_dir={run}", "train.precision=fp32", "model.image_channels=4", "model.image_size=8", "model.reward_keys=[clip_score]",
+        f"out_dir={run}", "train.precision=fp32", "model.image_channels=4", "model.image_size=8",
+        "model.reward_keys=[clip_score]",
         "model.backbone={kind: rin, patch_size: 2, data_dim: 32, latents_dim: 32, num_latents: 8, num_blocks: 1, "
         "num_processing_layers: 1, read_write_heads: 4, compute_heads: 4, hidden_multiple: 8}",
         "model.conditioning={num_registers: 2, mixer_layers: 1, mixer_heads: 4}", "model.logvar_channels=16",

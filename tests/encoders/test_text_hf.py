@@ -2,10 +2,9 @@ import json
 
 import pytest
 import torch
+from conftest import build_tiny_t5
 
 from mirokit.encoders import HFTextEncoder, TextEncoder, build_text_encoder
-
-from conftest import build_tiny_t5
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,8 @@ def test_save_and_load_round_trip(tmp_path):
     [
         ({"kind": "bert"}, "unknown text encoder 'bert'; known: hf_t5, tokens"),
         ({"dim": 8}, "missing kind; known: hf_t5, tokens"),
-        ({"kind": "tokens", "width": 8}, "unknown config key.* text_encoder.width; known .*: dim, max_length, num_heads"),
+        ({"kind": "tokens", "width": 8},
+         "unknown config key.* text_encoder.width; known .*: dim, max_length, num_heads"),
         ({"kind": "tokens", "dim": 30}, "not divisible"),
         ({"kind": "hf_t5"}, "missing required key.* text_encoder.name_or_path"),
     ],

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import build_tiny_vae
 
 from mirokit.config import ConfigError

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from runs import TINY_UNET  # noqa: E402
+from runs import TINY_UNET
 
-from mirokit.cli.main import main  # noqa: E402
+from mirokit.cli.main import main
 
 _MODELS: dict = {}
 SHAPES_EVAL = Path(__file__).resolve().parents[2] / "mirokit" / "world" / "shapes_eval.jsonl"
@@ -20,7 +20,8 @@ def world_models(tmp_path_factory) -> dict[str, Path]:
     if not _MODELS:
         root = tmp_path_factory.mktemp("world_models")
         for name, keys in (("miro", "[world_alignment,world_quality,world_composition]"), ("baseline", "[]")):
-            assert main(["train", "--config", "demo_world", *TINY_UNET, "image_space={kind: pixels}", f"out_dir={root / name}",
+            assert main(["train", "--config", "demo_world", *TINY_UNET, "image_space={kind: pixels}",
+                         f"out_dir={root / name}",
                          f"model.reward_keys={keys}", "train.steps=30", "optim.total_steps=30", "optim.warmup_steps=3",
                          "train.batch_size=16", "data.num_samples=128", "train.progress=false", "train.threads=1",
                          "train.log_every=10"]) == 0

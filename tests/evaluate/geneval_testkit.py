@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rewards"))
-from clip_testkit import clip_tokenizer, tiny_clip_model  # noqa: E402
+from clip_testkit import clip_tokenizer, tiny_clip_model
 
 TINY = dict(embed=16, depths=(2, 2, 2, 2), heads=(1, 2, 2, 4), window=7, feat=32, msda_heads=2, enc_layers=2,
             enc_ffn=48, dec_layers=3, dec_ffn=40, queries=6, classes=80, mask_dim=32)

@@ -103,8 +103,9 @@ def test_folder_arms_collapsed_folder_scores_one(tmp_path, capsys):
         for other in first.parent.glob("000[1-3].png"):
             shutil.copy(first, other)
     out = tmp_path / "div"
-    assert main(["eval", "diversity", "--images", f"gt={gt}", "--images", f"collapsed={collapsed}", "--images-per-prompt",
-                 "4", "--features", "world_scene", "--features", "world_ae", "--out", str(out)]) == 0
+    assert main(["eval", "diversity", "--images", f"gt={gt}", "--images", f"collapsed={collapsed}",
+                 "--images-per-prompt", "4", "--features", "world_scene", "--features", "world_ae",
+                 "--out", str(out)]) == 0
     assert "collapsed" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     col, truth = summary["models"]["collapsed"], summary["models"]["gt"]

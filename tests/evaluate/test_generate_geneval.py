@@ -10,7 +10,6 @@ from evalkit import read_jsonl, shapes_prompts, world_models
 
 from mirokit.cli.main import main
 from mirokit.sampling import image_seed, initial_noise
-from mirokit.pipeline import MiroPipeline
 
 STEPS = ["--steps", "3", "--batch-size", "3"]
 
@@ -56,8 +55,7 @@ def test_writes_the_official_layout(unsharded, prompts):
                                                                      "world_composition"]
 
 
-def test_noise_depends_only_on_seed_prompt_and_image(model):
-    pipe = MiroPipeline.from_pretrained(model)
+def test_noise_depends_only_on_seed_prompt_and_image():
     shape = (3, 16, 16)
     alone = initial_noise(shape, 5, [(3, 1)])
     batch = initial_noise(shape, 5, [(0, 0), (3, 1), (7, 2)])

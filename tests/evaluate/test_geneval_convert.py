@@ -39,7 +39,8 @@ def test_both_mmdet_layouts_convert_to_the_same_strictly_loaded_model(converted)
              "panoptic_head.query_feat.weight": t + "queries_features.weight",
              "panoptic_head.cls_embed.bias": "class_predictor.bias",
              "panoptic_head.mask_embed.4.weight": t + "decoder.mask_predictor.mask_embedder.2.0.weight",
-             "panoptic_head.transformer_decoder.layers.2.norms.0.weight": t + "decoder.layers.2.cross_attn_layer_norm.weight",
+             "panoptic_head.transformer_decoder.layers.2.norms.0.weight":
+                 t + "decoder.layers.2.cross_attn_layer_norm.weight",
              "panoptic_head.transformer_decoder.layers.1.attentions.0.attn.in_proj_weight":
                  t + "decoder.layers.1.cross_attn.in_proj_weight",
              "panoptic_head.pixel_decoder.level_encoding.weight": "model.pixel_level_module.decoder.level_embed",
@@ -107,7 +108,8 @@ def test_decoder_self_attention_in_proj_split_matches_nn_multihead_attention(con
     mha = torch.nn.MultiheadAttention(f, TINY["msda_heads"])
     p = "panoptic_head.transformer_decoder.layers.1.attentions.1.attn."
     mha.load_state_dict({"in_proj_weight": source[p + "in_proj_weight"], "in_proj_bias": source[p + "in_proj_bias"],
-                         "out_proj.weight": source[p + "out_proj.weight"], "out_proj.bias": source[p + "out_proj.bias"]})
+                         "out_proj.weight": source[p + "out_proj.weight"],
+                         "out_proj.bias": source[p + "out_proj.bias"]})
     query, pos = torch.randn(6, 2, f), torch.randn(6, 2, f)  # (queries, batch, channels) as both use them
     with torch.no_grad():
         expected = mha(query + pos, query + pos, query)[0]
@@ -137,8 +139,8 @@ class NotAllowed:  # pickled by reference: torch.load(weights_only=True) must re
 
 
 def test_cli_converts_a_pth_and_the_detector_loads_it(tmp_path, capsys):
-    from mirokit.evaluate.geneval_detector import Mask2FormerDetector
     from mirokit.evaluate.geneval_convert import sha256
+    from mirokit.evaluate.geneval_detector import Mask2FormerDetector
 
     src, out = tmp_path / "mask2former.pth", tmp_path / "converted"
     meta = {"CLASSES": tuple(NAMES.values()), "mmdet_version": "2.27.0", "epoch": 50}

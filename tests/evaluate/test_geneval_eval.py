@@ -15,7 +15,7 @@ from PIL import Image
 from mirokit.cli.main import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from runs import rank_envs, run_processes  # noqa: E402
+from runs import rank_envs, run_processes
 
 PROMPTS = [
     {"tag": "single_object", "include": [{"class": "dog", "count": 1}], "prompt": "a photo of a dog"},
@@ -85,7 +85,8 @@ def test_verdicts_records_summary_and_page(env, reference, capsys):
     assert summary["prompts"] == {"evaluated": 6, "skipped": 1}
     assert any("00006: metadata.jsonl is not valid JSON" in p for p in summary["problems"])
     assert any("0002.png: unreadable image" in p for p in summary["problems"])
-    assert summary["settings"]["rules"]["threshold"] == 0.3 and not summary["settings"]["detector"]["converted_from_mmdet"]
+    assert summary["settings"]["rules"]["threshold"] == 0.3
+    assert not summary["settings"]["detector"]["converted_from_mmdet"]
     records = [json.loads(x) for x in reference.with_suffix(".jsonl").read_text().splitlines()]
     assert [r["filename"] for r in records] == sorted(r["filename"] for r in records) and len(records) == 13
     by_name = {r["filename"]: r for r in records}
@@ -168,9 +169,8 @@ def test_bad_input_is_one_line_errors(env, tmp_path, capsys):
 
 
 def test_geneval_metric_scores_images_in_memory(env):
-    from mirokit.evaluate.metrics import METRICS, parse_metric
-
     from mirokit.evaluate.geneval_metric import GenEvalMetric
+    from mirokit.evaluate.metrics import METRICS, parse_metric
 
     assert METRICS.get("geneval") is GenEvalMetric
     metric = parse_metric("geneval", detector=env["detector"], clip=env["clip"])

@@ -5,8 +5,16 @@ import math
 
 import numpy as np
 
-from mirokit.evaluate.pages import (fmt_ci, plot_ci_curves, plot_ci_grid, plot_ci_panels, plot_pareto, text_table,
-                                    write_json, write_page)
+from mirokit.evaluate.pages import (
+    fmt_ci,
+    plot_ci_curves,
+    plot_ci_grid,
+    plot_ci_panels,
+    plot_pareto,
+    text_table,
+    write_json,
+    write_page,
+)
 from mirokit.evaluate.stats import mean_ci
 
 

@@ -5,8 +5,15 @@ import itertools
 import numpy as np
 import pytest
 
-from mirokit.evaluate.stats import (best_of_n_curve, best_of_n_weights, expected_best_of_n, first_n_reaching,
-                                    mean_ci, spearman, stratified_mean_ci)
+from mirokit.evaluate.stats import (
+    best_of_n_curve,
+    best_of_n_weights,
+    expected_best_of_n,
+    first_n_reaching,
+    mean_ci,
+    spearman,
+    stratified_mean_ci,
+)
 
 
 def test_t_interval_of_a_known_case():
@@ -122,7 +129,7 @@ def test_paired_interval_drops_nan_pairs_and_averages_per_prompt():
     # stratified: the centre is the difference of the two means of per-stratum means
     strata = ["x", "x", "x", "x", "y", "y"]
     a2, b2 = [1.0, 0.0, 1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
-    centre = lambda v: (np.mean(v[:4]) + np.mean(v[4:])) / 2  # noqa: E731
+    centre = lambda v: (np.mean(v[:4]) + np.mean(v[4:])) / 2
     got = paired_mean_ci(a2, b2, groups, strata)
     assert got["mean"] == pytest.approx(centre(np.array(a2)) - centre(np.array(b2))) and got["strata"] == 2
     with pytest.raises(ValueError, match="equal lengths"):

@@ -3,13 +3,14 @@
     python crash_run.py EVENTS_FILE N mirokit-arguments...
 
 CRASH_MODE=enospc makes event N fail with OSError(ENOSPC) instead (a full disk: the torn half is written,
-then the write raises and the program handles it as it does). N = 0 runs to the end and writes the number of write events to EVENTS_FILE. Write events: a file opened for
-writing (the event comes after the open: the file exists, empty or truncated), every write() to such a file,
-os.replace / os.rename (before the rename), pyarrow.parquet.write_table and safetensors' save_file (whole-file
-writers), in the main thread (TensorBoard's writer thread is left alone). At event N the process leaves with os._exit(137): nothing is flushed and no `finally` runs, as after
-SIGKILL. A write() or whole-file writer that is event N first leaves half of its bytes on disk (a torn write).
-Crashing at every event of a run visits every state the output folder can be left in by a kill between or during
-Python-level writes.
+then the write raises and the program handles it as it does). N = 0 runs to the end and writes the number of
+write events to EVENTS_FILE. Write events: a file opened for writing (the event comes after the open: the file
+exists, empty or truncated), every write() to such a file, os.replace / os.rename (before the rename),
+pyarrow.parquet.write_table and safetensors' save_file (whole-file writers), in the main thread (TensorBoard's
+writer thread is left alone). At event N the process leaves with os._exit(137): nothing is flushed and no
+`finally` runs, as after SIGKILL. A write() or whole-file writer that is event N first leaves half of its bytes
+on disk (a torn write). Crashing at every event of a run visits every state the output folder can be left in by a
+kill between or during Python-level writes.
 """
 
 import builtins

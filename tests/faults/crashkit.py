@@ -93,7 +93,9 @@ def _read(path: Path):
         from safetensors import safe_open
 
         with safe_open(path, "pt") as f:
-            return {"metadata": f.metadata(), **{k: f.get_tensor(k).contiguous().view(-1).view(torch.uint8).numpy().tobytes() for k in f.keys()}}
+            return {"metadata": f.metadata(),
+                    **{k: f.get_tensor(k).contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                       for k in f.keys()}}
     if path.suffix == ".tar":
         with tarfile.open(path) as tar:
             names = tar.getnames()
@@ -119,7 +121,7 @@ def snapshot(folder: Path) -> dict:
 def _readable(path: Path):
     try:
         return _read(path)
-    except Exception as err:  # noqa: BLE001 - a torn file is a difference to report, not a test error
+    except Exception as err:  # a torn file is a difference to report, not a test error
         return f"unreadable: {type(err).__name__}"
 
 
@@ -162,7 +164,9 @@ def check_stage(argv: list[str], out: Path, work: Path, *, resume_keys: tuple[st
         return run_ranks(argv, events, ranks, at, rank, mode)
 
     def totals() -> list[int]:
-        return [int(events.read_text())] if ranks == 1 else [int(Path(f"{events}.{r}").read_text()) for r in range(ranks)]
+        if ranks == 1:
+            return [int(events.read_text())]
+        return [int(Path(f"{events}.{r}").read_text()) for r in range(ranks)]
 
     clean = []
     for name in ("clean_a", "clean_b"):
@@ -179,7 +183,8 @@ def check_stage(argv: list[str], out: Path, work: Path, *, resume_keys: tuple[st
     for mode in modes:
         for point in points:
             rank, at = _rank_event(point, per_rank)
-            where = f"{mode} at write event {at} of {per_rank[rank]}" + (f" of rank {rank} of {ranks}" if ranks > 1 else "")
+            where = (f"{mode} at write event {at} of {per_rank[rank]}"
+                     + (f" of rank {rank} of {ranks}" if ranks > 1 else ""))
             shutil.rmtree(out, ignore_errors=True)
             results = launch(at, rank, mode)
             _check_failure(results[rank], mode, where)

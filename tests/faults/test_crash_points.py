@@ -10,17 +10,16 @@ the slowest machine of our kind; every stage is still killed and rerun there."""
 import sys
 from pathlib import Path
 
-import pytest
-
 import crashkit
+import pytest
 from crashkit import check_stage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from evalkit import shapes_prompts, world_models  # noqa: E402
-from runs import TINY_UNET  # noqa: E402
+from evalkit import shapes_prompts, world_models
+from runs import TINY_UNET
 
-from mirokit.cli.main import main  # noqa: E402
+from mirokit.cli.main import main
 
 MANIFEST_RESUME = ("skipped_done",)
 BOTH = ("kill", "enospc")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from runs import TINY_RIN, rank_envs  # noqa: E402
+from runs import TINY_RIN, rank_envs
 
-from mirokit.train.metrics import read_metrics  # noqa: E402
+from mirokit.train.metrics import read_metrics
 
 BOUND_S = 60.0
 """the longest a survivor may take to notice (measured: 0.1 s on 2 cores; gloo sees the closed socket at once)"""

@@ -1,10 +1,19 @@
 import math
 
 import torch
-
 from conftest import make_conditions
-from mirokit.flow import (FlowLossConfig, draw_flow_noise, flow_matching_loss, input_scale, interpolate,
-                          logit_normal_gamma, shift_gamma, velocity_target, x0_from_velocity)
+
+from mirokit.flow import (
+    FlowLossConfig,
+    draw_flow_noise,
+    flow_matching_loss,
+    input_scale,
+    interpolate,
+    logit_normal_gamma,
+    shift_gamma,
+    velocity_target,
+    x0_from_velocity,
+)
 from mirokit.models import MiroGenerator
 
 

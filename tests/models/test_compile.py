@@ -21,7 +21,7 @@ from mirokit.models import ConditioningConfig, GeneratorConfig, MiroGenerator, R
 from mirokit.models.unet import UNetConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from runs import TINY_RIN, TINY_UNET, tiny_run  # noqa: E402
+from runs import TINY_RIN, TINY_UNET, tiny_run
 
 BACKBONES = {
     "rin": RINConfig(patch_size=2, data_dim=32, latents_dim=32, num_latents=8, num_blocks=2, num_processing_layers=1,

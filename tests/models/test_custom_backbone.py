@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from conftest import make_conditions
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
@@ -17,8 +18,6 @@ from mirokit.pipeline import MiroPipeline
 from mirokit.sampling import SamplingSettings, generate
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
-
-from conftest import make_conditions
 
 
 @dataclass(kw_only=True)
@@ -66,13 +65,15 @@ class TinyConv(nn.Module):
     def flops_per_image(self, num_cond_tokens):
         pixels = self.image_size ** 2
         convs = [self.inp, self.out, *(layer.conv for layer in self.layers)]
-        return sum(2 * c.out_channels * c.in_channels * 9 * pixels for c in convs) + 2 * self.film.in_features * self.film.out_features
+        return (sum(2 * c.out_channels * c.in_channels * 9 * pixels for c in convs)
+                + 2 * self.film.in_features * self.film.out_features)
 
     def blocks(self):
         return list(self.layers)
 
 
-OPTIONS = ["train.precision=fp32", "model.image_channels=3", "model.image_size=16", "model.reward_keys=[brightness,size]",
+OPTIONS = ["train.precision=fp32", "model.image_channels=3", "model.image_size=16",
+           "model.reward_keys=[brightness,size]",
            "model.backbone={kind: test_tiny_conv, width: 16, depth: 2}",
            "model.conditioning={num_registers: 2, mixer_layers: 1, mixer_heads: 4}", "model.logvar_channels=16",
            "text_encoder={kind: tokens, dim: 32, max_length: 8, num_layers: 1, num_heads: 4}",

@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import make_conditions
+
 from mirokit.models import MiroGenerator, cpu_tiny_rin_config, official_rin_config
 from mirokit.models.conditioning import ConditioningConfig, RewardTextConditioner
 

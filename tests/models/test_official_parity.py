@@ -4,11 +4,12 @@ import pytest
 import torch
 from conftest import MIRO_T2I_MISSING
 
-miro_rin = pytest.importorskip("miro.models.networks.rin", reason=MIRO_T2I_MISSING)
-from miro.models.preconditioning import FlowPrecond  # noqa: E402
+from mirokit.models import MiroGenerator
+from mirokit.models.official import convert_official_config, convert_official_state_dict
 
-from mirokit.models import MiroGenerator  # noqa: E402
-from mirokit.models.official import convert_official_config, convert_official_state_dict  # noqa: E402
+miro_rin = pytest.importorskip("miro.models.networks.rin", reason=MIRO_T2I_MISSING)
+# miro-t2i is optional: its modules are imported only once the importorskip above has found it
+from miro.models.preconditioning import FlowPrecond  # noqa: E402
 
 KEYS = ["clip_score", "aesthetic_score", "vqa_score"]
 NETWORK = dict(data_size=8, data_dim=32, num_input_channels=4, num_latents=12, latents_dim=64, label_dim=48,

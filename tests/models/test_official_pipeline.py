@@ -11,21 +11,20 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import MIRO_T2I_MISSING
+from conftest import MIRO_T2I_MISSING, build_tiny_t5, build_tiny_vae
 from safetensors.torch import save_file
 
+from mirokit.cli.main import main
+from mirokit.pipeline import MiroPipeline
+from mirokit.sampling import SamplingSettings, generate
+
 miro_rin = pytest.importorskip("miro.models.networks.rin", reason=MIRO_T2I_MISSING)
+# miro-t2i is optional: its modules are imported only once the importorskip above has found it
 from miro.models.postprocessing import VAEDecoderPostProcessing, VAEPostProcessing  # noqa: E402
 from miro.models.preconditioning import FlowPrecond  # noqa: E402
 from miro.models.preprocessing import PrecomputedSDLatentPreconditioning  # noqa: E402
 from miro.models.sampler import flow_euler_sampler  # noqa: E402
 from miro.models.scheduler import LinearScheduler  # noqa: E402
-
-from mirokit.cli.main import main  # noqa: E402
-from mirokit.pipeline import MiroPipeline  # noqa: E402
-from mirokit.sampling import SamplingSettings, generate  # noqa: E402
-
-from conftest import build_tiny_t5, build_tiny_vae  # noqa: E402
 
 ALL_KEYS = ["clip_score", "aesthetic_score", "image_reward_score", "pick_a_score_score", "hpsv2_score", "vqa_score",
             "sciscore_score"]
@@ -60,7 +59,8 @@ def _save_official(folder, keys, seed=0):
     state.update({f"data_preprocessing.{k}": v for k, v in preprocessing.state_dict().items()})
     state.update({f"postprocessing.{k}": v for k, v in postprocessing.state_dict().items()})
     config = {"network": _network(keys), "preconditioning": PRECOND,
-              "data_preprocessing": {"input_key_mean": "vae_embeddings_mean_16", "input_key_std": "vae_embeddings_std_16",
+              "data_preprocessing": {"input_key_mean": "vae_embeddings_mean_16",
+                                     "input_key_std": "vae_embeddings_std_16",
                                      "output_key_root": "x_0", "vae_sample": True, "channel_wise_normalisation": True,
                                      "model_type": "sdxl"},
               "postprocessing": {"channel_wise_normalisation": True, "model_type": "sdxl"},

@@ -79,7 +79,8 @@ def reference_cosine(model, pixel_values, captions):
 
 
 def reference_pixels(model, pil_images):
-    return image_processor(model.config.vision_config.image_size)(images=pil_images, return_tensors="pt")["pixel_values"]
+    processor = image_processor(model.config.vision_config.image_size)
+    return processor(images=pil_images, return_tensors="pt")["pixel_values"]
 
 
 def check_scorer_basics(scorer, n: int = 8):

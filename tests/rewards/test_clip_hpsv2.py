@@ -98,7 +98,8 @@ def setup(tmp_path_factory):
 
 
 def reference_scores(sd, imgs, caps):
-    ids = clip_tokenizer()(caps, padding="max_length", truncation=True, max_length=CTX, return_tensors="pt")["input_ids"]
+    ids = clip_tokenizer()(caps, padding="max_length", truncation=True, max_length=CTX,
+                           return_tensors="pt")["input_ids"]
     with torch.no_grad():
         img, txt = open_clip_features(sd, reference_pixels(tiny_clip_model(), imgs), ids)
     return (img * txt).sum(-1).numpy()
@@ -137,7 +138,8 @@ def test_round_trip_mapping_is_complete(setup):
         for i in range(LAYERS):
             t, o = f"{tower}.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
             for kind in ("weight", "bias"):
-                back[o + f"attn.in_proj_{kind}"] = torch.cat([converted[t + f"self_attn.{n}_proj.{kind}"] for n in "qkv"])
+                back[o + f"attn.in_proj_{kind}"] = torch.cat([converted[t + f"self_attn.{n}_proj.{kind}"]
+                                                              for n in "qkv"])
                 for new, old in names.items():
                     back[o + f"{old}.{kind}"] = converted[t + f"{new}.{kind}"]
     back["visual.proj"] = converted["visual_projection.weight"].T
@@ -163,15 +165,20 @@ def test_vit_h14_geometry_is_read_from_shapes():
     """Published ViT-H-14 (HPSv2): vision 32 x 1280 (head width 80), text 24 x 1024, patch 14, embed 1024."""
     m = "meta"
     sd = {"visual.conv1.weight": torch.empty(1280, 3, 14, 14, device=m),
-          "visual.positional_embedding": torch.empty(257, 1280, device=m), "visual.proj": torch.empty(1280, 1024, device=m),
-          "token_embedding.weight": torch.empty(49408, 1024, device=m), "positional_embedding": torch.empty(77, 1024, device=m),
+          "visual.positional_embedding": torch.empty(257, 1280, device=m),
+          "visual.proj": torch.empty(1280, 1024, device=m),
+          "token_embedding.weight": torch.empty(49408, 1024, device=m),
+          "positional_embedding": torch.empty(77, 1024, device=m),
           "text_projection": torch.empty(1024, 1024, device=m)}
-    sd.update({f"visual.transformer.resblocks.{i}.mlp.c_fc.weight": torch.empty(5120, 1280, device=m) for i in range(32)})
+    sd.update({f"visual.transformer.resblocks.{i}.mlp.c_fc.weight": torch.empty(5120, 1280, device=m)
+               for i in range(32)})
     sd.update({f"transformer.resblocks.{i}.mlp.c_fc.weight": torch.empty(4096, 1024, device=m) for i in range(24)})
     c = open_clip_config(sd, vision_head_width=80, text_head_width=64)
     v, t = c.vision_config, c.text_config
-    assert (v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.patch_size, v.image_size) == (1280, 32, 16, 14, 224)
-    assert (t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.vocab_size, t.eos_token_id) == (1024, 24, 16, 49408, 49407)
+    assert (v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.patch_size, v.image_size) == (
+        1280, 32, 16, 14, 224)
+    assert (t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.vocab_size, t.eos_token_id) == (
+        1024, 24, 16, 49408, 49407)
     assert c.projection_dim == 1024 and v.hidden_act == t.hidden_act == "gelu"
 
 

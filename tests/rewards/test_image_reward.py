@@ -79,7 +79,7 @@ def reference_rewards(sd: dict, pixels: torch.Tensor, ids: torch.Tensor, mask: t
     x = torch.cat([v("cls_token").expand(len(x), -1, -1), x.flatten(2).transpose(1, 2)], 1) + v("pos_embed")
     B, N, D = x.shape
     for i in range(V_DEPTH):
-        p = lambda name: v(f"blocks.{i}.{name}")  # noqa: B023
+        p = lambda name, i=i: v(f"blocks.{i}.{name}")
         h = F.layer_norm(x, (D,), p("norm1.weight"), p("norm1.bias"), 1e-6)
         q, k, val = F.linear(h, p("attn.qkv.weight"), p("attn.qkv.bias")).reshape(
             B, N, 3, V_HEADS, D // V_HEADS).permute(2, 0, 3, 1, 4)

@@ -133,8 +133,10 @@ def test_killed_run_resumes_to_identical_outputs(shards, tmp_path):
 
 def test_bad_inputs_are_one_line(tmp_path, capsys):
     for args, expected in [
-        (["score", str(tmp_path / "nope.tar"), "--reward", "world_quality", "--out", str(tmp_path)], "input not found"),
-        (["score", str(tmp_path / "x.tar"), "--reward", "nosuch", "--out", str(tmp_path)], "unknown reward key 'nosuch'"),
+        (["score", str(tmp_path / "nope.tar"), "--reward", "world_quality", "--out", str(tmp_path)],
+         "input not found"),
+        (["score", str(tmp_path / "x.tar"), "--reward", "nosuch", "--out", str(tmp_path)],
+         "unknown reward key 'nosuch'"),
     ]:
         if "x.tar" in args[1]:
             with tarfile.open(args[1], "w"):

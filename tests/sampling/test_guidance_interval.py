@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import make_conditions
+
 from mirokit.models import MiroGenerator
 from mirokit.sampling import SamplingSettings, gamma_grid, guided_velocity, resolve, solve
 from mirokit.sampling.presets import load_preset, save_preset

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import make_conditions
+
 from mirokit.models import MiroGenerator
 from mirokit.sampling import gamma_grid, guided_velocity, solve
 

@@ -59,5 +59,6 @@ def test_replace_checks_and_copies():
 
 
 def test_preset_fields_leave_out_the_seed_and_unset_separate_scales():
-    assert set(SamplingSettings().to_preset()) == {"rewards", "negative_rewards", "solver", "steps", "shift", "guidance"}
+    assert set(SamplingSettings().to_preset()) == {"rewards", "negative_rewards", "solver", "steps", "shift",
+                                                   "guidance"}
     assert check_partial({"steps": None, "about": {"x": 1}}, "p") == {"about": {"x": 1}}

@@ -11,6 +11,8 @@ KEYS = ["world_alignment", "world_quality", "world_composition"]
 
 def save_tiny_model(folder: Path, keys: list[str], seed: int = 0) -> Path:
     """A 3x32x32 UNet MiroPipeline with `keys` (calibrated on random images' world scores) saved to `folder`."""
+    from PIL import Image
+
     import mirokit.world.rewards  # noqa: F401 - registers the world's scorers
     from mirokit.data.calibration import Calibration
     from mirokit.encoders import TokenTextEncoder, TokenTextEncoderConfig
@@ -18,7 +20,6 @@ def save_tiny_model(folder: Path, keys: list[str], seed: int = 0) -> Path:
     from mirokit.models.unet import UNetConfig
     from mirokit.pipeline import MiroPipeline
     from mirokit.rewards.registry import build_scorer
-    from PIL import Image
 
     torch.manual_seed(seed)
     text = TokenTextEncoder(TokenTextEncoderConfig(vocab_size=64, dim=16, max_length=8, num_layers=1, num_heads=4))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from studio_kit import KEYS, make_studio, tiny_models
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -16,9 +17,8 @@ if not CHROMIUM.exists():
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[browser]'")
 pytest.importorskip("uvicorn", reason="the studio's extra is not installed: pip install 'mirokit[studio]'")
 
+# Playwright is optional: imported only once the checks above have found it and a browser
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
-from studio_kit import KEYS, make_studio, tiny_models  # noqa: E402
 
 
 def _free_port() -> int:

@@ -15,9 +15,8 @@ from PIL import Image
 pytest.importorskip("starlette", reason="the studio's extra is not installed: pip install 'mirokit[studio]'")
 pytest.importorskip("httpx", reason="httpx (Starlette's test client) is not installed")
 
-from starlette.testclient import TestClient  # noqa: E402
-
-from studio_kit import KEYS, make_studio, tiny_models  # noqa: E402
+from starlette.testclient import TestClient
+from studio_kit import KEYS, make_studio, tiny_models
 
 A, B = {"X-Studio-Client": "client-aaaa"}, {"X-Studio-Client": "client-bbbb"}
 
@@ -270,10 +269,11 @@ def test_a_failing_call_shows_one_line_and_the_queue_goes_on():
 
 
 def test_the_cli_builds_a_studio_of_variants(tmp_path, capsys):
+    from studio_kit import save_tiny_model
+
     from mirokit.cli.main import build_parser, main
     from mirokit.cli.studio import build_studio
     from mirokit.sampling import SamplingSettings
-    from studio_kit import save_tiny_model
 
     repo = tmp_path / "repo"
     save_tiny_model(repo / "v1", KEYS)

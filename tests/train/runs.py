@@ -34,7 +34,8 @@ TINY_UNET = [
 def tiny_run(out_dir, *overrides, base=TINY_RIN):
     """A RunConfig on the toy dataset at 16x16, no progress bar, writing into out_dir."""
     return load_run_config(None, [*base, f"out_dir={out_dir}", "train.progress=false",
-                                  "data={kind: toy, num_samples: 256}", "train.threads=1", "loader.num_workers=0", *overrides])
+                                  "data={kind: toy, num_samples: 256}", "train.threads=1", "loader.num_workers=0",
+                                  *overrides])
 
 
 def free_port() -> int:

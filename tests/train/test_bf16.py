@@ -3,11 +3,10 @@ image fp32 draws. Tolerances come from noise measured in the same test, not from
 
 import numpy as np
 import torch
+from runs import tiny_run
 
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
-
-from runs import tiny_run
 
 UNET = ["model.backbone={kind: unet, channels: [16, 32], attention_levels: [1], cond_dim: 32, heads: 4}",
         "train.steps=24", "train.batch_size=16", "train.log_every=1", "optim.warmup_steps=2",

@@ -3,6 +3,7 @@
 import copy
 
 import pytest
+import test_optim
 import torch
 from torch import nn
 
@@ -10,8 +11,6 @@ from mirokit.distributed import DistInfo
 from mirokit.train import checkpoint as ckpt
 from mirokit.train.ema import EMA
 from mirokit.train.optim import OptimConfig, build_optimizer
-
-import test_optim
 
 DIST = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 

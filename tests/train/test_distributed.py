@@ -31,7 +31,7 @@ from mirokit.train.optim import OptimConfig, build_optimizer
 from mirokit.train.parallelize import gradient_sync, parallelize, unwrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the workers run this file as a script
-from runs import rank_envs, run_processes  # noqa: E402
+from runs import rank_envs, run_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 GLOBAL_BATCH = 8

@@ -3,13 +3,12 @@
 import json
 
 import torch
-
 from conftest import build_tiny_t5
+from runs import TINY_RIN, tiny_run
+
 from mirokit.pipeline import MiroPipeline
 from mirokit.sampling import SamplingSettings, generate
 from mirokit.train.loop import train
-
-from runs import TINY_RIN, tiny_run
 
 
 def test_train_and_sample_with_a_local_t5(tmp_path):

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import MIRO_T2I_MISSING, build_tiny_t5, build_tiny_vae
+from runs import tiny_run
+
 from mirokit.cli.main import main
 from mirokit.config import to_dict
 from mirokit.data.calibration import Calibration
@@ -20,11 +21,8 @@ from mirokit.encoders.text import build_text_encoder
 from mirokit.models import ConditioningConfig, GeneratorConfig, MiroGenerator, RINConfig
 from mirokit.models.unet import UNetConfig
 from mirokit.pipeline import MiroPipeline
-from mirokit.train.init_from import (InitFrom, child_model_config, calibration_note, load_parent,
-                                     load_parent_weights)
+from mirokit.train.init_from import InitFrom, calibration_note, child_model_config, load_parent, load_parent_weights
 from mirokit.train.metrics import read_metrics
-
-from runs import tiny_run
 
 TEXT = dict(kind="tokens", dim=12, max_length=8, num_layers=1, num_heads=4)
 

@@ -6,12 +6,13 @@ import torch
 
 from mirokit.cli.main import main
 from mirokit.pipeline import MiroPipeline
+from mirokit.train import checkpoint as ckpt
 from mirokit.train.config import load_run_config
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
-from mirokit.train import checkpoint as ckpt
 
-SMALL = ["train.precision=fp32", "model.backbone={kind: rin, patch_size: 2, data_dim: 32, latents_dim: 32, num_latents: 8, num_blocks: 2, "
+SMALL = ["train.precision=fp32",
+         "model.backbone={kind: rin, patch_size: 2, data_dim: 32, latents_dim: 32, num_latents: 8, num_blocks: 2, "
          "num_processing_layers: 1, read_write_heads: 4, compute_heads: 4, hidden_multiple: 8}",
          "model.image_size=8", "data={kind: toy, num_samples: 128}", "train.batch_size=8", "train.log_every=1",
          "train.progress=false", "train.threads=1", "optim.warmup_steps=1", "optim.total_steps=8",
@@ -31,7 +32,8 @@ def test_cpu_latent_config_trains_resumes_and_samples_pixels(tmp_path, capsys):
     model_dir = train(load_run_config("cpu_latent", [*SMALL, *space, f"out_dir={resumed}", "train.steps=8"]))
     # latents drawn from the moments come from (seed, step): resuming changes nothing
     final = ckpt.checkpoint_name(8)
-    a, b = ckpt.read_tensors(straight / "checkpoints" / final, "model."), ckpt.read_tensors(resumed / "checkpoints" / final, "model.")
+    a = ckpt.read_tensors(straight / "checkpoints" / final, "model.")
+    b = ckpt.read_tensors(resumed / "checkpoints" / final, "model.")
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = read_metrics(straight)
     assert len(rows) == 8 and all(r["loss"] == r["loss"] for r in rows)

@@ -5,14 +5,13 @@ import json
 import numpy as np
 import torch
 from PIL import Image
+from runs import TINY_UNET, tiny_run
 
 from mirokit.data.toy import ToyShapesDataset, measure_brightness, toy_caption_list
 from mirokit.pipeline import MiroPipeline
 from mirokit.sampling import SamplingSettings, generate
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
-
-from runs import TINY_UNET, tiny_run
 
 
 def _write_eight_images(folder):

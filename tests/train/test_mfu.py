@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from conftest import make_conditions
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from mirokit.config import from_dict
 from mirokit.models import GeneratorConfig, MiroGenerator
 from mirokit.train.mfu import device_peak_tflops, throughput_stats, train_flops_per_image
-
-from conftest import make_conditions
 
 BACKBONES = {
     "rin": {"kind": "rin", "patch_size": 2, "data_dim": 32, "latents_dim": 32, "num_latents": 8, "num_blocks": 2,

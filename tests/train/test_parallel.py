@@ -30,14 +30,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from runs import free_port, rank_envs, run_processes, tiny_run
 
 from mirokit.config import to_dict
 from mirokit.pipeline import MiroPipeline
 from mirokit.train import checkpoint as ckpt
 from mirokit.train.loop import Trainer, train
 from mirokit.train.metrics import read_metrics
-
-from runs import free_port, rank_envs, run_processes, tiny_run
 
 STEPS = 6
 OPTIONS = ["model.reward_keys=[brightness,size]", "train.batch_size=8", "train.log_every=1",
@@ -166,7 +165,8 @@ def test_same_losses_and_weights_as_one_process(runs, probe, tolerance, run):
     torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-5, rtol=1e-5)
     assert want[-1] < want[0]  # training moved the loss: the comparison is not vacuous
     for prefix in ("model.", "ema."):
-        _assert_close(_weights(runs, run, prefix), _weights(runs, "single", prefix), probe, tolerance, f"{run} {prefix}")
+        _assert_close(_weights(runs, run, prefix), _weights(runs, "single", prefix), probe, tolerance,
+                      f"{run} {prefix}")
 
 
 def test_fsdp2_equals_ddp(runs, probe, tolerance):

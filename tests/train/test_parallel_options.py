@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from runs import tiny_run
 
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
-
-from runs import tiny_run
 
 COMMON = ["model.reward_keys=[brightness,size]", "train.batch_size=8", "train.steps=3", "train.log_every=1",
           "optim.warmup_steps=1", "train.checkpoint_every=0"]

@@ -5,12 +5,11 @@ import json
 
 import pytest
 import torch
+from runs import tiny_run
 
 from mirokit.train.config import load_run_config
 from mirokit.train.loop import Trainer, train
 from mirokit.train.precision import CLEAR_SPEEDUP, PRECISION_FILE, measure_cpu_bf16, resolve_precision
-
-from runs import tiny_run
 
 CPU = torch.device("cpu")
 
@@ -31,7 +30,8 @@ def test_auto_on_cpu_takes_bf16_only_when_it_is_clearly_faster_and_keeps_the_dec
     assert f"{speedup:.2f}x" in record["chosen_by"]
     assert json.loads((tmp_path / PRECISION_FILE).read_text())["precision"] == expected
     # the run resumed: the file decides, nothing is measured again (the same precision, bit-identical resume)
-    assert resolve_precision("auto", CPU, tmp_path, _never) == (bf16, json.loads((tmp_path / PRECISION_FILE).read_text()))
+    assert resolve_precision("auto", CPU, tmp_path, _never) == (
+        bf16, json.loads((tmp_path / PRECISION_FILE).read_text()))
 
 
 def test_explicit_precisions_and_cuda_are_not_measured(tmp_path):

@@ -1,10 +1,10 @@
 import torch
+from runs import tiny_run
+
 from mirokit.pipeline import MiroPipeline
 from mirokit.train import checkpoint as ckpt
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
-
-from runs import tiny_run
 
 COMMON = ["model.reward_keys=[brightness,size]", "train.batch_size=8", "optim.warmup_steps=2",
           "optim.total_steps=12", "train.log_every=1", "flow.self_cond_prob=0.5"]

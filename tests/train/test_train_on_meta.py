@@ -46,9 +46,9 @@ def test_a_tensor_made_on_the_host_inside_the_step_fails_on_meta(tmp_path, monke
 
 
 def test_meta_is_one_process_only():
-    from mirokit.distributed import init_distributed
-
     import os
+
+    from mirokit.distributed import init_distributed
 
     os.environ.update(WORLD_SIZE="2", RANK="0")
     try:

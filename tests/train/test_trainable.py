@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 import yaml
+from runs import rank_envs, run_processes, tiny_run
 from safetensors.torch import load_file
 from torch import nn
 
@@ -16,8 +17,6 @@ from mirokit.train.ema import EMA
 from mirokit.train.export import export_checkpoint
 from mirokit.train.loop import Trainer, train
 from mirokit.train.trainable import LoraConfig, add_lora, matches, prepare
-
-from runs import rank_envs, run_processes, tiny_run
 
 COMMON = ["model.reward_keys=[brightness,size]", "train.batch_size=8", "optim.warmup_steps=1", "optim.lr=1e-2",
           "optim.total_steps=6", "train.log_every=1", "train.precision=fp32", "train.keep_checkpoints=0"]

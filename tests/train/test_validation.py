@@ -2,11 +2,10 @@
 
 import pytest
 from PIL import Image
+from runs import tiny_run
 
 from mirokit.config import ConfigError
 from mirokit.train.loop import train
-
-from runs import tiny_run
 
 
 def test_grids_are_written_every_n_steps(tmp_path):

@@ -10,14 +10,13 @@ import shutil
 import sys
 
 import pytest
+from runs import tiny_run
 
 from mirokit.config import ConfigError
 from mirokit.train import checkpoint as ckpt
 from mirokit.train.loop import train
 from mirokit.train.metrics import read_metrics
 from mirokit.train.reporting import WANDB_RUN_FILE, open_metrics, read_wandb_run
-
-from runs import tiny_run
 
 _BLOCK, _HEADER = 32 * 1024, 7  # leveldb log blocks; each chunk: crc32c (4), length (2, little-endian), type (1)
 

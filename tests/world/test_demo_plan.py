@@ -4,8 +4,18 @@ from dataclasses import replace
 
 import pytest
 
-from mirokit.world.demo_plan import (EVAL_SHARE, FEW_STEPS, HIGH, MISSING, MIX_SHARE, DemoConfig, evaluation_images,
-                                     plan_steps, short_training, variants)
+from mirokit.world.demo_plan import (
+    EVAL_SHARE,
+    FEW_STEPS,
+    HIGH,
+    MISSING,
+    MIX_SHARE,
+    DemoConfig,
+    evaluation_images,
+    plan_steps,
+    short_training,
+    variants,
+)
 
 
 def test_a_faster_machine_gets_more_steps_in_the_same_budget():
@@ -49,7 +59,8 @@ def test_the_world_grows_with_the_steps_a_fast_machine_affords():
     # the bigger world and the steps it leaves time for fit, and no sample is seen more than max_epochs times
     plan = plan_steps(cfg, 500.0 - fast * 0.003, 570.0, 0.003, 0.003)
     assert plan["steps"] * cfg.batch_size / fast <= cfg.max_epochs * 1.01
-    assert plan["steps"] * cfg.batch_size / (570.0 * PARALLEL) + fast * 0.003 <= 500.0 - plan["eval_seconds"] - plan["margin_seconds"] + 1e-6
+    assert (plan["steps"] * cfg.batch_size / (570.0 * PARALLEL) + fast * 0.003
+            <= 500.0 - plan["eval_seconds"] - plan["margin_seconds"] + 1e-6)
 
 
 def test_the_quality_mix_row_only_where_the_budget_affords_it():

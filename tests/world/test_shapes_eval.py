@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from mirokit.cli.main import main
-from mirokit.world.shapes_eval import evaluate_folder
 from mirokit.world.render import render_scene
 from mirokit.world.sampling import scene_for_metadata
+from mirokit.world.shapes_eval import evaluate_folder
 
 # (right prompt, a prompt whose scene contradicts it) per GenEval tag
 CASES = {

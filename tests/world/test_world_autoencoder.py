@@ -4,9 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mirokit.config import ConfigError
+from mirokit.config import ConfigError, from_dict
 from mirokit.data.source import DataConfig, build_dataset
-from mirokit.config import from_dict
 from mirokit.encoders.pixel import build_image_space
 from mirokit.world.ae_space import WorldAESpace, WorldAESpaceConfig
 from mirokit.world.autoencoder import AETrainConfig, WorldAEConfig, WorldAutoencoder, train_autoencoder
@@ -74,7 +73,8 @@ def test_space_codes_in_cpu_chunks_like_one_call_of_the_autoencoder(tmp_path):
     latents = space.encode(pixels)
     assert latents.is_contiguous() and torch.allclose(latents, reference.encode(pixels), atol=1e-5)
     images = space.decode(latents)
-    assert images.is_contiguous() and torch.allclose(images, ((reference.decode(latents) + 1) / 2).clamp(0, 1), atol=1e-5)
+    assert images.is_contiguous()
+    assert torch.allclose(images, ((reference.decode(latents) + 1) / 2).clamp(0, 1), atol=1e-5)
     assert space.encode(pixels[:0]).shape == (0, 4, 8, 8) and space.decode(latents[:0]).shape == (0, 3, 32, 32)
 
 

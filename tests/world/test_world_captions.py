@@ -95,7 +95,8 @@ def test_clean_captions_are_complete_and_true():
 def test_position_needs_a_clear_relation():
     a = WorldObject("circle", "red", 0.2, 0.5, 0.15)
     assert clear_relation(a, WorldObject("square", "blue", 0.8, 0.52, 0.15)) == "left of"
-    assert clear_relation(WorldObject("square", "blue", 0.5, 0.85, 0.1), WorldObject("ring", "red", 0.5, 0.15, 0.1)) == "below"
+    below = WorldObject("square", "blue", 0.5, 0.85, 0.1)
+    assert clear_relation(below, WorldObject("ring", "red", 0.5, 0.15, 0.1)) == "below"
     assert clear_relation(a, WorldObject("square", "blue", 0.6, 0.8, 0.15)) is None  # diagonal
     assert clear_relation(a, WorldObject("square", "blue", 0.35, 0.5, 0.15)) is None  # too close for a margin
     groups, relation = describe_scene(Scene(objects=(a, WorldObject("square", "blue", 0.8, 0.52, 0.15))))

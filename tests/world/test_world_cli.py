@@ -73,7 +73,7 @@ def test_generate_writes_shards_and_counts_noise(tmp_path, capsys):
     assert summary["config"]["texture_prob"] == 1.0 and summary["config"]["seed"] == 2
     with tarfile.open(out / "shard-000002.tar") as tar:
         assert len(tar.getnames()) == 3 * 10
-    for key, image, caption, meta in read_shard(out / "shard-000000.tar"):
+    for _key, _image, caption, meta in read_shard(out / "shard-000000.tar"):
         scene = scene_from_dict(meta["scene"])
         assert meta["prompt"] == caption and scene.texture > 0 and "blur" in meta["noise"]
         assert claim_holds(scene, meta) == ("count_off" not in meta["noise"])

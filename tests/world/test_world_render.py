@@ -26,7 +26,8 @@ def test_each_shape_fills_its_nominal_box(shape):
     r = radius * size
     # every shape's tight box is its nominal box (cx +- r), up to a pixel (the star is 0.95 r wide)
     width = 0.95 if shape == "star" else 1.0
-    assert xs.min() == pytest.approx(size / 2 - width * r, abs=1.5) and xs.max() + 1 == pytest.approx(size / 2 + width * r, abs=1.5)
+    assert xs.min() == pytest.approx(size / 2 - width * r, abs=1.5)
+    assert xs.max() + 1 == pytest.approx(size / 2 + width * r, abs=1.5)
     assert ys.min() == pytest.approx(size / 2 - 0.905 * r if shape == "star" else size / 2 - r, abs=1.5)
     area = mask.sum() / r**2  # area in units of r^2
     expected = {"circle": math.pi, "square": 4.0, "triangle": 2.0, "cross": 2 * 4 / 3 - 4 / 9,
@@ -48,7 +49,8 @@ def test_star_has_five_tips():
     bins = np.digitize(angles, np.linspace(-math.pi, math.pi, 73)) - 1
     profile = np.zeros(72)
     np.maximum.at(profile, bins, radii)
-    peaks = [i for i in range(72) if profile[i] > 0.8 * 51.2 and profile[i] >= profile[i - 1] and profile[i] > profile[(i + 1) % 72]]
+    peaks = [i for i in range(72)
+             if profile[i] > 0.8 * 51.2 and profile[i] >= profile[i - 1] and profile[i] > profile[(i + 1) % 72]]
     assert len(peaks) == 5
 
 

@@ -16,7 +16,8 @@ from mirokit.world.vocab import COLOURS
 
 
 def _separated(a, b, gap):
-    return abs(a.cx - b.cx) >= extent(a) + extent(b) + gap - 1e-9 or abs(a.cy - b.cy) >= extent(a) + extent(b) + gap - 1e-9
+    return (abs(a.cx - b.cx) >= extent(a) + extent(b) + gap - 1e-9
+            or abs(a.cy - b.cy) >= extent(a) + extent(b) + gap - 1e-9)
 
 
 @pytest.mark.parametrize("max_rotation", [0.0, 0.5])

@@ -17,7 +17,7 @@ def test_shards_round_trip(tmp_path):
     samples = list(iter_shards(paths))
     assert [s[0] for s in samples] == [f"{i:08d}" for i in range(25)]
     expected = ds.pixels(range(25)).permute(0, 2, 3, 1).numpy()
-    for i, (key, image, caption, metadata) in enumerate(samples):
+    for i, (_key, image, caption, metadata) in enumerate(samples):
         assert image.size == (32, 32) and image.mode == "RGB"
         np.testing.assert_array_equal(np.asarray(image), expected[i])  # PNG is lossless
         assert caption == ds.captions[i] and metadata == ds.metadata(i)
