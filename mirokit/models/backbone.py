@@ -16,6 +16,15 @@ conditioner in front of it is shared by every backbone. To add one, write one mo
 
 and select it with `model.backbone: {kind: mine, width: 96}`. The generator Xavier-initialises
 every Linear/Conv2d of the network, then calls `reset_self_conditioning()`.
+
+Optional members, for a trunk that is a pretrained model of its own (the `diffusers` backbone,
+mirokit/models/diffusers_backbone.py):
+- `make_conditioner(reward_keys, text_dim, conditioning)` -> the conditioner to use instead of MIRO's
+  `RewardTextConditioner` (with `num_tokens`, `flops_per_image`, `blocks` and the call
+  `(time, text, text_mask, rewards)`); the network is then not Xavier-initialised (weights stay as built);
+- `parametrisation` (e.g. "rectified_flow"): the one `model.parametrisation` must name;
+- `has_self_conditioning = False`: the training loss makes no extra self-conditioning call;
+- `saved_config()` -> the backbone section a saved model folder writes (instead of the config as given).
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ class JobQueue:
             if isinstance(err, SamplingCancelled) or job.cancel_requested:
                 self._finish(job, CANCELLED)
             else:
-                job.error = _one_line(err)
+                job.error = _first_line(err)
                 self._finish(job, FAILED)
             return
         self._finish(job, CANCELLED if job.cancel_requested else DONE)
@@ -215,7 +215,7 @@ class JobQueue:
             try:
                 self._on_finish(job, status)
             except Exception as err:
-                job.error = f"could not save to the history: {_one_line(err)}"
+                job.error = f"could not save to the history: {_first_line(err)}"
         job.status = status
 
     def _forget_old(self) -> None:
@@ -228,6 +228,6 @@ class JobQueue:
         self._pending.put(None)
 
 
-def _one_line(err: BaseException) -> str:
+def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__

@@ -77,12 +77,3 @@ class RewardMeter:
         return out
 
 
-def spearman(xs: list[float], ys: list[float]) -> float | None:
-    """Spearman's rank correlation of two equally long lists (mirokit.evaluate.stats.spearman: average ranks for
-    ties); None where it is undefined (fewer than 2 points, a constant list), for the page's JSON."""
-    from mirokit.evaluate.stats import spearman as rank_correlation
-
-    if len(xs) != len(ys):
-        return None
-    rho = rank_correlation(xs, ys)
-    return None if math.isnan(rho) else rho

@@ -10,14 +10,16 @@ same image as a `mirokit sample` command line and as Python.
 from __future__ import annotations
 
 import io
+import math
 import shlex
 from pathlib import Path
 
+from mirokit.evaluate.stats import spearman
 from mirokit.sampling.options import to_argv, to_keywords
 from mirokit.studio import requests as R
 from mirokit.studio.history import History, png_bytes
 from mirokit.studio.jobs import DONE, Call, Job, JobQueue
-from mirokit.studio.scores import RewardMeter, spearman, target_meaning
+from mirokit.studio.scores import RewardMeter, target_meaning
 
 EXAMPLES = ["a photo of a red circle", "a blue square and a yellow triangle", "two green stars",
             "a red fox in the snow", "a bowl of ramen on a wooden table", "a lighthouse at dusk, oil painting",
@@ -148,7 +150,8 @@ def summarize(job: Job) -> dict:
         key = results[0]["meta"]["key"]
         # raw scores: the calibrated values saturate at the top bin, the raw ones still rank the images
         pairs = [(r["meta"]["target"], r["scores"][key]["raw"]) for r in results if key in r["scores"]]
-        return {"key": key, "spearman": spearman([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else None,
+        rho = spearman([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else math.nan
+        return {"key": key, "spearman": None if math.isnan(rho) else rho,
                 "measured": len(pairs)}
     if job.mode == "pareto" and results:
         a, b = results[0]["meta"]["keys"]

@@ -43,7 +43,8 @@ def synthetic_loss(cfg, batch: int, text_length: int, *, captions: bool = False
     else:
         conditions.update(text=torch.randn(batch, text_length, mc.text_dim, generator=gen),
                           text_mask=torch.ones(batch, text_length, dtype=torch.bool))
-    return lambda module: flow_matching_loss(module, images, conditions, draw, cfg.flow)[0]
+    return lambda module: flow_matching_loss(module, images, conditions, draw, cfg.flow,
+                                             self_conditioning=module.generator.has_self_conditioning)[0]
 
 
 def time_train_pass(module: torch.nn.Module, loss_of: Callable[[torch.nn.Module], torch.Tensor], *, bf16: bool,

@@ -140,6 +140,19 @@ def test_mirokit_euler_sampling_is_diffusers_flow_match_euler_on_the_bare_transf
     assert (ours - noise).abs().max().item() > 0.1  # it moved
 
 
+@pytest.mark.parametrize("family", ["sana", "sd3"])
+def test_the_wrapped_forward_has_no_graph_break(root, family):
+    model = wrapped(root / family)
+    y, gamma, text, mask = inputs(2)
+    rewards = torch.tensor([[0.3, NAN], [0.5, 0.5]])
+    for autocast in (False, True):  # sampling in fp32; a bf16 training pass
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            explained = torch._dynamo.explain(model)(y, gamma, text=text, text_mask=mask, rewards=rewards)
+        reasons = [r.reason for r in explained.break_reasons]
+        assert explained.graph_break_count == 0 and explained.graph_count == 1, (autocast, reasons)
+        assert explained.op_count > 50  # the whole network was captured
+
+
 def test_a_saved_model_folder_holds_its_transformer_config_and_needs_no_source(root, tmp_path):
     source = tmp_path / "source"
     shutil.copytree(root / "sana", source)
