@@ -63,6 +63,8 @@ class Option:
     """the studio control's step"""
     group: str | None = None
     """studio: "joint" / "separate" guidance controls (shown by the guidance-kind switch)"""
+    label: str | None = None
+    """studio: the control's label when it is not the name with spaces"""
 
     def check(self, name: str, value: Any) -> Any:
         """`value` checked and normalised (ints stay ints, floats become float, intervals a (lo, hi) tuple of
@@ -224,7 +226,8 @@ def explicit_from_args(args: argparse.Namespace, settings_type, parse_targets: C
 
 def studio_controls(settings_type) -> list[dict]:
     """The studio's sampler controls, one JSON record per setting of the "studio" surface (targets are drawn by
-    the page's reward table): name, kind, help, default, minimum, step, choices, group, optional, surfaces."""
+    the page's reward table): name, kind, help, default, minimum, step, choices, group, label, optional,
+    surfaces."""
     out = []
     for name, (opt, default) in declared(settings_type).items():
         if "studio" not in opt.surfaces or opt.kind == "targets":
@@ -232,6 +235,7 @@ def studio_controls(settings_type) -> list[dict]:
         out.append({"name": name, "kind": opt.kind, "help": opt.help,
                     "default": list(default) if isinstance(default, tuple) else default, "minimum": opt.minimum,
                     "step": opt.step, "choices": list(opt.choices()) if opt.choices else None, "group": opt.group,
+                    "label": opt.label or name.replace("_", " "),
                     "optional": opt.optional, "surfaces": sorted(opt.surfaces)})
     return out
 

@@ -50,13 +50,13 @@ class SamplingSettings:
     steps: int = option(50, kind="int", minimum=1, step=1, help="ODE steps over the signal-level grid")
     shift: float = option(1.0, kind="float", minimum=0.0, above=True, step=0.05,
                           help="time shift of the signal-level grid (> 1 spends more steps near the data)")
-    guidance: float = option(7.0, kind="float", step=0.25, group="joint",
+    guidance: float = option(7.0, kind="float", step=0.25, group="joint", label="w",
                              help="joint text + reward guidance scale w: D = D_c (1 + w) - D_u w")
     text_guidance: float | None = option(
-        None, kind="float", optional=True, step=0.25, group="separate", surfaces=_NOT_SWEPT,
+        None, kind="float", optional=True, step=0.25, group="separate", surfaces=_NOT_SWEPT, label="w text",
         help="separate text guidance scale (set with reward_guidance; replaces guidance)")
     reward_guidance: float | None = option(
-        None, kind="float", optional=True, step=0.25, group="separate", surfaces=_NOT_SWEPT,
+        None, kind="float", optional=True, step=0.25, group="separate", surfaces=_NOT_SWEPT, label="w reward",
         help="separate reward guidance scale (set with text_guidance)")
     guidance_interval: tuple[float, float] | None = option(
         None, kind="interval", optional=True, step=0.05,

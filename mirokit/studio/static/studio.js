@@ -90,7 +90,7 @@ function samplerControls() {
     } else {
       input = el("input", { id, type: "number", step: o.step ?? "any", min: o.minimum ?? null });
     }
-    const label = el("label", { class: o.group || "", title: o.help }, `${o.name.replaceAll("_", " ")} `, input);
+    const label = el("label", { class: o.group || "", title: o.help }, `${o.label} `, input);
     label.hidden = o.group === "separate";
     box.append(label);
     if (o.name === "seed") box.append(el("button", { id: "random-seed", type: "button", title: "a random seed", onclick: () => ($("seed").value = Math.floor(Math.random() * 1e6)) }, "random"));
