@@ -31,10 +31,20 @@ def add_parser(sub) -> None:
     p.add_argument("--reward", action="append", default=[], metavar="KEY", help="score field to keep (repeatable)")
     p.add_argument("--caption", action="append", default=[], metavar="NAME",
                    help="extra caption to encode: {key}.NAME.txt with scores NAME_<reward> (repeatable)")
-    p.add_argument("--vae", default="stabilityai/sdxl-vae", help="VAE hub id or folder (default stabilityai/sdxl-vae)")
+    p.add_argument("--vae", default="stabilityai/sdxl-vae",
+                   help="VAE hub id or folder; a pipeline's for --vae-kind diffusers_vae "
+                        "(default stabilityai/sdxl-vae)")
     p.add_argument("--text-encoder", default="google/flan-t5-xl",
-                   help="T5 hub id or folder (default google/flan-t5-xl)")
-    p.add_argument("--max-length", type=int, default=128, help="T5 tokens per caption before trimming (default 128)")
+                   help="T5 hub id or folder; a pipeline's for --text-encoder-kind sana_text / sd3_text "
+                        "(default google/flan-t5-xl)")
+    p.add_argument("--text-encoder-kind", default="hf_t5",
+                   help="hf_t5 | sana_text (Sana's Gemma) | sd3_text (SD3's CLIP-L + CLIP-G + T5): --text-encoder is "
+                        "then the pipeline's hub id or folder (default hf_t5)")
+    p.add_argument("--vae-kind", default="vae",
+                   help="vae (SDXL's) | diffusers_vae (a pipeline's own: SD3's VAE, Sana's DC-AE): --vae is then the "
+                        "pipeline's hub id or folder (default vae)")
+    p.add_argument("--max-length", type=int, default=128,
+                   help="text tokens per caption before trimming (sd3_text: T5's; default 128)")
     p.add_argument("--image-size", type=int, default=256, help="resize + centre-crop images to this (default 256)")
     p.add_argument("--dtype", choices=list(DTYPES), default="fp16",
                    help="storage dtype of latents and text states (default fp16)")
@@ -60,7 +70,8 @@ def run(args) -> int:
     shard_index, num_shards = job_shard(args.shard_index, args.num_shards, dist)
     cfg = EncodeJobConfig(
         inputs=args.inputs, out_dir=args.out, rewards=args.reward, vae=args.vae, text_encoder=args.text_encoder,
-        max_length=args.max_length, captions=args.caption, image_size=args.image_size, dtype=args.dtype,
+        text_encoder_kind=args.text_encoder_kind, vae_kind=args.vae_kind, max_length=args.max_length,
+        captions=args.caption, image_size=args.image_size, dtype=args.dtype,
         batch_size=args.batch_size, device=device,
         num_workers=args.num_workers if args.num_workers is not None else (2 if device.startswith("cuda") else 0),
         shard_index=shard_index, num_shards=num_shards, stats=not args.no_stats, progress=dist.is_main)

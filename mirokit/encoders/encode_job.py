@@ -30,8 +30,9 @@ from mirokit.data.jsonl import load_image
 from mirokit.data.shards import ENCODING_FILE, sample_members
 from mirokit.data.source import DatasetInfo
 from mirokit.dtypes import dtype_name
-from mirokit.encoders.text_hf import HFTextEncoder, HFTextEncoderConfig
-from mirokit.encoders.vae import LatentStats, VAESpace, VAESpaceConfig
+from mirokit.encoders.pixel import build_image_space
+from mirokit.encoders.text import build_text_encoder
+from mirokit.encoders.vae import LatentStats
 from mirokit.tars import DOWNLOAD_FAILED, CaptionError, ShardWriter, caption_of, iter_samples, shard_list, shard_name
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -48,11 +49,16 @@ class EncodeJobConfig:
     rewards: list[str]
     """score fields of the .json to keep (raw; calibrate them with `mirokit calibrate`)"""
     vae: str = "stabilityai/sdxl-vae"
-    """VAE hub id or folder"""
+    """VAE hub id or folder (for diffusers_vae: the pipeline's, whose vae/ is read)"""
     text_encoder: str = "google/flan-t5-xl"
-    """T5 hub id or folder"""
+    """text encoder hub id or folder (T5; for sana_text / sd3_text: the pipeline's)"""
     max_length: int = 128
-    """text tokens per caption before trimming to the valid ones"""
+    """text tokens per caption before trimming to the valid ones (sd3_text: T5's tokens)"""
+    text_encoder_kind: str = "hf_t5"
+    """the text encoder's kind: hf_t5 | sana_text (Sana's Gemma) | sd3_text (SD3's CLIP-L + CLIP-G + T5)"""
+    vae_kind: str = "vae"
+    """the image space's kind: vae (SDXL's AutoencoderKL) | diffusers_vae (a pipeline's own: SD3's VAE, Sana's
+    DC-AE)"""
     captions: list[str] = field(default_factory=list)
     """names of extra captions ({key}.NAME.txt or the .json's NAME_caption), e.g. synthetic"""
     image_size: int = 256
@@ -76,14 +82,18 @@ class EncodeJobConfig:
 
 
 class Encoders:
-    """The frozen VAE and text encoder of a job, on its device."""
+    """The frozen VAE and text encoder of a job (of the kinds it names), on its device."""
 
     def __init__(self, cfg: EncodeJobConfig):
         dtype = "bf16" if cfg.device.startswith("cuda") else "fp32"
-        self.vae = VAESpace(VAESpaceConfig(name_or_path=cfg.vae, dtype=dtype, batch_size=cfg.batch_size,
-                                           sample=False)).to(cfg.device)
-        self.text = HFTextEncoder(HFTextEncoderConfig(name_or_path=cfg.text_encoder, max_length=cfg.max_length,
-                                                      dtype=dtype)).to(cfg.device)
+        self.vae = build_image_space({"kind": cfg.vae_kind, "name_or_path": cfg.vae, "dtype": dtype,
+                                      "batch_size": cfg.batch_size, "sample": False}).to(cfg.device)
+        if not hasattr(self.vae, "encode_moments"):
+            raise ValueError(f"image space {cfg.vae_kind!r} has no latent moments to encode (use vae or diffusers_vae)")
+        self.text = build_text_encoder({"kind": cfg.text_encoder_kind, "name_or_path": cfg.text_encoder,
+                                        "max_length": cfg.max_length, "dtype": dtype}).to(cfg.device)
+        if not hasattr(self.text, "load"):
+            raise ValueError(f"text encoder {cfg.text_encoder_kind!r} is not a pretrained frozen encoder")
 
     def texts(self, captions: list[str]) -> list[torch.Tensor]:
         """B captions -> B (L_i, D) float32 states of the valid tokens."""
@@ -270,7 +280,8 @@ def finish_encoding(cfg: EncodeJobConfig, paths: list) -> dict:
     if stats.count and cfg.stats:
         stats.save(out / "latent_stats.json")
     shape = next((r["moments_shape"] for r in reports if "moments_shape" in r), None)
-    encoding = {"vae": cfg.vae, "text_encoder": cfg.text_encoder, "max_length": cfg.max_length,
+    encoding = {"vae": cfg.vae, "vae_kind": cfg.vae_kind, "text_encoder": cfg.text_encoder,
+                "text_encoder_kind": cfg.text_encoder_kind, "max_length": cfg.max_length,
                 "reward_keys": cfg.rewards, "captions": ["original", *cfg.captions],
                 "image_size": cfg.image_size, "dtype": cfg.dtype, "moments_shape": shape,
                 "samples": sum(r["samples"] for r in reports), "shards": len(reports)}

@@ -11,8 +11,13 @@ gives with only the present rewards' tokens appended. A learned "missing" embedd
 custom attention but would change a pretrained model's output at step 0 wherever a reward is missing.
 
 Text tokens are all read, padding included, as SD3's pipeline does (mirokit's text encoders pad to a fixed
-max_length). SD3 also reads a pooled text vector (`pooled_projections`, CLIP's pooled outputs in SD3's pipeline):
-here it is a learned Linear of the text tokens' masked mean (`pooled_proj`), until text encoders give one.
+max_length). SD3 also reads a pooled text vector (`pooled_projections`, CLIP's pooled outputs in SD3's pipeline).
+SD3's own text encoder (kind `sd3_text`, mirokit/encoders/text_sd3.py) carries it as the last valid token of each
+row: [pooled (P) | zeros | POOLED_MARK] (P = pooled_projection_dim); the trunk recognises that token (per row,
+without data-dependent branches), feeds its first P values as `pooled_projections` and masks its key out of joint
+attention (as a missing reward's), so the image tokens get what the pipeline's call gives them. For rows without
+it (any other text encoder) the pooled vector is a learned Linear of the text tokens' masked mean (`pooled_proj`,
+the stand-in). When the text width leaves room for a pooled token the context key mask is always passed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,39 @@ from torch import Tensor, nn
 
 from mirokit.models.diffusers_backbone import WHERE, DiffusersTrunk, TokenConditioning
 from mirokit.models.layers import xavier_init_
+
+POOLED_MARK = 1.0
+"""the last channel of the pooled-vector token (as mirokit.encoders.text_sd3 writes it; tests check they agree)"""
+
+
+def split_pooled(text: Tensor, text_mask: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """text: (B, L, D); text_mask: (B, L) bool; width: P -> (text tokens (B, L, D), keep (B, L) bool, has (B,) bool).
+
+    A row whose last valid token is a pooled token ([pooled (P) | zeros | POOLED_MARK], `has`) gets that token zeroed
+    in the tokens and False in `keep` (its key is masked out of joint attention: the transformer computes what it
+    computes without it); its pooled vector is `text[row, last valid, :P]`, taken by `pooled_of`. Branch-free (no
+    data-dependent control flow or shape: one compiled graph)."""
+    if text.shape[-1] <= width or text.shape[1] == 0:  # static: such a text cannot carry a pooled token
+        return text, torch.ones_like(text_mask, dtype=torch.bool), torch.zeros_like(text_mask[:, 0], dtype=torch.bool)
+    last = _last_valid(text_mask)
+    token = text.gather(1, last.view(-1, 1, 1).expand(-1, 1, text.shape[-1]))[:, 0]
+    has = (token[:, -1] == POOLED_MARK) & (token[:, width:-1] == 0).all(-1) & text_mask.gather(1, last[:, None])[:, 0]
+    at = torch.arange(text.shape[1], device=text.device)[None, :] == last[:, None]  # (B, L): the last valid place
+    keep = ~(at & has[:, None])
+    return text * keep.unsqueeze(-1).to(text.dtype), keep, has
+
+
+def _last_valid(text_mask: Tensor) -> Tensor:
+    """(B, L) bool -> (B,) the index of each row's last True (0 when none)."""
+    positions = torch.arange(text_mask.shape[1], device=text_mask.device)
+    return (positions * text_mask.long()).amax(1)
+
+
+def pooled_of(text: Tensor, text_mask: Tensor, width: int) -> Tensor:
+    """text: (B, L, D) -> (B, P) the first P values of each row's last valid token (its pooled vector when it has
+    one, see split_pooled)."""
+    last = _last_valid(text_mask)
+    return text.gather(1, last.view(-1, 1, 1).expand(-1, 1, text.shape[-1]))[:, 0, :width]
 
 
 class MaskedJointAttnProcessor:
@@ -92,28 +130,42 @@ class SD3Trunk(DiffusersTrunk):
 
     def __init__(self, cfg, transformer, *, source: str, channels: int, image_size: int):
         super().__init__(cfg, transformer, source=source, channels=channels, image_size=image_size)
-        self.pooled_proj = nn.Linear(self.cond_width, int(transformer.config["pooled_projection_dim"]))
+        self.pooled_width = int(transformer.config["pooled_projection_dim"])
+        self.pooled_proj = nn.Linear(self.cond_width, self.pooled_width)
         xavier_init_(self.pooled_proj)
         if not use_masked_joint_attention(transformer):
             raise ValueError(f"{WHERE}: the {self.class_name} of {source} has no JointAttnProcessor2_0 layer to mask "
                              "reward tokens in")
 
-    def pooled(self, text: Tensor, text_mask: Tensor) -> Tensor:
+    def stand_in(self, text: Tensor, text_mask: Tensor) -> Tensor:
         """text: (B, L, D); text_mask: (B, L) bool -> (B, pooled_projection_dim): Linear of the masked mean."""
         weights = text_mask.to(text.dtype).unsqueeze(-1)
         mean = (text * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         return self.pooled_proj(mean.to(self.pooled_proj.weight.dtype))
 
+    def pooled(self, text: Tensor, text_mask: Tensor) -> Tensor:
+        """text: (B, L, D); text_mask: (B, L) bool -> (B, pooled_projection_dim) the pooled vector the call uses."""
+        return self.text_and_pooled(text, text_mask)[2]
+
+    def text_and_pooled(self, text: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """text: (B, L, D); text_mask: (B, L) bool -> (text tokens (B, L, D), keep (B, L) bool: the keys joint
+        attention reads, pooled (B, pooled_projection_dim)): per row, the encoder's pooled vector when it carries one
+        (its token zeroed and masked out), else the stand-in (which stays in the graph: DDP sees it used)."""
+        tokens, keep, has = split_pooled(text, text_mask, self.pooled_width)
+        stand_in = self.stand_in(tokens, text_mask & keep)
+        real = pooled_of(text, text_mask, self.pooled_width).to(stand_in.dtype)
+        return tokens, keep, torch.where(has[:, None], real, stand_in)
+
     def run(self, x: Tensor, cond: TokenConditioning) -> Tensor:
         """x: (B, C, H, W) noisy latents; cond: TokenConditioning -> (B, C, H, W) predicted eps - x0."""
         dtype = self.dtype
-        tokens = torch.cat([cond.text.to(dtype), cond.reward_tokens.to(dtype)], dim=1)
+        text, keep_text, pooled = self.text_and_pooled(cond.text, cond.text_mask)
+        tokens = torch.cat([text.to(dtype), cond.reward_tokens.to(dtype)], dim=1)
         kwargs = None
-        if cond.reward_mask.shape[1]:  # always masked when there are rewards: one kernel whatever the batch holds
-            keep_text = torch.ones(cond.text.shape[:2], dtype=torch.bool, device=cond.reward_mask.device)
-            kwargs = {"context_mask": torch.cat([keep_text, cond.reward_mask], dim=1)}
-        return self.transformer(x.to(dtype), encoder_hidden_states=tokens,
-                                pooled_projections=self.pooled(cond.text, cond.text_mask).to(dtype),
+        # always masked when there are rewards or a pooled token may come: one kernel whatever the batch holds
+        if cond.reward_mask.shape[1] or self.cond_width > self.pooled_width:
+            kwargs = {"context_mask": torch.cat([keep_text, cond.reward_mask.to(keep_text.device)], dim=1)}
+        return self.transformer(x.to(dtype), encoder_hidden_states=tokens, pooled_projections=pooled.to(dtype),
                                 timestep=cond.timestep, joint_attention_kwargs=kwargs, return_dict=False)[0]
 
     def attention_flops(self, num_cond_tokens: int) -> int:

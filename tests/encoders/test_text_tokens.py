@@ -104,8 +104,8 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "spec, match",
     [
-        ({"kind": "bert"}, "unknown text encoder 'bert'; known: hf_t5, tokens"),
-        ({"dim": 8}, "missing kind; known: hf_t5, tokens"),
+        ({"kind": "bert"}, "unknown text encoder 'bert'; known: hf_t5, sana_text, sd3_text, tokens"),
+        ({"dim": 8}, "missing kind; known: hf_t5, sana_text, sd3_text, tokens"),
         ({"kind": "tokens", "width": 8},
          "unknown config key.* text_encoder.width; known .*: dim, max_length, num_heads"),
         ({"kind": "tokens", "dim": 30}, "not divisible"),
