@@ -18,13 +18,13 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from mirokit.atomic import SOLE_WRITER, write_json_atomic
-from mirokit.config import ConfigError, to_dict
+from mirokit.config import ConfigError
 from mirokit.dtypes import dtype_name, dtype_named
+from mirokit.encoders.autoencoder_space import FrozenAutoencoderSpace
 from mirokit.encoders.hub import load_pretrained
 from mirokit.encoders.pixel import IMAGE_SPACES, ImageSpaceConfig
 from mirokit.sources import locate
@@ -143,8 +143,11 @@ def normalisation_of(cfg: VAESpaceConfig) -> tuple[list[float], list[float]]:
 
 
 @IMAGE_SPACES.register("vae", config=VAESpaceConfig, description="normalised VAE latents (diffusers AutoencoderKL)")
-class VAESpace:
+class VAESpace(FrozenAutoencoderSpace):
     """Normalised latents of a frozen VAE; the VAE loads on first use and follows `.to(device)`."""
+
+    memory_format = torch.channels_last
+    round_pixels = False  # truncated to uint8 as the official code does
 
     def __init__(self, config: VAESpaceConfig | None = None):
         config = config or VAESpaceConfig()
@@ -154,43 +157,12 @@ class VAESpace:
         self.config = replace(config, name_or_path=name, normalisation="explicit", stats=None, scale=scale, bias=bias)
         self.scale = torch.tensor(scale, dtype=torch.float32).view(1, -1, 1, 1)
         self.bias = torch.tensor(bias, dtype=torch.float32).view(1, -1, 1, 1)
-        self.device = torch.device("cpu")
-        self.weights_dtype: torch.dtype | None = None  # set by to_dtype: replaces config.dtype for this session
-        self._vae = None
-
-    @property
-    def kind(self) -> str:
-        """The registered kind ("vae")."""
-        return self.config.kind
+        super().__init__()
 
     @property
     def channels(self) -> int:
         """Latent channels C."""
         return self.scale.shape[1]
-
-    @property
-    def needs_noise(self) -> bool:
-        """True when `to_model` draws latents from their moments (it then needs `noise`)."""
-        return self.config.sample
-
-    def spec(self) -> dict:
-        """JSON description stored in checkpoints (explicit constants)."""
-        return to_dict(self.config)
-
-    def to(self, device: torch.device | str) -> VAESpace:
-        """Move the VAE (when loaded, and from then on) to `device`; returns self."""
-        self.device = torch.device(device)
-        if self._vae is not None:
-            self._vae.to(self.device)
-        return self
-
-    def to_dtype(self, dtype: torch.dtype) -> VAESpace:
-        """Hold the VAE's weights in `dtype` (when loaded, and from then on; the stored spec is unchanged: this is
-        a choice of the session); decoded images stay float32. Returns self."""
-        self.weights_dtype = dtype
-        if self._vae is not None:
-            self._vae.to(dtype)
-        return self
 
     @property
     def vae(self):
@@ -251,23 +223,9 @@ class VAESpace:
             mean = mean + std * noise.to(mean)
         return mean * self.scale.to(mean.device) + self.bias.to(mean.device)
 
-    @torch.no_grad()
-    def decode(self, x: Tensor) -> Tensor:
-        """x: (B, C, h, w) model space -> (B, 3, H, W) images in [0, 1]."""
-        out = []
-        for start in range(0, x.shape[0], self.config.batch_size):
-            z = (x[start:start + self.config.batch_size].float().to(self.device) - self.bias.to(self.device)) \
-                / self.scale.to(self.device)
-            image = self.vae.decode(z.to(self.vae.dtype).contiguous(memory_format=torch.channels_last)).sample.float()
-            out.append((image * 0.5 + 0.5).clamp(0, 1))
-        return torch.cat(out)
-
-    def to_pil(self, x: Tensor) -> list:
-        """x: model space -> list of B RGB PIL images (values truncated to uint8 as the official code does)."""
-        from PIL import Image
-
-        arr = (self.decode(x) * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+    def latents(self, x: Tensor) -> Tensor:
+        """x: (B, C, h, w) model space -> the VAE's latents z = (x - bias) / scale."""
+        return (x - self.bias.to(x.device)) / self.scale.to(x.device)
 
 
 def init_tiny_vae(out: str | Path, *, widths: tuple[int, ...] = (16, 32), latent_channels: int = 4,

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from mirokit.config import to_dict
 from mirokit.dtypes import dtype_name, dtype_named
+from mirokit.encoders.autoencoder_space import FrozenAutoencoderSpace
 from mirokit.encoders.hub import check_part, load_pretrained
 from mirokit.encoders.pixel import IMAGE_SPACES, ImageSpaceConfig
 from mirokit.sources import locate
@@ -58,22 +57,15 @@ class DiffusersVAEConfig(ImageSpaceConfig):
 
 @IMAGE_SPACES.register("diffusers_vae", config=DiffusersVAEConfig,
                        description="a diffusers pipeline's autoencoder (SD3's KL VAE, Sana's DC-AE), as its pipeline")
-class DiffusersVAESpace:
+class DiffusersVAESpace(FrozenAutoencoderSpace):
     """Latents of a frozen diffusers AutoencoderKL / AutoencoderDC; it loads on first use and follows `.to(device)`."""
 
     def __init__(self, config: DiffusersVAEConfig | None = None):
         config = config or DiffusersVAEConfig()
         name, self.local = locate(config.name_or_path, "VAE")
         self.config = replace(config, name_or_path=name)
-        self.device = torch.device("cpu")
-        self.weights_dtype: torch.dtype | None = None  # set by to_dtype: replaces config.dtype for this session
-        self._vae = None
+        super().__init__()
         self._vae_config: dict | None = None
-
-    @property
-    def kind(self) -> str:
-        """The registered kind ("diffusers_vae")."""
-        return self.config.kind
 
     def vae_config(self) -> dict:
         """The autoencoder's config.json (read without the weights), checked to be one of AUTOENCODERS."""
@@ -126,29 +118,6 @@ class DiffusersVAESpace:
         return 2 ** (len(blocks) - 1)
 
     @property
-    def needs_noise(self) -> bool:
-        """True when `to_model` draws latents from their moments (it then needs `noise`)."""
-        return self.config.sample
-
-    def spec(self) -> dict:
-        """JSON description stored in checkpoints (`build_image_space(spec)` rebuilds the space)."""
-        return to_dict(self.config)
-
-    def to(self, device: torch.device | str) -> DiffusersVAESpace:
-        """Move the autoencoder (when loaded, and from then on) to `device`; returns self."""
-        self.device = torch.device(device)
-        if self._vae is not None:
-            self._vae.to(self.device)
-        return self
-
-    def to_dtype(self, dtype: torch.dtype) -> DiffusersVAESpace:
-        """Hold the autoencoder's weights in `dtype` (this session only); decoded images stay float32. Returns self."""
-        self.weights_dtype = dtype
-        if self._vae is not None:
-            self._vae.to(dtype)
-        return self
-
-    @property
     def vae(self):
         """The frozen diffusers autoencoder (loaded on first access)."""
         if self._vae is None:
@@ -198,20 +167,6 @@ class DiffusersVAESpace:
             mean = mean + std * noise.to(mean)
         return (mean - self.shift_factor) * self.scaling_factor
 
-    @torch.no_grad()
-    def decode(self, x: Tensor) -> Tensor:
-        """x: (B, C, h, w) model space -> (B, 3, H, W) images in [0, 1]."""
-        out = []
-        for start in range(0, x.shape[0], self.config.batch_size):
-            z = x[start:start + self.config.batch_size].float().to(self.device) / self.scaling_factor \
-                + self.shift_factor
-            image = self.vae.decode(z.to(self.vae.dtype)).sample.float()
-            out.append((image * 0.5 + 0.5).clamp(0, 1))
-        return torch.cat(out)
-
-    def to_pil(self, x: Tensor) -> list:
-        """x: model space -> list of B RGB PIL images (rounded to uint8, as diffusers' image processor does)."""
-        from PIL import Image
-
-        arr = (self.decode(x) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+    def latents(self, x: Tensor) -> Tensor:
+        """x: (B, C, h, w) model space -> the autoencoder's latents z = x / scaling_factor + shift_factor."""
+        return x / self.scaling_factor + self.shift_factor
