@@ -1,11 +1,10 @@
 """The reward-target and sampler flags shared by `mirokit sample`, `mirokit generate` and the `mirokit eval`
-commands. They are parsed into explicit partial settings; `mirokit.sampling.resolve` decides what wins
+commands. They are parsed into explicit partial settings; `mirokit.sampling.targets.settings_for` decides what wins
 (explicit flag > --preset > the model's defaults > the official sampler)."""
 
 from __future__ import annotations
 
 from mirokit.config import parse_key_values
-from mirokit.sampling.targets import check_targets_known, settings_record, targets_for  # noqa: F401 (re-exported)
 
 
 def add_model_flags(p, *, several: bool = False) -> None:
@@ -61,10 +60,3 @@ def explicit_settings(args) -> dict:
 
     return explicit_from_args(args, SamplingSettings, parse_key_values)
 
-
-def resolve_flags(args, model_defaults: dict | None = None, preset: str | None = None):
-    """Flags + --preset (or `preset`) + a model's sampling defaults -> SamplingSettings (mirokit.sampling.resolve)."""
-    from mirokit.sampling import resolve
-    from mirokit.sampling.presets import load_preset
-
-    return resolve(explicit_settings(args), load_preset(preset if preset is not None else args.preset), model_defaults)

@@ -18,7 +18,7 @@ class FrozenAutoencoderSpace:
     """The shared half of an image space over a frozen diffusers autoencoder (see the module docstring)."""
 
     memory_format: ClassVar[torch.memory_format] = torch.contiguous_format
-    """the layout of the latents handed to the decoder"""
+    """the layout of what the encoder and the decoder get"""
     round_pixels: ClassVar[bool] = True
     """to_pil rounds to uint8 (diffusers' image processor); False truncates (the official MIRO code)"""
 
@@ -55,6 +55,30 @@ class FrozenAutoencoderSpace:
         if self._vae is not None:
             self._vae.to(dtype)
         return self
+
+    def data_shape(self, channels: int, size: int) -> tuple[int, int]:
+        """(channels, side) of what a dataset sample holds for a model of `channels` x `size` x `size`: latent
+        moments (2C, size), or pixels (3, size * downsample) when the space encodes them itself."""
+        if channels != self.channels:
+            raise ValueError(f"model.image_channels is {channels} but the VAE latent space of "
+                             f"{self.config.name_or_path} has {self.channels} channels")
+        if self.config.input == "moments":
+            return 2 * channels, size
+        return 3, size * self.downsample()
+
+    def moments(self, chunk: Tensor) -> Tensor:
+        """chunk: (b, 3, H, W) pixels in the autoencoder's dtype and layout -> (b, 2C, h, w) moments (mean, std)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode_moments(self, pixels: Tensor) -> Tensor:
+        """pixels: (B, 3, H, W) in [-1, 1] -> latent moments (B, 2C, H/f, W/f) float32 (mean then std), in
+        batches of config.batch_size."""
+        out = []
+        for start in range(0, pixels.shape[0], self.config.batch_size):
+            chunk = pixels[start:start + self.config.batch_size].to(self.device, self.vae.dtype)
+            out.append(self.moments(chunk.contiguous(memory_format=self.memory_format)).float())
+        return torch.cat(out)
 
     def latents(self, x: Tensor) -> Tensor:
         """x: (B, C, h, w) float32 model space on the space's device -> the autoencoder's latents (B, C, h, w)."""

@@ -130,28 +130,12 @@ class DiffusersVAESpace(FrozenAutoencoderSpace):
             self._vae = vae.eval().requires_grad_(False).to(self.device)
         return self._vae
 
-    def data_shape(self, channels: int, size: int) -> tuple[int, int]:
-        """(channels, side) of what a dataset sample holds for a model of `channels` x `size` x `size`."""
-        if channels != self.channels:
-            raise ValueError(f"model.image_channels is {channels} but the VAE latent space of "
-                             f"{self.config.name_or_path} has {self.channels} channels")
-        if self.config.input == "moments":
-            return 2 * channels, size
-        return 3, size * self.downsample()
-
-    @torch.no_grad()
-    def encode_moments(self, pixels: Tensor) -> Tensor:
-        """pixels: (B, 3, H, W) in [-1, 1] -> latent moments (B, 2C, H/f, W/f) float32 (mean then std; DC-AE: 0)."""
-        out = []
-        for start in range(0, pixels.shape[0], self.config.batch_size):
-            chunk = pixels[start:start + self.config.batch_size].to(self.device, self.vae.dtype)
-            encoded = self.vae.encode(chunk)
-            if self.is_dc:
-                mean = encoded.latent
-                out.append(torch.cat([mean, torch.zeros_like(mean)], dim=1).float())
-            else:
-                out.append(torch.cat([encoded.latent_dist.mean, encoded.latent_dist.std], dim=1).float())
-        return torch.cat(out)
+    def moments(self, chunk: Tensor) -> Tensor:
+        """chunk: (b, 3, H, W) pixels -> (b, 2C, h, w) mean and std (a DC-AE is deterministic: std 0)."""
+        encoded = self.vae.encode(chunk)
+        if self.is_dc:
+            return torch.cat([encoded.latent, torch.zeros_like(encoded.latent)], dim=1)
+        return torch.cat([encoded.latent_dist.mean, encoded.latent_dist.std], dim=1)
 
     def to_model(self, data: Tensor, noise: Tensor | None = None) -> Tensor:
         """data: (B, 2C, h, w) moments or (B, 3, H, W) pixels -> model space (B, C, h, w); `noise` (B, C, h, w)

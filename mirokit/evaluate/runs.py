@@ -8,7 +8,7 @@ tune-targets` parse their flags and call these. The settings of one model come f
 
 from __future__ import annotations
 
-from mirokit.evaluate.samples import ModelRun
+from mirokit.evaluate.samples import ModelRun, load_pipes
 from mirokit.sampling.targets import settings_for, settings_record
 
 SAMPLER = ("solver", "steps", "shift")
@@ -26,16 +26,13 @@ def build_runs(models: dict[str, str], *, presets: dict[str, str] | None = None,
     error; a model drops the targets of keys it lacks. Each run's record names the model, its settings, its
     reward keys and the device."""
     from mirokit.distributed import resolve_device
-    from mirokit.pipeline import MiroPipeline
 
     presets = presets or {}
     unknown = sorted(set(presets) - set(models))
     if unknown:
         raise ValueError(f"--model-preset names {unknown[0]!r}, which is not a --model name ({', '.join(models)})")
     device = str(resolve_device(device))
-    pipes = {name: MiroPipeline.from_pretrained(path, variant=variant, device=device, text_encoder=text_encoder,
-                                                vae=vae).to(dtype=dtype)
-             for name, path in models.items()}
+    pipes = load_pipes(models, device=device, text_encoder=text_encoder, vae=vae, variant=variant, dtype=dtype)
     keys_by_model = {name: pipe.reward_keys for name, pipe in pipes.items()}
     runs = []
     for name, pipe in pipes.items():

@@ -138,11 +138,13 @@ def score_images(scorers: dict, images_u8: np.ndarray, captions: list[str], *, b
 
 
 def load_pipes(models: dict[str, str], *, device: str = "cpu", text_encoder: str | None = None,
-               vae: str | None = None) -> dict:
-    """{name: model folder} -> {name: MiroPipeline} on `device` (one-line errors for missing folders)."""
+               vae: str | None = None, variant: str | None = None, dtype=None) -> dict:
+    """{name: model folder or hub id} -> {name: MiroPipeline} on `device`, the generator in `dtype` (None: as
+    stored); `variant`: the subfolder of every model (one-line errors for missing folders)."""
     from mirokit.pipeline import MiroPipeline
 
-    return {name: MiroPipeline.from_pretrained(path, device=device, text_encoder=text_encoder, vae=vae)
+    return {name: MiroPipeline.from_pretrained(path, variant=variant, device=device, text_encoder=text_encoder,
+                                               vae=vae).to(dtype=dtype)
             for name, path in models.items()}
 
 

@@ -5,8 +5,14 @@ import json
 
 import pytest
 
-from mirokit.cli.sampling_flags import add_sampling_flags, explicit_settings, resolve_flags
+from mirokit.cli.sampling_flags import add_sampling_flags, explicit_settings
 from mirokit.config import parse_named
+from mirokit.sampling.targets import settings_for
+
+
+def resolve_flags(args, model_defaults=None):
+    """What the sampling commands do with the parsed flags (mirokit.sampling.targets.settings_for)."""
+    return settings_for(explicit_settings(args), args.preset, model_defaults, ["a", "b"])
 
 
 def _args(*argv):

@@ -83,7 +83,7 @@ def test_generate_measures_stores_and_reproduces_with_the_cli(client, tmp_path):
     from mirokit.cli.main import main
     from mirokit.studio.history import settings_from_png
 
-    job = run(client, {**BASE, "num_images": 2, "rewards": {"world_quality": 0.25}})
+    job = run(client, {**BASE, "num_images": 2, "rewards": {"world_quality": 0.25}, "guidance_interval": [0.2, 1]})
     assert job["status"] == "done" and len(job["results"]) == 2
     first = job["results"][0]
     assert first["asked"] == {"world_alignment": 1.0, "world_quality": 0.25, "world_composition": 1.0}
@@ -104,6 +104,7 @@ def test_generate_measures_stores_and_reproduces_with_the_cli(client, tmp_path):
     cli_image = np.asarray(Image.open(tmp_path / "cli" / "000_001.png").convert("RGB"))
     np.testing.assert_array_equal(cli_image, pixels(client, job, second))
     assert "MiroPipeline.from_pretrained" in second["python"] and "num_images=2" in second["python"]
+    assert "--guidance-interval" in args and "guidance_interval=(0.2, 1.0)" in second["python"]  # every setting
 
 
 def test_other_targets_give_other_images_on_the_same_noise(client):
@@ -182,6 +183,7 @@ def test_draft_then_final_and_model_ab(client):
     ({"prompt": "  "}, "write a prompt first"),
     ({"mode": "dance"}, "unknown mode"),
     ({"solver": "rk45"}, "unknown solver"),
+    ({"guidance_interval": [0.8, 0.2]}, "guidance_interval must have 0 <= lo < hi <= 1"),
 ])
 def test_bad_values_are_one_line_errors(client, change, message):
     response = client.post("/api/jobs", json={**BASE, **change}, headers=A)

@@ -52,6 +52,6 @@ def test_model_and_image_space_must_agree(tmp_path):
     try:
         train(cfg)
     except ValueError as err:
-        assert "model.image_channels is 3 but the VAE latent space has 4 channels" in str(err)
+        assert f"model.image_channels is 3 but the VAE latent space of {vae.resolve()} has 4 channels" in str(err)
     else:
         raise AssertionError("a channel mismatch must be a one-line error")
